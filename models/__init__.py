@@ -1,0 +1,1 @@
+"""Model side of the project: registry, parser, heads and attention modules."""
