@@ -52,7 +52,10 @@ class Registry:
             key = name or cls.__name__
             if key in self._specs and self._specs[key].cls is not cls:
                 raise KeyError(f"{self.what} name '{key}' is already registered by {self._specs[key].cls!r}")
-            self._specs[key] = LayerSpec(name=key, cls=cls, kind=kind, **meta)
+            known = {f for f in LayerSpec.__dataclass_fields__} - {"name", "cls", "kind", "extra"}
+            fields = {k: v for k, v in meta.items() if k in known}
+            extra = {**meta.get("extra", {}), **{k: v for k, v in meta.items() if k not in known and k != "extra"}}
+            self._specs[key] = LayerSpec(name=key, cls=cls, kind=kind, extra=extra, **fields)
             return cls
 
         return deco

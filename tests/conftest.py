@@ -10,3 +10,21 @@ sys.path.insert(0, str(ROOT))
 import offline  # noqa: E402  (sets YOLO_OFFLINE and friends before ultralytics is imported)
 
 offline.configure()
+
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def tiny_data(tmp_path_factory) -> str:
+    """A small built-in-style dataset YAML (16 train / 8 val images at 128 px), made by the real generator path."""
+    root = tmp_path_factory.mktemp("data")
+    yaml_file = root / "tiny_shapes.yaml"
+    yaml_file.write_text(
+        "path: tiny_shapes\ntrain: images/train\nval: images/val\n"
+        "names: {0: circle, 1: rectangle, 2: triangle, 3: star, 4: cross}\n"
+        "generator: {n_train: 16, n_val: 8, size: 128, seed: 1}\n"
+    )
+    from data.datasets import prepare_data
+
+    return prepare_data(str(yaml_file))

@@ -66,3 +66,57 @@ class BatchNorm2dSafe(nn.BatchNorm2d):
                 x, self.running_mean, self.running_var, self.weight, self.bias, False, 0.0, self.eps
             )
         return super().forward(x)
+
+
+# --- helpers for the self-attention family (danet, criss_cross, cot, acmix, ...) ---------------------
+
+
+def autocast_off(x: torch.Tensor):
+    """Context manager that disables autocast on ``x``'s device type.
+
+    Under autocast, ``a.float() @ b.float()`` is still run in bf16/fp16 (matmul is on autocast's
+    low-precision list), so statistics that must stay in fp32 are computed inside this context.
+    """
+    return torch.autocast(device_type=x.device.type, enabled=False)
+
+
+def local_neighbourhood(x: torch.Tensor, k: int, dilation: int = 1) -> torch.Tensor:
+    """(B, C, H, W) -> (B, C, k*k, H, W): the zero-padded k x k neighbourhood of every position.
+
+    Offsets are ordered row-major (dy outer, dx inner), like ``nn.Unfold``. Built from k*k shifted
+    slices of one zero-padded tensor: works for any H, W >= 1 (no reflection padding), exports to ONNX
+    with dynamic H, W, and is deterministic on CUDA.
+    """
+    p = dilation * (k - 1) // 2
+    h, w = x.shape[-2:]
+    xp = torch.nn.functional.pad(x, (p, p, p, p))
+    taps = [
+        xp[..., i * dilation : i * dilation + h, j * dilation : j * dilation + w] for i in range(k) for j in range(k)
+    ]
+    return torch.stack(taps, 2)
+
+
+def linspace_pm1(n: int, like: torch.Tensor) -> torch.Tensor:
+    """``torch.linspace(-1, 1, n)`` in ``like``'s dtype/device, written with arange so that n == 1 gives
+    [-1] also in ONNX (the exported Linspace divides by n - 1)."""
+    i = torch.arange(n, device=like.device).to(like.dtype)
+    return i * 2 / i.amax().clamp(min=1) - 1
+
+
+# --- helpers for the hybrid family (shuffle_attention, gam, simam, sge, ...) ----------------------------
+
+
+def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
+    """ShuffleNet channel shuffle: (B, g*n, H, W) -> interleave the g groups of n channels."""
+    b, c, h, w = x.shape
+    return x.reshape(b, groups, c // groups, h, w).transpose(1, 2).reshape(b, c, h, w)
+
+
+def spatial_dof(x: torch.Tensor) -> torch.Tensor:
+    """``max(H*W - 1, 1)`` of a (..., H, W) tensor as a 0-d tensor in ``x``'s dtype/device.
+
+    The Bessel-corrected denominator of a per-map variance. Clamped so that a 1x1 map gives a zero
+    variance instead of 0/0; built from the traced shape, so it stays dynamic in ONNX export.
+    """
+    n = x.shape[-2] * x.shape[-1] - 1
+    return torch.as_tensor(n, dtype=x.dtype, device=x.device).clamp(min=1)

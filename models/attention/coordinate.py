@@ -27,6 +27,7 @@ from models.registry import register_attention
     arxiv="2103.02907",
     year=2021,
     placement="backbone_end",
+    config_name="ca",
     notes="Blog ports match the official layers but use adaptive pools (non-deterministic on CUDA, no dynamic ONNX).",
 )
 class CoordAtt(nn.Module):

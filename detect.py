@@ -1,0 +1,71 @@
+"""Run detection on images, folders, globs, videos or a webcam with ultralytics' predictor.
+
+    python detect.py --weights runs/train/exp/weights/best.pt --source data/images --img 320
+    python detect.py --weights best.pt --source video.mp4
+    python detect.py --weights best.pt --source 0          # webcam 0
+
+Results (annotated images/videos, optional labels/*.txt) go to runs/detect/exp, exp2, ...
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import tools.common as common
+
+
+def parse_opt(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--weights", required=True, help="model .pt (our runs' best.pt/last.pt)")
+    p.add_argument("--source", default=str(common.ROOT / "data" / "images"), help="file/dir/glob/video/webcam index")
+    common.add_imgsz(p)
+    p.add_argument("--conf-thres", type=float, default=0.25, help="confidence threshold")
+    p.add_argument("--iou-thres", type=float, default=0.45, help="NMS IoU threshold")
+    p.add_argument("--max-det", type=int, default=1000, help="maximum detections per image")
+    common.add_device(p)
+    p.add_argument("--view-img", action="store_true", help="show results")
+    p.add_argument("--save-txt", action="store_true", help="save results to *.txt")
+    p.add_argument("--save-conf", action="store_true", help="save confidences in --save-txt labels")
+    p.add_argument("--nosave", action="store_true", help="do not save images/videos")
+    p.add_argument("--classes", nargs="+", type=int, help="filter by class: --classes 0, or --classes 0 2 3")
+    p.add_argument("--project", default=None, help="save results to project/name (default runs/detect)")
+    p.add_argument("--name", default="exp", help="save results to project/name")
+    p.add_argument("--exist-ok", action="store_true", help="existing project/name ok, do not increment")
+    p.add_argument("--half", action="store_true", help="FP16 half-precision inference (GPU)")
+    p.add_argument("--line-thickness", type=int, default=None, help="bounding box thickness (pixels)")
+    return p.parse_args(argv)
+
+
+def main(opt):
+    from pathlib import Path
+
+    from ultralytics import YOLO
+
+    source = opt.source
+    if not source.isdigit() and not any(c in source for c in "*?") and "://" not in source and not Path(source).exists():
+        raise SystemExit(f"error: --source {source}: no such file or folder")
+    model = YOLO(common.check_weights(opt.weights))
+    results = model.predict(
+        source=source,
+        imgsz=opt.imgsz,
+        conf=opt.conf_thres,
+        iou=opt.iou_thres,
+        max_det=opt.max_det,
+        device=common.device_arg(opt.device),
+        show=opt.view_img,
+        save=not opt.nosave,
+        save_txt=opt.save_txt,
+        save_conf=opt.save_conf,
+        classes=opt.classes,
+        save_dir=common.save_dir(opt.project, "detect", opt.name, opt.exist_ok),
+        exist_ok=opt.exist_ok,
+        half=opt.half,
+        line_width=opt.line_thickness,
+        stream=True,
+    )
+    n = sum(1 for _ in results)  # stream: one frame at a time, constant memory on long videos
+    return n
+
+
+if __name__ == "__main__":
+    main(parse_opt())

@@ -1,0 +1,34 @@
+"""Layers our YAMLs use: ultralytics' building blocks and the ``nn.*`` layers YOLO YAMLs name.
+
+Everything a YAML may name is registered in :data:`models.registry.LAYERS`; the parser resolves names
+nowhere else. Blocks that ultralytics lacks live here too (registered the same way).
+"""
+
+from __future__ import annotations
+
+from torch import nn
+from ultralytics.nn import modules as um
+
+from models.registry import LAYERS
+
+# c1, c2 = in/out channels; the YAML's first argument is the nominal output width (scaled by width_multiple)
+for _cls in (um.Conv, um.DWConv, um.GhostConv, um.Focus, um.SPP, um.SPPF, um.Bottleneck, um.GhostBottleneck,
+             um.ConvTranspose, um.RepConv):
+    LAYERS.add(_cls, kind="conv")
+# as above, with the (depth-scaled) repeat count inserted as the third argument
+for _cls in (um.C1, um.C2, um.C2f, um.C3, um.C3x, um.C3Ghost, um.C3TR, um.BottleneckCSP, um.RepC3):
+    LAYERS.add(_cls, kind="repeat")
+LAYERS.add(um.Concat, kind="concat")
+
+
+def _detect_args(args: list, ch_in: list[int], d: dict) -> list:
+    """ultralytics Detect(nc, reg_max, end2end, ch)."""
+    return [*args[:1], d.get("reg_max", 16), d.get("end2end"), ch_in]
+
+
+LAYERS.add(um.Detect, kind="head", make_args=_detect_args, legacy=True)
+
+# torch.nn layers that YOLO YAMLs name, by their YAML spelling
+for _name in ("Upsample", "Identity", "MaxPool2d", "AvgPool2d", "ZeroPad2d", "Dropout", "Dropout2d"):
+    LAYERS.add(getattr(nn, _name), kind="passthrough", name=f"nn.{_name}")
+LAYERS.add(nn.BatchNorm2d, kind="norm", name="nn.BatchNorm2d")

@@ -1,0 +1,128 @@
+"""Train a YOLO detector with attention modules placed from its YAML.
+
+    python train.py --cfg yolov5s-cbam.yaml --data shapes.yaml --epochs 30 --img 320 --batch-size 16
+
+Flags follow YOLOv5's train.py. Training itself is ultralytics' trainer; runs go to runs/train/exp, exp2, ...
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import tools.common as common
+
+ULTRALYTICS_HYP = {
+    "lr0", "lrf", "momentum", "weight_decay", "warmup_epochs", "warmup_momentum", "warmup_bias_lr", "box", "cls",
+    "dfl", "hsv_h", "hsv_s", "hsv_v", "degrees", "translate", "scale", "shear", "perspective", "flipud", "fliplr",
+    "mosaic", "mixup", "copy_paste", "close_mosaic", "label_smoothing", "nbs",
+}
+YOLOV5_LOSS_KEYS = {"box", "cls", "obj", "cls_pw", "obj_pw", "iou_t", "anchor_t", "fl_gamma", "anchors"}
+
+
+def parse_opt(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--cfg", default="", help="model YAML: a path or a name in configs/ (e.g. yolov5s-cbam.yaml)")
+    p.add_argument("--weights", default="", help="initial weights (local .pt); with --cfg, transferred into that model")
+    p.add_argument("--data", default="shapes.yaml", help="dataset YAML: path, name in data/, or coco128.yaml/VOC.yaml/coco.yaml")
+    p.add_argument("--hyp", default="", help="hyperparameter YAML (YOLOv5 or ultralytics keys)")
+    p.add_argument("--epochs", type=int, default=100)
+    p.add_argument("--batch-size", type=int, default=16, help="total batch size for all GPUs, -1 for autobatch")
+    common.add_imgsz(p)
+    common.add_device(p)
+    p.add_argument("--workers", type=int, default=8, help="max dataloader workers (per RANK in DDP)")
+    p.add_argument("--project", default=None, help="save to project/name (default runs/train)")
+    p.add_argument("--name", default="exp", help="save to project/name")
+    p.add_argument("--exist-ok", action="store_true", help="existing project/name ok, do not increment")
+    p.add_argument("--resume", nargs="?", const=True, default=False, help="resume most recent training, or the given last.pt")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--optimizer", default="SGD", choices=["SGD", "Adam", "AdamW", "auto"])
+    p.add_argument("--cos-lr", action="store_true", help="cosine LR scheduler")
+    p.add_argument("--patience", type=int, default=100, help="EarlyStopping patience (epochs without improvement)")
+    p.add_argument("--amp", default=True, action=argparse.BooleanOptionalAction, help="automatic mixed precision on GPU")
+    return p.parse_args(argv)
+
+
+def load_hyp(path: str) -> tuple[dict, dict]:
+    """Split a hyperparameter YAML into (ultralytics overrides, YOLOv5 loss gains)."""
+    import yaml
+
+    p = Path(path)
+    if not p.is_file():
+        p = common.ROOT / "data" / "hyps" / Path(path).name
+    if not p.is_file():
+        raise SystemExit(f"error: --hyp {path}: file not found")
+    hyp = yaml.safe_load(p.read_text()) or {}
+    if not isinstance(hyp, dict):
+        raise SystemExit(f"error: --hyp {path}: expected a mapping of hyperparameters")
+    yolov5_form = "obj" in hyp
+    overrides = {k: v for k, v in hyp.items() if k in ULTRALYTICS_HYP and not (yolov5_form and k in YOLOV5_LOSS_KEYS)}
+    loss = {k: v for k, v in hyp.items() if k in YOLOV5_LOSS_KEYS}
+    unknown = sorted(set(hyp) - ULTRALYTICS_HYP - YOLOV5_LOSS_KEYS)
+    if unknown:
+        print(f"--hyp {path}: ignoring unknown keys {unknown}")
+    return overrides, loss
+
+
+def latest_last(project: str) -> str:
+    runs = sorted(Path(project).glob("*/weights/last.pt"), key=lambda p: p.stat().st_mtime)
+    if not runs:
+        raise SystemExit(f"error: --resume: no last.pt found under {project}")
+    return str(runs[-1])
+
+
+def build_overrides(opt) -> dict:
+    from data.datasets import prepare_data
+
+    project = common.run_dir(opt.project, "train")
+    if opt.resume:
+        last = latest_last(project) if opt.resume is True else common.check_weights(opt.resume, "--resume")
+        return {"model": last, "resume": last}
+    if not opt.cfg and not opt.weights:
+        raise SystemExit("error: give --cfg (a model YAML) and/or --weights (a .pt file)")
+    overrides = {
+        "data": prepare_data(opt.data),
+        "epochs": opt.epochs,
+        "batch": opt.batch_size,
+        "imgsz": opt.imgsz,
+        "device": common.device_arg(opt.device),
+        "workers": opt.workers,
+        "save_dir": common.save_dir(opt.project, "train", opt.name, opt.exist_ok),
+        "exist_ok": opt.exist_ok,
+        "seed": opt.seed,
+        "deterministic": True,
+        "optimizer": opt.optimizer,
+        "cos_lr": opt.cos_lr,
+        "patience": opt.patience,
+        "amp": opt.amp,
+    }
+    if opt.cfg:
+        from models.yolo import ConfigError, build_model, resolve_config
+
+        try:
+            path, scale = resolve_config(opt.cfg)
+            build_model(opt.cfg)  # fail on a bad YAML before any run folder is created or touched
+        except (ConfigError, FileNotFoundError) as e:
+            raise SystemExit(f"error: --cfg {opt.cfg}: {e}") from None
+        # keep the scale letter in the name ultralytics records (yolov5s-cbam.yaml -> configs/yolov5-cbam.yaml, scale s)
+        overrides["model"] = str(path.with_name(Path(opt.cfg).name)) if scale and path.stem != Path(opt.cfg).stem else str(path)
+        if opt.weights:
+            overrides["pretrained"] = common.check_weights(opt.weights)
+    else:
+        overrides["model"] = common.check_weights(opt.weights)
+    if opt.hyp:
+        hyp, _loss = load_hyp(opt.hyp)
+        overrides.update(hyp)
+    return overrides
+
+
+def main(opt):
+    from models.trainer import AttentionTrainer
+
+    trainer = AttentionTrainer(overrides=build_overrides(opt))
+    trainer.train()
+    return trainer
+
+
+if __name__ == "__main__":
+    main(parse_opt())

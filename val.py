@@ -1,0 +1,51 @@
+"""Validate a trained detector (mAP, precision, recall) with ultralytics' validator.
+
+    python val.py --weights runs/train/exp/weights/best.pt --data shapes.yaml --img 320
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import tools.common as common
+
+
+def parse_opt(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--weights", required=True, help="model .pt (our runs' best.pt/last.pt)")
+    p.add_argument("--data", default="shapes.yaml", help="dataset YAML: path, name in data/, or an ultralytics dataset name")
+    common.add_imgsz(p)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--conf-thres", type=float, default=0.001, help="confidence threshold")
+    p.add_argument("--iou-thres", type=float, default=0.6, help="NMS IoU threshold")
+    common.add_device(p)
+    p.add_argument("--half", action="store_true", help="FP16 half-precision inference (GPU)")
+    p.add_argument("--task", default="val", choices=["train", "val", "test"], help="dataset split to evaluate")
+    p.add_argument("--project", default=None, help="save to project/name (default runs/val)")
+    p.add_argument("--name", default="exp", help="save to project/name")
+    p.add_argument("--exist-ok", action="store_true", help="existing project/name ok, do not increment")
+    return p.parse_args(argv)
+
+
+def main(opt):
+    from ultralytics import YOLO
+
+    from data.datasets import prepare_data
+
+    model = YOLO(common.check_weights(opt.weights))
+    return model.val(
+        data=prepare_data(opt.data),
+        imgsz=opt.imgsz,
+        batch=opt.batch_size,
+        conf=opt.conf_thres,
+        iou=opt.iou_thres,
+        device=common.device_arg(opt.device),
+        half=opt.half,
+        split=opt.task,
+        save_dir=common.save_dir(opt.project, "val", opt.name, opt.exist_ok),
+        exist_ok=opt.exist_ok,
+    )
+
+
+if __name__ == "__main__":
+    main(parse_opt())
