@@ -1,0 +1,47 @@
+"""eSE: Effective Squeeze-Excitation (VoVNetV2).
+
+Lee, Park, "CenterMask: Real-Time Anchor-Free Instance Segmentation", CVPR 2020, arXiv:1911.06667 (eSE is
+introduced there for VoVNetV2). Official code: youngwanLEE/CenterMask, youngwanLEE/vovnet-detectron2;
+timm ``EffectiveSEModule``.
+
+y = x * hsigmoid(W GAP(x) + b), with one C -> C fully connected layer (a biased 1x1 conv) and
+hsigmoid(t) = relu6(t + 3) / 6. There is no reduction, so no channel information is lost. Parameters C^2 + C.
+
+Departures from the paper: none in the maths. The squeeze is ``x.mean((2, 3))`` (CUDA-deterministic,
+ONNX-dynamic) instead of an adaptive pooling layer. ``add_maxpool=True`` is timm's optional variant
+(0.5 * avg + 0.5 * max), off by default (not in the paper).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from models.attention._common import HSigmoid
+from models.registry import register_attention
+
+
+@register_attention(
+    "EffectiveSE",
+    category="channel",
+    paper="CenterMask: Real-Time Anchor-Free Instance Segmentation",
+    arxiv="1911.06667",
+    year=2020,
+    placement="backbone_end",
+    notes="ODS EffectiveSE.py imports timm.models.layers.create_act, which current timm lacks; same maths otherwise.",
+)
+class EffectiveSE(nn.Module):
+    """x * hsigmoid(FC_CxC(GAP(x)))."""
+
+    def __init__(self, c1: int, add_maxpool: bool = False):
+        super().__init__()
+        self.build_notes: list[str] = []
+        self.add_maxpool = bool(add_maxpool)
+        self.fc = nn.Conv2d(c1, c1, 1, bias=True)
+        self.gate = HSigmoid()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        s = x.mean((2, 3), keepdim=True)
+        if self.add_maxpool:
+            s = 0.5 * s + 0.5 * x.amax((2, 3), keepdim=True)
+        return x * self.gate(self.fc(s))

@@ -1,0 +1,111 @@
+"""GCNet: Global Context block.
+
+Cao, Xu, Lin, Wei, Hu, "GCNet: Non-local Networks Meet Squeeze-Excitation Networks and Beyond", ICCV Workshops 2019
+(TPAMI 2020), arXiv:1904.11492. Official code: xvjiarui/GCNet (``ContextBlock``, also in mmcv).
+
+- Context modelling (``pooling="att"``): a 1x1 conv (C -> 1, with bias) gives one logit per position, softmax
+  over the N = H*W positions, and the context is the weighted sum of the features, shape (B, C, 1, 1).
+  ``pooling="avg"`` replaces it with global average pooling (the paper's ablation).
+- Transform: 1x1 (C -> C/r) -> LayerNorm over (C/r, 1, 1) -> ReLU -> 1x1 (C/r -> C).
+- Fusion: ``"add"`` (paper default) y = x + t; ``"mul"`` y = x * sigmoid(t_mul); ``"both"`` does mul then add.
+
+Initialisation as in the official code: the mask conv is Kaiming-normal (fan_in) with zero bias, and the last
+conv of each transform is zero-initialised, so with the default additive fusion the block is the identity at
+init (``init_identity`` re-applies that).
+
+Departures from the paper:
+- The softmax over positions is computed in (at least) fp32 and cast back (exact in fp32; avoids fp16 rounding of the
+  N-way normalisation under ``.half()``).
+- The hidden width is ``max(C // r, min(8, C))`` (the official code uses ``int(C * ratio)``, which is 1 at
+  C=24, r=16); a clamp is recorded in ``build_notes``.
+- ODS ``GC.py`` (timm ``GlobalContext`` with its defaults) is the multiplicative variant with ratio 1/8 and no
+  zero-initialised add branch; here the paper's additive default is used.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from models.attention._common import reduced_channels
+from models.registry import register_attention
+
+
+class _Transform(nn.Module):
+    """1x1 (C -> h) -> LayerNorm([h, 1, 1]) -> ReLU -> 1x1 (h -> C)."""
+
+    def __init__(self, c1: int, hidden: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(c1, hidden, 1)
+        self.norm = nn.LayerNorm([hidden, 1, 1])
+        self.conv2 = nn.Conv2d(hidden, c1, 1)
+
+    def zero_last(self) -> None:
+        nn.init.zeros_(self.conv2.weight)
+        nn.init.zeros_(self.conv2.bias)
+
+    def forward(self, ctx: torch.Tensor) -> torch.Tensor:
+        return self.conv2(F.relu(self.norm(self.conv1(ctx))))
+
+
+@register_attention(
+    "GCBlock",
+    category="channel",
+    paper="GCNet: Non-local Networks Meet Squeeze-Excitation Networks and Beyond",
+    arxiv="1904.11492",
+    year=2019,
+    placement="backbone_end",
+    notes=(
+        "ODS GC.py is timm GlobalContext (multiplicative fusion, ratio 1/8, no zero-init add branch) and imports "
+        "a timm path that no longer exists; this is the paper's additive block, identity at init."
+    ),
+)
+class GCBlock(nn.Module):
+    """x + T(softmax-attention-pooled context), r=16, zero-initialised last conv."""
+
+    def __init__(self, c1: int, reduction: int = 16, pooling: str = "att", fusion: str = "add"):
+        super().__init__()
+        if pooling not in ("att", "avg"):
+            raise ValueError(f"GCBlock pooling must be 'att' or 'avg', got {pooling!r}")
+        if fusion not in ("add", "mul", "both"):
+            raise ValueError(f"GCBlock fusion must be 'add', 'mul' or 'both', got {fusion!r}")
+        self.build_notes: list[str] = []
+        hidden = reduced_channels(c1, reduction)
+        if hidden != c1 // reduction:
+            self.build_notes.append(f"hidden width {c1}//{reduction}={c1 // reduction} -> {hidden}")
+        self.pooling, self.fusion = pooling, fusion
+        if pooling == "att":
+            self.conv_mask = nn.Conv2d(c1, 1, 1)
+            nn.init.kaiming_normal_(self.conv_mask.weight, mode="fan_in", nonlinearity="relu")
+            nn.init.zeros_(self.conv_mask.bias)
+        self.add_transform = _Transform(c1, hidden) if fusion in ("add", "both") else None
+        self.mul_transform = _Transform(c1, hidden) if fusion in ("mul", "both") else None
+        for t in (self.add_transform, self.mul_transform):
+            if t is not None:
+                t.zero_last()
+
+    def init_identity(self) -> bool:
+        """Zero the last conv of the add transform; exact identity only for additive-only fusion."""
+        if self.mul_transform is not None:
+            return False
+        self.add_transform.zero_last()
+        return True
+
+    def context(self, x: torch.Tensor) -> torch.Tensor:
+        """Global context vector, shape (B, C, 1, 1)."""
+        if self.pooling == "avg":
+            return x.mean((2, 3), keepdim=True)
+        logits = self.conv_mask(x).flatten(2)  # (B, 1, N)
+        w = logits.softmax(-1, dtype=torch.promote_types(logits.dtype, torch.float32)).to(x.dtype)
+        ctx = torch.matmul(x.flatten(2), w.transpose(1, 2))  # (B, C, 1)
+        return ctx.unsqueeze(-1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        ctx = self.context(x)
+        out = x
+        if self.mul_transform is not None:
+            out = out * torch.sigmoid(self.mul_transform(ctx))
+        if self.add_transform is not None:
+            out = out + self.add_transform(ctx)
+        return out

@@ -1,0 +1,93 @@
+"""MLCA: Mixed Local Channel Attention.
+
+Wan et al., "Mixed local channel attention for object detection", Engineering Applications of Artificial
+Intelligence 123 (2023) 106442 (no arXiv version). Official code: wandahangFY/MLCA (``MLCA.py``).
+
+1. L = adaptive average pool of x to local_size x local_size (5 x 5); G = GAP(L), (B, C, 1, 1).
+2. Local path: L flattened position-major to a (B, 1, 25 C) sequence (the C channels of position 0, then of
+   position 1, ...), a bias-free Conv1d with the ECA kernel k(C), reshaped back to (B, C, 5, 5), sigmoid.
+   (Neighbouring positions mix at the channel boundaries; that is the official behaviour and is kept.)
+3. Global path: ECA on G (bias-free Conv1d over channels, same k), sigmoid, broadcast to 5 x 5.
+4. att = (1 - w) * global + w * local (w = 0.5), "un-pooled" to (H, W) by adaptive average pooling from 5 x 5 to
+   H x W; y = x * att.
+k = |log2(C)/gamma + b/gamma| rounded up to odd (gamma=2, b=1). Parameters: 2k.
+
+Adaptive average pooling between an arbitrary size n and m is separable and linear: out = P_h X P_w^T with
+P[i, j] = 1 / |window_i| for j in window_i = [floor(i n / m), ceil((i + 1) n / m)). Both the 5 x 5 pooling and the
+un-pooling are written as these two small matrix products, built from the runtime H and W. That is exactly
+PyTorch's adaptive_avg_pool2d for every size, including non-divisors and H, W < 5, but it is deterministic on
+CUDA and exports to ONNX with dynamic H, W (adaptive pooling to a non-divisor size does not export at all).
+
+Departures from the paper:
+- Adaptive pooling is computed as the exact matrix products above (no adaptive pooling layers).
+- The global path is per sample. The first published version of the official code mixed the global attention
+  of different batch samples (``view(b, -1).transpose(-1, -2)`` then adaptive pooling over the batch axis); the
+  official repository later corrected this, and the corrected form is what is implemented.
+- The reshapes use ``flatten``/``unflatten`` so that the batch size stays free.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from models.attention._common import eca_kernel_size
+from models.registry import register_attention
+
+
+def adaptive_pool_matrix(n_in, n_out, like: torch.Tensor) -> torch.Tensor:
+    """(n_out, n_in) matrix M with M @ v == adaptive_avg_pool1d(v, n_out) for a length-n_in vector v.
+
+    ``n_in``/``n_out`` may be traced sizes; indices are built with ``arange`` so the matrix follows the runtime size.
+    """
+    i = torch.arange(n_out, device=like.device)
+    j = torch.arange(n_in, device=like.device)
+    start = torch.div(i * n_in, n_out, rounding_mode="floor")
+    end = torch.div((i + 1) * n_in + n_out - 1, n_out, rounding_mode="floor")  # ceil((i + 1) n_in / n_out)
+    inside = (j.unsqueeze(0) >= start.unsqueeze(1)) & (j.unsqueeze(0) < end.unsqueeze(1))
+    return inside.to(like.dtype) / (end - start).unsqueeze(1).to(like.dtype)
+
+
+@register_attention(
+    "MLCA",
+    category="channel",
+    paper="Mixed local channel attention for object detection",
+    arxiv="",
+    year=2023,
+    placement="backbone_end",
+    notes=(
+        "Official code uses AdaptiveAvgPool2d to 5x5 and back (no ONNX export at non-divisor sizes, "
+        "non-deterministic CUDA backward); here the same pooling as exact separable matrix products. "
+        "Its first version mixed the global attention across the batch."
+    ),
+)
+class MLCA(nn.Module):
+    """x * unpool(0.5 * sigmoid(ECA(GAP L)) + 0.5 * sigmoid(ECA_seq(L))), L = 5x5 adaptive pool of x."""
+
+    def __init__(self, c1: int, local_size: int = 5, gamma: float = 2, b: float = 1, local_weight: float = 0.5):
+        super().__init__()
+        self.build_notes: list[str] = []
+        k = eca_kernel_size(c1, gamma, b)
+        self.c, self.local_size, self.local_weight = c1, int(local_size), float(local_weight)
+        self.conv = nn.Conv1d(1, 1, k, padding=(k - 1) // 2, bias=False)  # global (over channels)
+        self.conv_local = nn.Conv1d(1, 1, k, padding=(k - 1) // 2, bias=False)  # local (over position-major seq)
+
+    def attention(self, x: torch.Tensor) -> torch.Tensor:
+        """The 5x5 mixed attention map before un-pooling, (B, C, s, s)."""
+        s = self.local_size
+        h, w = x.shape[-2:]
+        ph, pw = adaptive_pool_matrix(h, s, x), adaptive_pool_matrix(w, s, x)  # (s, H), (s, W)
+        local = torch.matmul(torch.matmul(ph, x), pw.transpose(0, 1))  # (B, C, s, s)
+        glob = local.mean((2, 3))  # (B, C)
+        seq = local.flatten(2).transpose(1, 2).flatten(1).unsqueeze(1)  # (B, 1, s*s*C), position-major
+        y_local = self.conv_local(seq).squeeze(1).unflatten(1, (s * s, self.c)).transpose(1, 2)  # (B, C, s*s)
+        att_local = torch.sigmoid(y_local).unflatten(2, (s, s))
+        att_global = torch.sigmoid(self.conv(glob.unsqueeze(1))).squeeze(1)[..., None, None]  # (B, C, 1, 1)
+        return att_global * (1 - self.local_weight) + att_local * self.local_weight
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        s = self.local_size
+        h, w = x.shape[-2:]
+        att = self.attention(x)
+        uh, uw = adaptive_pool_matrix(s, h, x), adaptive_pool_matrix(s, w, x)  # (H, s), (W, s)
+        return x * torch.matmul(torch.matmul(uh, att), uw.transpose(0, 1))

@@ -1,0 +1,63 @@
+"""NAM: Normalization-based Attention Module (channel part).
+
+Liu, Shao, Teng, Hoffmann, "NAM: Normalization-based Attention Module", NeurIPS 2021 Workshop (ImageNet PPF),
+arXiv:2111.12419. Official code: Christian-lyc/NAM (MODELS/attention.py, ``Channel_Att``).
+
+Channel attention from the BatchNorm scale factors: x_hat = BN(x) (affine gamma, beta),
+w_c = |gamma_c| / sum_j |gamma_j| (computed from the detached gamma, as the official ``.data`` does),
+M = sigmoid(w_c * x_hat_c) per position, y = x * M. Parameters: 2C (the BN affine).
+
+The paper also adds an L1 sparsity penalty p * sum |gamma| (p ~ 1e-4) to the training loss; without it NAM is
+"sigmoid of a scaled BN output". The YOLO loss does not know about it, so it is exposed as
+``NAM.sparsity_penalty()`` for a trainer that wants to add it.
+
+Departures from the paper:
+- Channel part only (the official default ``no_spatial=True``). The pixel/spatial part normalises H*W "pixel
+  channels" with a BatchNorm sized by a fixed H*W, which the fork's rule against fixed spatial sizes excludes.
+- The penalty is not added to the loss automatically (see above).
+- The BN is ``BatchNorm2dSafe`` (a 1x1 map at batch 1 in train mode uses running statistics instead of
+  raising); being a subclass, YOLO's ``initialize_weights`` leaves its PyTorch default eps/momentum (the official
+  values) alone, and no Conv+BN fuser folds it.
+- The normalising sum of |gamma| is clamped at 1e-12 so all-zero gammas give a 0.5 gate instead of NaN.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from models.attention._common import BatchNorm2dSafe
+from models.registry import register_attention
+
+
+@register_attention(
+    "NAM",
+    category="channel",
+    paper="NAM: Normalization-based Attention Module",
+    arxiv="2111.12419",
+    year=2021,
+    placement="backbone_end",
+    notes=(
+        "Channel part only (the pixel part needs a fixed H*W). Ports rarely add the paper's L1 penalty on gamma; "
+        "call NAM.sparsity_penalty() from the trainer to add it."
+    ),
+)
+class NAM(nn.Module):
+    """x * sigmoid(BN(x) * |gamma| / sum|gamma|), gamma detached in the weights."""
+
+    def __init__(self, c1: int):
+        super().__init__()
+        self.build_notes: list[str] = []
+        self.bn = BatchNorm2dSafe(c1, affine=True)
+
+    def channel_weights(self) -> torch.Tensor:
+        g = self.bn.weight.detach().abs()
+        return g / g.sum().clamp_min(1e-12)
+
+    def sparsity_penalty(self, p: float = 1e-4) -> torch.Tensor:
+        """The paper's L1 term p * sum |gamma| (differentiable), to be added to the training loss."""
+        return p * self.bn.weight.abs().sum()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        w = self.channel_weights().to(x.dtype).reshape(1, -1, 1, 1)
+        return x * torch.sigmoid(self.bn(x) * w)

@@ -1,0 +1,93 @@
+"""SK: Selective Kernel convolution (SKNet).
+
+Li, Wang, Hu, Yang, "Selective Kernel Networks", CVPR 2019, arXiv:1903.06586.
+Official code: implus/SKNet (Caffe prototxts); timm ``SelectiveKernel`` is a PyTorch re-implementation.
+
+The paper's two-branch grouped form (M=2, G=32, r=16, L=32):
+
+- Split: branch m is a 3x3 grouped convolution (G groups) with dilation m+1, followed by BN and ReLU. The
+  second branch (dilation 2) has the 5x5 receptive field of the paper's "5x5 kernel replaced by a dilated 3x3".
+- Fuse: U = sum of the branches, s = GAP(U) (B, C), z = ReLU(W s) with W: C -> d, d = max(C / r, L).
+- Select: one C x d matrix per branch gives logits; softmax across the branches, separately per channel;
+  V = sum_m a_m * U_m.
+
+SK is itself a convolution layer (it replaces the 3x3 conv of a ResNeXt bottleneck): output shape == input
+shape because C_out = C_in, but it is neither a gate nor an identity-like residual.
+
+Departures from the paper:
+- No BatchNorm on the pooled vector z (it raises at batch 1 in train mode, i.e. during the YOLO stride probe).
+  The reduction layer gets a bias instead: at inference the paper's BN on z is a per-feature affine map, which
+  folds exactly into W plus a bias, so the inference-time function class is unchanged; only the batch-statistics
+  normalisation during training is gone. Parameter count: C*d + d instead of the paper's C*d + 2d.
+- The group count is clamped to the largest divisor of C that is <= G (``divisor_at_most``), recorded in
+  ``build_notes`` (e.g. C=40: 32 -> 20 groups).
+- The branch BatchNorms are ``BatchNorm2dSafe`` (PyTorch default eps/momentum, left alone by YOLO's
+  ``initialize_weights``) so a 1x1 map at batch 1 in train mode works.
+- Pooling is ``mean`` over H, W (CUDA-deterministic, ONNX-dynamic). ReLU is functional (never in-place).
+- EAP/ODS ``SKAttention`` use four dense convs with kernels 1/3/5/7 (84 C^2 parameters, 22.1 M at C=512);
+  this is the paper's grouped 2-branch form instead (about 18 C^2/G + 3 C d).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from models.attention._common import BatchNorm2dSafe, divisor_at_most
+from models.registry import register_attention
+
+
+@register_attention(
+    "SK",
+    category="channel",
+    paper="Selective Kernel Networks",
+    arxiv="1903.06586",
+    year=2019,
+    placement="backbone_end",
+    notes=(
+        "EAP/ODS SKAttention use 4 dense branches (kernels 1,3,5,7, groups=1): 84*C^2 params (22.1M at C=512). "
+        "Paper form here: 2 grouped 3x3 branches (dilation 1 and 2), G=32, d=max(C/16,32); BN on z dropped (batch-1 safe)."
+    ),
+)
+class SK(nn.Module):
+    """Selective Kernel convolution: softmax-weighted sum of M grouped 3x3 branches with growing dilation."""
+
+    def __init__(self, c1: int, groups: int = 32, reduction: int = 16, min_dim: int = 32, branches: int = 2):
+        super().__init__()
+        if branches < 1:
+            raise ValueError(f"SK needs at least one branch, got {branches}")
+        self.build_notes: list[str] = []
+        g = divisor_at_most(c1, groups)
+        if g != groups:
+            self.build_notes.append(f"groups {groups} -> {g} (C={c1})")
+        d = max(c1 // reduction, min_dim)
+        self.m = branches
+        self.c = c1
+        self.convs = nn.ModuleList(
+            nn.Conv2d(c1, c1, 3, padding=i + 1, dilation=i + 1, groups=g, bias=False) for i in range(branches)
+        )
+        self.bns = nn.ModuleList(BatchNorm2dSafe(c1) for _ in range(branches))
+        self.fc = nn.Conv2d(c1, d, 1, bias=True)  # W (C -> d); the bias stands in for the dropped BN's shift
+        self.select = nn.Conv2d(d, branches * c1, 1, bias=False)  # the M matrices A_m (d -> C), stacked
+
+    def branch_outputs(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """U_m = ReLU(BN(GConv_m(x))) for each branch."""
+        return [F.relu(bn(conv(x))) for conv, bn in zip(self.convs, self.bns)]
+
+    def weights(self, feats: list[torch.Tensor]) -> torch.Tensor:
+        """Per-channel branch weights, shape (B, M, C, 1, 1), summing to 1 over M."""
+        u = feats[0]
+        for f in feats[1:]:
+            u = u + f
+        z = F.relu(self.fc(u.mean((2, 3), keepdim=True)))
+        logits = self.select(z)  # (B, M*C, 1, 1)
+        return logits.reshape(logits.shape[0], self.m, self.c, 1, 1).softmax(1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        feats = self.branch_outputs(x)
+        a = self.weights(feats)
+        out = feats[0] * a[:, 0]
+        for i in range(1, self.m):
+            out = out + feats[i] * a[:, i]
+        return out
