@@ -119,4 +119,4 @@ def spatial_dof(x: torch.Tensor) -> torch.Tensor:
     variance instead of 0/0; built from the traced shape, so it stays dynamic in ONNX export.
     """
     n = x.shape[-2] * x.shape[-1] - 1
-    return torch.as_tensor(n, dtype=x.dtype, device=x.device).clamp(min=1)
+    return torch.scalar_tensor(n, dtype=x.dtype, device=x.device).clamp(min=1)

@@ -1,0 +1,69 @@
+"""CAA: Context Anchor Attention from PKINet.
+
+Cai et al., "Poly Kernel Inception Network for Remote Sensing Detection", CVPR 2024,
+arXiv:2403.06258. Official code: NUST-Machine-Intelligence-Laboratory/PKINet (``CAA``).
+
+A long-range spatial gate built from strip convolutions:
+``a = sigmoid(ConvBNSiLU_1x1( DW (v x 1)( DW (1 x h)( ConvBNSiLU_1x1( AvgPool7x7(x) ) ) ) ))``, with
+h = v = 11, the average pool with stride 1, padding 3 (zero padding counted, as in PyTorch's default),
+bias-free 1x1 convs followed by BN (eps 1e-3, momentum 0.03) and SiLU, and biased depthwise strip convs.
+
+Departures from the paper:
+- Standalone form ``y = x * a`` (as in the ODS port): in PKINet the CAA map multiplies the output of the
+  poly-kernel inception branch of the same block (``x_inception * a``, plus an identity), which is not
+  part of an attention module inserted into YOLO.
+- The BatchNorms are ``BatchNorm2dSafe`` with PKINet's eps/momentum (batch 1 on a 1x1 map in train mode uses
+  the running statistics).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from models.attention._common import BatchNorm2dSafe
+from models.registry import register_attention
+
+
+class ConvBNSiLU(nn.Module):
+    """1x1 conv (no bias) + BN (eps 1e-3, momentum 0.03) + SiLU, like PKINet's ConvModule."""
+
+    def __init__(self, c1: int, c2: int):
+        super().__init__()
+        self.conv = nn.Conv2d(c1, c2, 1, bias=False)
+        self.bn = BatchNorm2dSafe(c2, eps=1e-3, momentum=0.03)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.silu(self.bn(self.conv(x)))
+
+
+@register_attention(
+    "CAA",
+    category="spatial",
+    paper="Poly Kernel Inception Network for Remote Sensing Detection",
+    arxiv="2403.06258",
+    year=2024,
+    placement="backbone_end",
+    notes="Standalone x * CAA(x) as in ODS; in PKINet the map gates the inception branch output instead.",
+)
+class CAA(nn.Module):
+    """x * sigmoid(conv2(v_conv(h_conv(conv1(avgpool7(x)))))), strip kernels 1x11 and 11x1."""
+
+    def __init__(self, c1: int, h_kernel_size: int = 11, v_kernel_size: int = 11):
+        super().__init__()
+        if h_kernel_size % 2 == 0 or v_kernel_size % 2 == 0:
+            raise ValueError(f"CAA strip kernels must be odd, got {h_kernel_size}, {v_kernel_size}")
+        self.conv1 = ConvBNSiLU(c1, c1)
+        self.h_conv = nn.Conv2d(c1, c1, (1, h_kernel_size), padding=(0, h_kernel_size // 2), groups=c1)
+        self.v_conv = nn.Conv2d(c1, c1, (v_kernel_size, 1), padding=(v_kernel_size // 2, 0), groups=c1)
+        self.conv2 = ConvBNSiLU(c1, c1)
+        self.build_notes: list[str] = []
+
+    def gate(self, x: torch.Tensor) -> torch.Tensor:
+        """The context anchor map in (0, 1), shape (B, C, H, W)."""
+        a = self.conv1(F.avg_pool2d(x, 7, 1, 3))
+        return torch.sigmoid(self.conv2(self.v_conv(self.h_conv(a))))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.gate(x)

@@ -1,0 +1,88 @@
+"""EPSA: the Pyramid Squeeze Attention (PSA) module of EPSANet.
+
+Zhang, Zu, Lu, Zou, Meng, "EPSANet: An Efficient Pyramid Squeeze Attention Block on Convolutional
+Neural Network", ACCV 2022, arXiv:2105.14447. Official code: murufeng/EPSANet (``PSAModule``).
+
+Split-and-concat: four convolutions, each on the *whole* input, produce C/4 channels with kernels
+3/5/7/9 and groups 1/4/8/16 (padding k//2, no bias). One SE weight module (GAP -> 1x1 C/4 -> C/64 ->
+ReLU -> 1x1 -> sigmoid), shared by the four scales, gives each scale a (C/4) weight vector; a softmax
+across the four scales recalibrates them, and the re-weighted scales are concatenated back to C channels.
+
+Departures from the paper:
+- Each conv's group count is clamped to the largest divisor of gcd(C, C/4) not above the paper's value
+  (the defaults need C % 64 == 0); the SE hidden width is max(C/4 // 16, 1). Both noted in ``build_notes``.
+- The scales are concatenated in kernel order 3, 5, 7, 9 (the official loop prepends, giving 9, 7, 5, 3:
+  a fixed channel permutation, the same function class).
+- The squeeze is ``x.mean((2, 3))`` instead of ``AdaptiveAvgPool2d(1)``; nothing is written in place
+  (the popular EAP ``PSA.py`` writes into a view of its input and registers no parameters).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from models.attention._common import divisor_at_most
+from models.registry import register_attention
+
+
+class SEWeight(nn.Module):
+    """sigmoid(fc2(relu(fc1(GAP(x))))): per-channel weights in (0, 1), shape (B, C, 1, 1)."""
+
+    def __init__(self, c: int, hidden: int):
+        super().__init__()
+        self.fc1 = nn.Conv2d(c, hidden, 1)
+        self.fc2 = nn.Conv2d(hidden, c, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.fc2(F.relu(self.fc1(x.mean((2, 3), keepdim=True)))))
+
+
+@register_attention(
+    "EPSA",
+    category="channel",
+    paper="EPSANet: An Efficient Pyramid Squeeze Attention Block on Convolutional Neural Network",
+    arxiv="2105.14447",
+    year=2022,
+    placement="backbone_end",
+    notes="EAP PSA.py: each conv sees only a C/4 chunk, its convs/SE are unregistered (0 params) and it writes "
+    "into a view of its input. Official: every conv sees all C channels, one SE shared by the 4 scales.",
+)
+class EPSA(nn.Module):
+    """Four multi-scale grouped convs (C -> C/4 each), shared SE weights, softmax over the scales."""
+
+    def __init__(
+        self,
+        c1: int,
+        kernels: tuple[int, ...] = (3, 5, 7, 9),
+        groups: tuple[int, ...] = (1, 4, 8, 16),
+        reduction: int = 16,
+    ):
+        super().__init__()
+        if len(kernels) != len(groups):
+            raise ValueError(f"EPSA needs one group count per kernel, got {kernels} and {groups}")
+        if any(k % 2 == 0 for k in kernels):
+            raise ValueError(f"EPSA kernels must be odd, got {kernels}")
+        s = len(kernels)
+        if c1 % s:
+            raise ValueError(f"EPSA needs C divisible by the number of scales ({s}), got C={c1}")
+        split = c1 // s
+        self.build_notes: list[str] = []
+        self.convs = nn.ModuleList()
+        for k, g in zip(kernels, groups):
+            gg = divisor_at_most(math.gcd(c1, split), g)
+            if gg != g:
+                self.build_notes.append(f"groups of the {k}x{k} conv {g} -> {gg} (C={c1})")
+            self.convs.append(nn.Conv2d(c1, split, k, padding=k // 2, groups=gg, bias=False))
+        hidden = max(split // reduction, 1)
+        if split // reduction < 1:
+            self.build_notes.append(f"SE hidden width {split}//{reduction}=0 -> 1")
+        self.se = SEWeight(split, hidden)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        feats = [conv(x) for conv in self.convs]
+        weights = torch.stack([self.se(f) for f in feats], 1).softmax(1)  # (B, S, C/S, 1, 1), softmax over scales
+        return torch.cat([f * weights[:, i] for i, f in enumerate(feats)], 1)

@@ -1,0 +1,59 @@
+"""ParNet attention: the RepVGG-SSE block of ParNet.
+
+Goyal, Bochkovskiy, Deng, Koltun, "Non-deep Networks", arXiv:2110.07641 (2021; NeurIPS 2022).
+Official code: imankgoyal/NonDeepNetworks (``RepVGGBlock`` with ``se_block=True``, ``SE1``).
+
+Three parallel branches on the input, summed, then SiLU:
+
+- 1x1 conv (no bias) + BN;
+- 3x3 conv (no bias) + BN;
+- Skip-Squeeze-Excitation (SSE): ``x_hat = BN(x)`` (RepVGG's identity branch), then
+  ``x_hat * sigmoid(W GAP(x_hat))`` with a single bias-free 1x1 conv C -> C (no bottleneck).
+
+Stride 1 and C_in = C_out, so the block keeps the shape. It is a full conv block (about 11 C^2
+parameters), not a lightweight gate: it changes the features even at init. At inference the 1x1 and
+3x3 branches could be folded into one 3x3 conv (RepVGG); that is not done here.
+
+Departures from the paper:
+- The SSE squeeze is ``mean`` rather than ``AdaptiveAvgPool2d(1)`` (same values).
+- The BatchNorms are ``BatchNorm2dSafe`` (batch 1 on a 1x1 map in train mode uses the running statistics;
+  PyTorch's default eps/momentum are kept instead of ultralytics' 1e-3/0.03).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from models.attention._common import BatchNorm2dSafe
+from models.registry import register_attention
+
+
+@register_attention(
+    "ParNetAttention",
+    category="channel",
+    paper="Non-deep Networks",
+    arxiv="2110.07641",
+    year=2021,
+    placement="backbone_end",
+    notes="EAP applies the SSE to x itself (no BN before the squeeze, none on the gated tensor) and keeps conv "
+    "biases before BN; official: SSE on BN(x), bias-free 1x1 in the SSE and bias-free branch convs.",
+)
+class ParNetAttention(nn.Module):
+    """SiLU(BN(conv1x1(x)) + BN(conv3x3(x)) + BN(x) * sigmoid(conv1x1(GAP(BN(x)))))."""
+
+    def __init__(self, c1: int):
+        super().__init__()
+        self.conv1x1 = nn.Conv2d(c1, c1, 1, bias=False)
+        self.bn1x1 = BatchNorm2dSafe(c1)
+        self.conv3x3 = nn.Conv2d(c1, c1, 3, padding=1, bias=False)
+        self.bn3x3 = BatchNorm2dSafe(c1)
+        self.bn_skip = BatchNorm2dSafe(c1)
+        self.sse = nn.Conv2d(c1, c1, 1, bias=False)
+        self.build_notes: list[str] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        skip = self.bn_skip(x)
+        skip = skip * torch.sigmoid(self.sse(skip.mean((2, 3), keepdim=True)))
+        return F.silu(self.bn1x1(self.conv1x1(x)) + self.bn3x3(self.conv3x3(x)) + skip)

@@ -1,0 +1,63 @@
+"""Spatial Group-wise Enhance (SGE).
+
+Li, Hu, Yang, "Spatial Group-wise Enhance: Improving Semantic Feature Learning in Convolutional
+Networks", arXiv:1905.09646 (2019). Official code: implus/PytorchInsight (``SpatialGroupEnhance``).
+
+The channels are split into G groups. In each group, every position's feature vector is dotted with the
+group's global average vector; the resulting similarity map is normalised over H*W (zero mean, unit
+unbiased std), scaled and shifted by a per-group (w, b), and its sigmoid gates the group's features.
+Official init: w = 0, b = 1, so every feature starts scaled by sigmoid(1) ~= 0.73.
+
+Departures from the paper:
+- G is clamped to the largest divisor of C that is <= 64 (the official default); noted in ``build_notes``.
+- The similarity map and its statistics are computed in fp32 (a dot product over C/G channels of values
+  times their mean, then its variance, overflows fp16 under ``model.half()``).
+- The std is ``sqrt(max(var, 1e-12)) + 1e-5`` with var's denominator ``max(H*W - 1, 1)``: on a 1x1 map the
+  official unbiased ``t.std()`` is NaN. The clamp keeps the gradient of the square root finite on constant
+  maps (the all-zero stride probe); everywhere else the values equal the official ``t.std() + 1e-5``.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from models.attention._common import divisor_at_most, spatial_dof
+from models.registry import register_attention
+
+
+@register_attention(
+    "SGE",
+    category="spatial",
+    paper="Spatial Group-wise Enhance: Improving Semantic Feature Learning in Convolutional Networks",
+    arxiv="1905.09646",
+    year=2019,
+    placement="backbone_end",
+    notes="EAP/ODS default to 8 groups and initialise b = 0 (output 0.5*x at init); official: 64 groups, b = 1.",
+)
+class SGE(nn.Module):
+    """Per group: x * sigmoid(w * normalise(sum_c x * mean_hw(x)) + b); 2G parameters."""
+
+    def __init__(self, c1: int, groups: int = 64):
+        super().__init__()
+        self.groups = divisor_at_most(c1, groups)
+        self.build_notes: list[str] = []
+        if self.groups != groups:
+            self.build_notes.append(f"groups {groups} -> {self.groups} (C={c1})")
+        self.weight = nn.Parameter(torch.zeros(1, self.groups, 1, 1))
+        self.bias = nn.Parameter(torch.ones(1, self.groups, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, _, h, w = x.shape
+        g = x.reshape(b * self.groups, -1, h, w)
+        gf = g.float()
+        sim = (gf * gf.mean((2, 3), keepdim=True)).sum(1, keepdim=True)  # (B*G, 1, H, W)
+        t = sim - sim.mean((2, 3), keepdim=True)
+        var = t.square().sum((2, 3), keepdim=True) / spatial_dof(t)
+        t = t / (var.clamp(min=1e-12).sqrt() + 1e-5)
+        t = t.reshape(b, self.groups, h, w) * self.weight.float() + self.bias.float()
+        gate = torch.sigmoid(t).reshape(b * self.groups, 1, h, w).to(x.dtype)
+        return (g * gate).reshape(x.shape)
+
+    def extra_repr(self) -> str:
+        return f"groups={self.groups}"

@@ -1,0 +1,51 @@
+"""SimAM: a parameter-free 3-D attention derived from an energy function.
+
+Yang, Zhang, Li, Xie, "SimAM: A Simple, Parameter-Free Attention Module for Convolutional Neural
+Networks", ICML 2021 (PMLR 139). No arXiv version. Official code: ZjjConan/SimAM.
+
+Every neuron t of a channel gets the inverse of its minimal energy,
+``1/e_t = (t - mu)^2 / (4 (var + lambda)) + 1/2``, with mu and var the mean and the (n = H*W - 1)
+variance of its channel; the output is ``x * sigmoid(1/e)`` (paper Eq. 5 and Algorithm 1).
+
+Departures from the paper:
+- mu, (t - mu)^2 and the variance are computed in fp32 and the gate is cast back: under ``model.half()``
+  the sum of squares overflows fp16 already for activations of about 30.
+- n = max(H*W - 1, 1): on a 1x1 map the paper's n = 0 gives 0/0 = NaN; here the variance is 0 and every
+  neuron gets the gate sigmoid(1/2).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from models.attention._common import spatial_dof
+from models.registry import register_attention
+
+
+@register_attention(
+    "SimAM",
+    category="hybrid",
+    paper="SimAM: A Simple, Parameter-Free Attention Module for Convolutional Neural Networks",
+    arxiv="",
+    year=2021,
+    placement="backbone_end",
+    notes="EAP/ODS match the official code (fp16 overflow of the variance and NaN on 1x1 maps included).",
+)
+class SimAM(nn.Module):
+    """x * sigmoid((x - mu)^2 / (4 (var + lambda)) + 0.5), per channel; no parameters."""
+
+    def __init__(self, c1: int, e_lambda: float = 1e-4):
+        super().__init__()
+        self.e_lambda = e_lambda
+        self.build_notes: list[str] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        xf = x.float()  # fp32 statistics: sums of squares over H*W overflow fp16
+        d = (xf - xf.mean((2, 3), keepdim=True)).square()
+        var = d.sum((2, 3), keepdim=True) / spatial_dof(xf)
+        inv_energy = d / (4 * (var + self.e_lambda)) + 0.5
+        return x * torch.sigmoid(inv_energy).to(x.dtype)
+
+    def extra_repr(self) -> str:
+        return f"e_lambda={self.e_lambda}"
