@@ -120,3 +120,8 @@ def spatial_dof(x: torch.Tensor) -> torch.Tensor:
     """
     n = x.shape[-2] * x.shape[-1] - 1
     return torch.scalar_tensor(n, dtype=x.dtype, device=x.device).clamp(min=1)
+
+
+def at_least_fp32(t: torch.Tensor) -> torch.Tensor:
+    """``t`` in fp32 if it is a lower-precision float (fp16/bf16); fp32/fp64 tensors are returned as they are."""
+    return t.to(torch.promote_types(t.dtype, torch.float32))

@@ -1,0 +1,120 @@
+"""BiFormer: bi-level routing attention (BRA).
+
+Zhu, Wang, Ke, Zhang, Lau, "BiFormer: Vision Transformer with Bi-Level Routing Attention", CVPR 2023,
+arXiv:2303.08810. Official code: rayleizhu/BiFormer (``ops/bra_legacy.py``, ``BiLevelRoutingAttention``).
+
+BRA on a channels-last map: pad H and W with zeros up to multiples of S = n_win and split into S x S
+regions of (H/S)(W/S) tokens; q, k, v = Linear(C -> qk + qk + C). Region level: mean q and mean k per
+region, region affinity (q_r * scale) k_r^T, keep the top-k regions per region (routing is not
+differentiated: q_r, k_r are detached). Token level: every query of a region attends (multi-head,
+softmax over keys) to all tokens of its top-k regions, gathered from K and V. A depthwise conv on V
+(local context enhancement, LCE / LePE) is added, then Linear(C -> C) and the padding is cropped.
+scale = qk_dim^-0.5 (the official code uses the full qk_dim, not the head dim).
+
+As a YOLO layer this module is the BiFormer block's attention sub-layer: y = x + BRA(LayerNorm(x))
+(pre-norm residual, LayerNorm eps 1e-6 as in the BiFormer blocks).
+
+Departures from the paper:
+- The pre-norm and residual of the BiFormer block are part of this module (the BRA operator alone is
+  not shape-safe as a drop-in: it would replace the features); the block's MLP and its 3x3 depthwise
+  position conv are not included. ``init_identity()`` zeroes the output Linear (exact identity).
+- Any H, W: the map is always zero-padded (after the norm, before the q/k/v projection, as the official
+  ``auto_pad``) to the next multiples of n_win and the output is cropped back. Padded tokens take part
+  in routing and attention as in the official code; on tiny maps (e.g. 1x1 -> 7x7 regions of one token)
+  most regions are padding.
+- LCE kernel 5 (the paper / official model configs; the class default of the official file is 3).
+- top-k is clamped to n_win^2; heads are clamped to a divisor of C (see ``build_notes``).
+- The token softmax is evaluated in fp32 and cast back (``model.half()`` safety).
+- Plain ``reshape``/``permute``/``torch.gather`` instead of einops (no extra dependency).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from models.attention._common import at_least_fp32, divisor_at_most
+from models.registry import register_attention
+
+
+@register_attention(
+    "BiLevelRoutingAttention",
+    category="sparse self-attention",
+    paper="BiFormer: Vision Transformer with Bi-Level Routing Attention",
+    arxiv="2303.08810",
+    year=2023,
+    placement="backbone_end",
+    dense=False,
+    notes="ODS wraps the official op for NCHW without norm/residual and with auto_pad off by default "
+    "(asserts H, W divisible by n_win); here: pre-norm residual, always pads and crops.",
+)
+class BiLevelRoutingAttention(nn.Module):
+    """x + BRA(LN(x)): n_win 7, 8 heads, top-4 regions, qk_dim = C, LCE 5x5."""
+
+    def __init__(self, c1: int, n_win: int = 7, num_heads: int = 8, topk: int = 4, qk_dim: int | None = None,
+                 side_dwconv: int = 5, diff_routing: bool = False):
+        super().__init__()
+        self.qk_dim = int(qk_dim or c1)
+        heads = divisor_at_most(c1, num_heads)
+        while self.qk_dim % heads:
+            heads -= 1
+        self.heads = heads
+        self.n_win = int(n_win)
+        self.topk = min(int(topk), self.n_win**2)
+        self.diff_routing = bool(diff_routing)
+        self.scale = self.qk_dim**-0.5
+        self.build_notes: list[str] = []
+        if heads != num_heads:
+            self.build_notes.append(f"heads {num_heads} -> {heads} (C={c1}, qk_dim={self.qk_dim})")
+        if self.topk != topk:
+            self.build_notes.append(f"topk {topk} -> {self.topk} (n_win={n_win})")
+        self.norm = nn.LayerNorm(c1, eps=1e-6)
+        self.qkv = nn.Linear(c1, 2 * self.qk_dim + c1)
+        self.lepe = nn.Conv2d(c1, c1, side_dwconv, padding=side_dwconv // 2, groups=c1)
+        self.wo = nn.Linear(c1, c1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, c, h, w = x.shape
+        s, m, qk = self.n_win, self.heads, self.qk_dim
+        t = self.norm(x.permute(0, 2, 3, 1))  # (B, H, W, C)
+        t = F.pad(t, (0, 0, 0, (s - w % s) % s, 0, (s - h % s) % s))
+        hp, wp = t.shape[1], t.shape[2]
+        rh, rw = hp // s, wp // s
+        q, k, v = self.qkv(t).split([qk, qk, c], -1)
+        lepe = self.lepe(v.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)  # (B, Hp, Wp, C)
+
+        def regions(z: torch.Tensor) -> torch.Tensor:  # (B, Hp, Wp, D) -> (B, S*S, rh*rw, D)
+            z = z.reshape(b, s, rh, s, rw, z.shape[-1]).permute(0, 1, 3, 2, 4, 5)
+            return z.reshape(b, s * s, rh * rw, z.shape[-1])
+
+        q, k, v = regions(q), regions(k), regions(v)
+        n_tok = q.shape[2]
+        # region-to-region routing
+        q_win, k_win = q.mean(2), k.mean(2)  # (B, P, qk)
+        if not self.diff_routing:
+            q_win, k_win = q_win.detach(), k_win.detach()
+        route = torch.matmul(q_win * self.scale, k_win.transpose(-1, -2))  # (B, P, P)
+        idx = route.topk(self.topk, -1).indices  # (B, P, topk)
+        # gather the key/value tokens of the routed regions
+        kv = torch.cat((k, v), -1)  # (B, P, n_tok, qk + C)
+        p, ckv = kv.shape[1], kv.shape[-1]
+        kv = torch.gather(
+            kv.unsqueeze(1).expand(-1, p, -1, -1, -1), 2, idx[..., None, None].expand(-1, -1, -1, n_tok, ckv)
+        )  # (B, P, topk, n_tok, qk + C)
+        k_sel, v_sel = kv.split([qk, c], -1)
+        # token-to-token attention inside the routed regions, per head
+        qh = q.reshape(b, p, n_tok, m, qk // m).transpose(2, 3)  # (B, P, m, n_tok, dq)
+        kh = k_sel.reshape(b, p, self.topk * n_tok, m, qk // m).permute(0, 1, 3, 4, 2)  # (B, P, m, dq, topk*n_tok)
+        vh = v_sel.reshape(b, p, self.topk * n_tok, m, c // m).transpose(2, 3)  # (B, P, m, topk*n_tok, dv)
+        attn = at_least_fp32(torch.matmul(qh * self.scale, kh)).softmax(-1).to(vh.dtype)
+        out = torch.matmul(attn, vh)  # (B, P, m, n_tok, dv)
+        out = out.transpose(2, 3).reshape(b, s, s, rh, rw, c).permute(0, 1, 3, 2, 4, 5).reshape(b, hp, wp, c)
+        out = self.wo(out + lepe)[:, :h, :w]
+        return x + out.permute(0, 3, 1, 2)
+
+    def init_identity(self) -> bool:
+        with torch.no_grad():
+            self.wo.weight.zero_()
+            self.wo.bias.zero_()
+        return True

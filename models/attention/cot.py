@@ -1,0 +1,100 @@
+"""CoT: the Contextual Transformer block.
+
+Li, Yao, Pan, Mei, "Contextual Transformer Networks for Visual Recognition", TPAMI 2022, arXiv:2107.12292.
+Official code: JDAI-CV/CoTNet (``CotLayer``, with a CuPy ``LocalConvolution`` kernel).
+
+1. Static context K1 = ReLU(BN(grouped k x k conv of x, groups 4, no bias)).
+2. Local attention weights W = GN(1x1(ReLU(BN(1x1([x; K1]) : 2C -> C/2))) : C/2 -> k*k*C/sp), with
+   sp = 8 "share planes": C/sp weight channels, each with its own k*k taps per position; the GroupNorm has
+   C/sp groups (one per weight channel, normalising its k*k taps).
+3. Values V = BN(1x1 conv of x, no bias).
+4. Dynamic context K2 = SiLU(BN(sum over the zero-padded k x k neighbourhood of V weighted by W)), where
+   channel c of V uses weight channel c mod (C/sp) (the CuPy kernel's indexing).
+5. Fusion (split attention, radix 2): s = GAP(K1 + K2); a = 1x1(ReLU(norm(1x1(s) : C -> max(C/2, 32)))) : -> 2C;
+   softmax over the two contexts per channel; y = a_0 * K2 + a_1 * K1.
+
+Departures from the paper:
+- The norm inside the fusion MLP acts on a pooled (B, C', 1, 1) vector; the official BatchNorm2d there
+  fails at batch 1 in train mode (the YOLO stride probe), so it is a GroupNorm with one group
+  (LayerNorm over channels, same 2C' affine parameters).
+- The CuPy local convolution is written in PyTorch as k*k shifted slices of the zero-padded V
+  (identical result: zero padding, c mod C/sp weight sharing), which exports to ONNX and runs anywhere.
+- All BatchNorms are ``BatchNorm2dSafe`` (PyTorch defaults, kept by ultralytics' ``initialize_weights``;
+  single-value batches in train mode use running statistics). Activations are functional.
+- Group counts are clamped to divisors of C (key conv groups 4, share planes 8); see ``build_notes``.
+- There is no residual inside the CoT block (it replaces a 3x3 conv), so it is not an identity at init.
+
+Where popular ports differ: EAP's ``CoTAttention`` averages the k*k weights, takes a softmax over all
+H*W positions and returns K1 + that gate times V: a global spatial gate, no local aggregation and no
+split-attention fusion; it also fails for C not divisible by 4.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from models.attention._common import BatchNorm2dSafe, divisor_at_most, local_neighbourhood
+from models.registry import register_attention
+
+
+@register_attention(
+    "CoT",
+    category="local self-attention",
+    paper="Contextual Transformer Networks for Visual Recognition",
+    arxiv="2107.12292",
+    year=2022,
+    placement="backbone_end",
+    dense=False,
+    notes="EAP's CoTAttention is a different algorithm (global softmax gate, no local aggregation, no fusion); "
+    "this follows the official CotLayer with the pooled-vector BN replaced by GroupNorm(1).",
+)
+class CoT(nn.Module):
+    """Contextual Transformer block (k = 3, share planes 8, key groups 4, radix 2)."""
+
+    def __init__(self, c1: int, kernel_size: int = 3, groups: int = 4, share_planes: int = 8, factor: int = 2,
+                 reduction: int = 4):
+        super().__init__()
+        if kernel_size % 2 == 0:
+            raise ValueError(f"CoT kernel_size must be odd, got {kernel_size}")
+        self.k = kernel_size
+        g = divisor_at_most(c1, groups)
+        sp = divisor_at_most(c1, share_planes)
+        self.wc = c1 // sp  # weight channels
+        self.sp = sp
+        mid = max(c1 // factor, 1)
+        attn_chs = max(c1 * 2 // reduction, 32)
+        kk = kernel_size * kernel_size
+        self.build_notes: list[str] = []
+        if g != groups:
+            self.build_notes.append(f"key groups {groups} -> {g} (C={c1})")
+        if sp != share_planes:
+            self.build_notes.append(f"share planes {share_planes} -> {sp} (C={c1})")
+
+        self.key_conv = nn.Conv2d(c1, c1, kernel_size, padding=kernel_size // 2, groups=g, bias=False)
+        self.key_bn = BatchNorm2dSafe(c1)
+        self.embed_conv1 = nn.Conv2d(2 * c1, mid, 1, bias=False)
+        self.embed_bn = BatchNorm2dSafe(mid)
+        self.embed_conv2 = nn.Conv2d(mid, kk * self.wc, 1)
+        self.embed_gn = nn.GroupNorm(self.wc, kk * self.wc)
+        self.value_conv = nn.Conv2d(c1, c1, 1, bias=False)
+        self.value_bn = BatchNorm2dSafe(c1)
+        self.bn = BatchNorm2dSafe(c1)
+        self.se_conv1 = nn.Conv2d(c1, attn_chs, 1)
+        self.se_norm = nn.GroupNorm(1, attn_chs)
+        self.se_conv2 = nn.Conv2d(attn_chs, 2 * c1, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, c, h, w = x.shape
+        kk = self.k * self.k
+        k1 = F.relu(self.key_bn(self.key_conv(x)))  # static context
+        wgt = F.relu(self.embed_bn(self.embed_conv1(torch.cat((x, k1), 1))))
+        wgt = self.embed_gn(self.embed_conv2(wgt)).reshape(b, 1, self.wc, kk, h, w)
+        v = self.value_bn(self.value_conv(x))
+        nb = local_neighbourhood(v, self.k).reshape(b, self.sp, self.wc, kk, h, w)  # channel = s * wc + j
+        k2 = (nb * wgt).sum(3).reshape(b, c, h, w)
+        k2 = F.silu(self.bn(k2))  # dynamic context
+        s = (k1 + k2).mean((2, 3), keepdim=True)
+        a = self.se_conv2(F.relu(self.se_norm(self.se_conv1(s)))).reshape(b, c, 2).softmax(-1)
+        return k2 * a[..., 0, None, None] + k1 * a[..., 1, None, None]

@@ -1,0 +1,97 @@
+"""CCNet: recurrent criss-cross attention (RCCA).
+
+Huang, Wang, Huang, Huang, Wei, Liu, "CCNet: Criss-Cross Attention for Semantic Segmentation",
+ICCV 2019 / TPAMI 2020, arXiv:1811.11721. Official code: speedinghzl/CCNet (CUDA ``ca_weight``/``ca_map``
+kernels and a later pure-PyTorch ``CrissCrossAttention``).
+
+One criss-cross pass: Q, K = 1x1 convs C -> C/8, V = 1x1 conv C -> C (with bias). Every position u = (i, j)
+attends to the H positions of its column and the W positions of its row; the self position appears in
+both sets, so it is removed (-inf) from the column set. One softmax over the H + W concatenated
+energies, O_u = sum_v A_uv V_v, y = gamma * O + x with gamma = 0 at init. RCCA applies the same module
+(shared weights) R = 2 times, which gives every position context from the whole image.
+
+Departures from the paper:
+- None in the computation. Implementation notes: the self position is masked with a boolean eye mask
+  built with ``torch.arange`` on the input's device and ``masked_fill(-inf)`` in the energies' dtype
+  (no ``torch.diag``: not ONNX-exportable, and EAP's float32 CPU tensor breaks ``.half()`` and CUDA).
+  The softmax row always keeps the finite self entry of the row set, so -inf never empties a row.
+- The energies (unscaled dot products) and their softmax are computed in fp32 with autocast off; the
+  weights are cast back to the input dtype for the aggregation.
+- The CCNet head's reduce/expand 3x3 convs and the concat-bottleneck are not part of this module.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from models.attention._common import at_least_fp32, autocast_off
+from models.registry import register_attention
+
+
+class CrissCrossAttention(nn.Module):
+    """One criss-cross pass: x + gamma * O."""
+
+    def __init__(self, c1: int, reduction: int = 8):
+        super().__init__()
+        c_qk = max(c1 // reduction, 1)
+        self.query = nn.Conv2d(c1, c_qk, 1)
+        self.key = nn.Conv2d(c1, c_qk, 1)
+        self.value = nn.Conv2d(c1, c1, 1)
+        self.gamma = nn.Parameter(torch.zeros(1))
+
+    def attention(self, x: torch.Tensor) -> torch.Tensor:
+        """Criss-cross weights (B, H, W, H + W): [..., :H] over the column, [..., H:] over the row."""
+        h = x.shape[2]
+        q, k = self.query(x), self.key(x)
+        with autocast_off(x):
+            qf, kf = at_least_fp32(q), at_least_fp32(k)
+            e_col = torch.einsum("bcij,bckj->bijk", qf, kf)  # query (i, j), key (k, j): (B, H, W, H)
+            e_row = torch.einsum("bcij,bcik->bijk", qf, kf)  # query (i, j), key (i, k): (B, H, W, W)
+            idx = torch.arange(h, device=x.device)
+            self_pos = (idx[:, None] == idx[None, :]).unsqueeze(1)  # (H, 1, H): key row k == query row i
+            e_col = e_col.masked_fill(self_pos, float("-inf"))
+            return torch.cat((e_col, e_row), -1).softmax(-1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[-2:]
+        v = self.value(x)
+        attn = self.attention(x).to(v.dtype)
+        a_col, a_row = torch.split(attn, [h, w], -1)
+        out = torch.einsum("bijk,bckj->bcij", a_col, v) + torch.einsum("bijk,bcik->bcij", a_row, v)
+        return x + self.gamma * out
+
+
+@register_attention(
+    "CrissCross",
+    category="self-attention",
+    paper="CCNet: Criss-Cross Attention for Semantic Segmentation",
+    arxiv="1811.11721",
+    year=2019,
+    placement="backbone_end",
+    dense=False,
+    notes="EAP/Serge-weihao build the -inf diagonal with torch.diag on CPU float32 (breaks .half(), CUDA, ONNX) "
+    "and call .cuda(); the blog 'CCN' is a plain residual conv. Here: mask-based -inf, fp32 energies, R=2.",
+)
+class CrissCross(nn.Module):
+    """RCCA: the same criss-cross module applied ``recurrence`` times (R = 2)."""
+
+    def __init__(self, c1: int, reduction: int = 8, recurrence: int = 2):
+        super().__init__()
+        if recurrence < 1:
+            raise ValueError(f"recurrence must be >= 1, got {recurrence}")
+        self.cca = CrissCrossAttention(c1, reduction)
+        self.recurrence = int(recurrence)
+        self.build_notes: list[str] = []
+        if c1 // reduction < 1:
+            self.build_notes.append(f"q/k width C//{reduction} -> 1 (C={c1})")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for _ in range(self.recurrence):
+            x = self.cca(x)
+        return x
+
+    def init_identity(self) -> bool:
+        with torch.no_grad():
+            self.cca.gamma.zero_()
+        return True

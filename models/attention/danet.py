@@ -1,0 +1,117 @@
+"""DANet: Dual Attention Network (position attention + channel attention).
+
+Fu, Liu, Tian, Li, Bao, Fang, Lu, "Dual Attention Network for Scene Segmentation", CVPR 2019,
+arXiv:1809.02983. Official code: junfu1115/DANet (``PAM_Module``, ``CAM_Module``).
+
+Position attention module (PAM): Q, K = 1x1 convs C -> C/8, V = 1x1 conv C -> C (all with bias);
+S = softmax over keys of Q^T K (an N x N map, N = H*W); O = V S^T; y_p = gamma * O + x with gamma = 0 at init.
+
+Channel attention module (CAM): A = x as (B, C, N); E = A A^T (C x C); the official code then takes
+softmax(rowmax(E) - E) (the paper prints softmax(E)); O = X A; y_c = beta * O + x with beta = 0 at init.
+
+Composition for a detector: the two branches are applied in parallel on the same input and summed as
+in the paper's head, keeping one copy of the identity: y = x + gamma * O_pam + beta * O_cam. Both scales
+start at zero, so the module is the identity at init.
+
+Departures from the paper:
+- No 3x3 conv + BN + ReLU reduce/expand convs around each branch (those belong to the segmentation
+  head); PAM and CAM act directly on the C-channel input, summed as y_p + y_c - x.
+- CAM uses the official ``rowmax(E) - E`` form by default (``cam_form="official"``); ``cam_form="paper"``
+  gives softmax(E) as printed in the paper. The authors kept the official form (DANet issues #9/#48).
+- The PAM logits (unscaled dot products) and the whole CAM energy/softmax are computed in fp32 with
+  autocast disabled, then the attention weights are cast back to the input dtype: E = A A^T sums N
+  products and overflows fp16 (``model.half()``), unscaled logits can too.
+- Q/K width is ``max(C // 8, 1)``.
+
+Dense: PAM builds a (B, N, N) map: place it at P5 (the registry says so; see ``_dense.py``).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from models.attention._common import at_least_fp32, autocast_off
+from models.registry import register_attention
+
+
+class PositionAttention(nn.Module):
+    """PAM without its residual: returns O = V softmax(Q^T K)^T as (B, C, H, W)."""
+
+    def __init__(self, c1: int, reduction: int = 8):
+        super().__init__()
+        c_qk = max(c1 // reduction, 1)
+        self.query = nn.Conv2d(c1, c_qk, 1)
+        self.key = nn.Conv2d(c1, c_qk, 1)
+        self.value = nn.Conv2d(c1, c1, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, c, h, w = x.shape
+        q = self.query(x).flatten(2)  # (B, c', N)
+        k = self.key(x).flatten(2)
+        v = self.value(x).flatten(2)  # (B, C, N)
+        with autocast_off(x):
+            attn = torch.bmm(at_least_fp32(q).transpose(1, 2), at_least_fp32(k)).softmax(-1)  # (B, N, N), rows = queries
+        out = torch.bmm(v, attn.to(v.dtype).transpose(1, 2))  # (B, C, N)
+        return out.reshape(b, c, h, w)
+
+
+class ChannelAttention(nn.Module):
+    """CAM without its residual: returns O = softmax(f(A A^T)) A as (B, C, H, W). Parameter-free."""
+
+    def __init__(self, form: str = "official"):
+        super().__init__()
+        if form not in ("official", "paper"):
+            raise ValueError(f"cam_form must be 'official' or 'paper', got {form!r}")
+        self.form = form
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, c, h, w = x.shape
+        a = x.flatten(2)  # (B, C, N)
+        with autocast_off(x):
+            af = at_least_fp32(a)
+            energy = torch.bmm(af, af.transpose(1, 2))  # (B, C, C), fp32: sums N products
+            if self.form == "official":
+                energy = energy.amax(-1, keepdim=True) - energy
+            attn = energy.softmax(-1)
+        return torch.bmm(attn.to(a.dtype), a).reshape(b, c, h, w)
+
+
+@register_attention(
+    "DANet",
+    category="self-attention",
+    paper="Dual Attention Network for Scene Segmentation",
+    arxiv="1809.02983",
+    year=2019,
+    placement="p5",
+    dense=True,
+    notes="EAP's DAModule hard-codes d_model=512 and 7x7 (Linear over H*W), has no gamma residual; "
+    "here PAM+CAM act on any C, H, W with zero-initialised gammas. CAM follows the official rowmax(E)-E.",
+)
+class DANet(nn.Module):
+    """x + gamma * PAM(x) + beta * CAM(x) (q/k reduction 8, gammas zero at init)."""
+
+    def __init__(self, c1: int, reduction: int = 8, cam_form: str = "official"):
+        super().__init__()
+        self.c = c1
+        self.pam = PositionAttention(c1, reduction)
+        self.cam = ChannelAttention(cam_form)
+        self.gamma_pam = nn.Parameter(torch.zeros(1))
+        self.gamma_cam = nn.Parameter(torch.zeros(1))
+        self.build_notes: list[str] = []
+        if c1 // reduction < 1:
+            self.build_notes.append(f"PAM q/k width C//{reduction} -> 1 (C={c1})")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.gamma_pam * self.pam(x) + self.gamma_cam * self.cam(x)
+
+    def init_identity(self) -> bool:
+        with torch.no_grad():
+            self.gamma_pam.zero_()
+            self.gamma_cam.zero_()
+        return True
+
+    def attention_map_elements(self, h: int, w: int) -> int:
+        """Elements of the attention maps for one sample: PAM N x N plus CAM C x C."""
+        n = h * w
+        return n * n + self.c * self.c

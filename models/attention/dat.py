@@ -1,0 +1,153 @@
+"""DAT: deformable multi-head attention (the attention sub-layer of a DAT block).
+
+Xia, Pan, Song, Li, Huang, "Vision Transformer with Deformable Attention", CVPR 2022, arXiv:2201.00520.
+Official code: LeapLabTHU/DAT (``models/dat_blocks.py``, ``DAttentionBaseline``).
+
+q = 1x1 conv of the (normalised) input. The channels are split into G groups; per group an offset
+network (depthwise k x k conv with stride r -> LayerNorm over channels -> GELU -> bias-free 1x1 conv to 2)
+predicts one (dy, dx) per point of a uniform Hk x Wk reference grid; offsets are bounded with
+tanh(.) * s / (Hk - 1) in normalised [-1, 1] units (s = offset_range_factor). The group's features are
+sampled bilinearly (zero outside the map, align-corners coordinates) at reference + offset, giving
+Ns = Hk * Wk deformed keys/values: k, v = 1x1 convs of the samples. Multi-head attention of all N = H*W
+queries against the Ns sampled keys (scale head_dim^-0.5, softmax over keys), plus the depthwise-conv
+position encoding of q ("dwc_pe": a 3x3 depthwise conv of q added to the attention output), then a 1x1
+output projection. As a YOLO layer this module is the DAT block's attention sub-layer:
+y = x + DAttn(LayerNorm(x)) (LayerNorm over channels).
+
+Departures from the paper:
+- Position encoding: the paper's deformable relative position bias interpolates a (2H - 1) x (2W - 1)
+  table tied to one feature size, so the official ``dwc_pe`` option (depthwise 3x3 conv of q added to
+  the output; the ODS default) is used instead: it works for any H, W.
+- Bilinear sampling is written with ``torch.gather`` over the four neighbours (zero padding, align-corners
+  pixel coordinates, gradients to the offsets through the bilinear weights) instead of
+  ``F.grid_sample``: same values, but deterministic under CUDA deterministic mode (grid_sample backward
+  raises there) and exportable with dynamic H, W. Sampling positions and weights are computed in fp32.
+- Reference points are the centres of the offset conv's windows (pixel i * r for odd k, i.e. exactly
+  the pixel grid at stride 1). The current official code places them at (i + 0.5) / (Hk - 1) in [-1, 1]
+  units, half a key cell off the pixel grid (its last row/column then lies outside the map).
+- The offset conv kernel must be odd (padding k // 2, so any H, W >= 1 works); the official pad-0 case
+  for k == stride fails on maps smaller than k.
+- Hk = 1 or Wk = 1 (1-pixel maps): the normalisation 1 / (Hk - 1) would divide by zero; the offset range
+  is then 0 along that axis.
+- The pre-norm and residual of the DAT block are part of the module (the block's MLP is not);
+  ``init_identity()`` zeroes the output projection. Heads/groups clamp to divisors; softmax in fp32.
+
+Dense: with stride 1 every query attends to Ns = N sampled keys (a (B, heads, N, N) map): P5 only.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from models.attention._common import at_least_fp32, divisor_at_most
+from models.registry import register_attention
+
+
+def bilinear_gather(feat: torch.Tensor, py: torch.Tensor, px: torch.Tensor) -> torch.Tensor:
+    """Sample (B, C, H, W) at (fp32) pixel positions py, px of shape (B, *S); zero outside. Returns (B, C, prod(S))."""
+    b, c, h, w = feat.shape
+    ys = torch.arange(h, device=feat.device).to(py.dtype)
+    xs = torch.arange(w, device=feat.device).to(py.dtype)
+    h_max, w_max = ys.amax(), xs.amax()  # H - 1, W - 1 (tensors, so the ONNX graph stays dynamic)
+    py, px = py.flatten(1), px.flatten(1)
+    y0, x0 = py.floor(), px.floor()
+    fy, fx = py - y0, px - x0
+    flat = feat.reshape(b, c, -1)
+    out = None
+    for dy, wy in ((0, 1 - fy), (1, fy)):
+        for dx, wx in ((0, 1 - fx), (1, fx)):
+            yy, xx = y0 + dy, x0 + dx
+            inside = (yy >= 0) & (yy <= h_max) & (xx >= 0) & (xx <= w_max)
+            idx = (torch.minimum(yy.clamp(min=0), h_max) * (w_max + 1) + torch.minimum(xx.clamp(min=0), w_max)).long()
+            val = flat.gather(2, idx.unsqueeze(1).expand(-1, c, -1))
+            term = val * (wy * wx * inside).unsqueeze(1).to(val.dtype)
+            out = term if out is None else out + term
+    return out
+
+
+@register_attention(
+    "DAttention",
+    category="self-attention",
+    paper="Vision Transformer with Deformable Attention",
+    arxiv="2201.00520",
+    year=2022,
+    placement="p5",
+    dense=True,
+    notes="ODS/official use F.grid_sample (raises under CUDA deterministic mode), build the offset range in "
+    "float32 (dtype promotion under .half()) and divide by Hk-1 (inf on 1-pixel maps); fixed_pe/rpe tables "
+    "need a fixed size. Here: gather-based sampling, dwc_pe, pre-norm residual.",
+)
+class DAttention(nn.Module):
+    """x + DeformableAttention(LN(x)): 8 heads, 4 offset groups, stride 1, offset range 4, 3x3 offset conv."""
+
+    def __init__(self, c1: int, n_heads: int = 8, n_groups: int = 4, stride: int = 1,
+                 offset_range_factor: float = 4.0, ksize: int = 3):
+        super().__init__()
+        self.heads = divisor_at_most(c1, n_heads)
+        self.groups = divisor_at_most(self.heads, n_groups)
+        self.hc = c1 // self.heads
+        self.cg = c1 // self.groups
+        self.stride, self.ksize = int(stride), int(ksize)
+        if ksize % 2 == 0 or stride < 1:
+            raise ValueError(f"DAttention needs an odd ksize and stride >= 1, got ksize={ksize}, stride={stride}")
+        self.pad = ksize // 2
+        self.factor = float(offset_range_factor)
+        self.build_notes: list[str] = []
+        if self.heads != n_heads:
+            self.build_notes.append(f"heads {n_heads} -> {self.heads} (C={c1})")
+        if self.groups != n_groups:
+            self.build_notes.append(f"offset groups {n_groups} -> {self.groups} (heads={self.heads})")
+        self.norm = nn.LayerNorm(c1)
+        self.proj_q = nn.Conv2d(c1, c1, 1)
+        self.proj_k = nn.Conv2d(c1, c1, 1)
+        self.proj_v = nn.Conv2d(c1, c1, 1)
+        self.proj_out = nn.Conv2d(c1, c1, 1)
+        self.off_dw = nn.Conv2d(self.cg, self.cg, ksize, stride, self.pad, groups=self.cg)
+        self.off_norm = nn.LayerNorm(self.cg)
+        self.off_pw = nn.Conv2d(self.cg, 2, 1, bias=False)
+        self.rpe = nn.Conv2d(c1, c1, 3, padding=1, groups=c1)
+
+    def _key_grid(self, n: int) -> int:
+        return (n + 2 * self.pad - self.ksize) // self.stride + 1
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, c, h, w = x.shape
+        g, m, hc = self.groups, self.heads, self.hc
+        t = self.norm(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+        q = self.proj_q(t)
+        off = self.off_dw(q.reshape(b * g, self.cg, h, w))
+        off = at_least_fp32(self.off_pw(F.gelu(self.off_norm(off.permute(0, 2, 3, 1)).permute(0, 3, 1, 2))))
+        hk, wk = off.shape[-2:]
+        iy = torch.arange(hk, device=x.device).to(off.dtype)  # positions in fp32 (fp64 for fp64 input)
+        ix = torch.arange(wk, device=x.device).to(off.dtype)
+        h_max = torch.arange(h, device=x.device).to(off.dtype).amax()  # H - 1
+        w_max = torch.arange(w, device=x.device).to(off.dtype).amax()
+        centre = (self.ksize - 1) / 2 - self.pad  # 0 for odd k: window i is centred on pixel i * stride
+        # offset bound s / (Hk - 1) in [-1, 1] units = s (H - 1) / (2 (Hk - 1)) pixels
+        range_y = self.factor * h_max / (2 * iy.amax().clamp(min=1))
+        range_x = self.factor * w_max / (2 * ix.amax().clamp(min=1))
+        py = (iy * self.stride + centre)[None, :, None] + off[:, 0].tanh() * range_y  # (B*g, Hk, Wk)
+        px = (ix * self.stride + centre)[None, None, :] + off[:, 1].tanh() * range_x
+        sampled = bilinear_gather(t.reshape(b * g, self.cg, h, w), py, px)  # (B*g, cg, Ns)
+        ns = sampled.shape[-1]
+        sampled = sampled.reshape(b, c, 1, ns)
+        k = self.proj_k(sampled).reshape(b * m, hc, ns)
+        v = self.proj_v(sampled).reshape(b * m, hc, ns)
+        qh = q.reshape(b * m, hc, h * w)
+        attn = torch.bmm(qh.transpose(1, 2), k) * hc**-0.5  # (B*m, N, Ns)
+        attn = at_least_fp32(attn).softmax(-1).to(v.dtype)
+        out = torch.bmm(v, attn.transpose(1, 2))  # (B*m, hc, N)
+        out = out + self.rpe(q).reshape(b * m, hc, h * w)
+        return x + self.proj_out(out.reshape(b, c, h, w))
+
+    def init_identity(self) -> bool:
+        with torch.no_grad():
+            self.proj_out.weight.zero_()
+            self.proj_out.bias.zero_()
+        return True
+
+    def attention_map_elements(self, h: int, w: int) -> int:
+        """Elements of the (heads, N, Ns) attention map of one sample."""
+        return self.heads * h * w * self._key_grid(h) * self._key_grid(w)

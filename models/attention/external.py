@@ -1,0 +1,84 @@
+"""External attention on NCHW feature maps.
+
+Guo, Liu, Mu, Hu, "Beyond Self-attention: External Attention using Two Linear Layers for Visual Tasks",
+arXiv:2105.02358 (2021; TPAMI 2022). Official code: MenghaoGuo/EANet (segmentation head ``External_attention``).
+
+The image block of the official code: t = 1x1 conv C -> C (bias) of x; attn = M_k t with M_k a bias-free
+linear map C -> S over channels (the external key memory, S = 64); double normalisation: softmax over the
+N = H*W positions, then each position's S weights are divided by their sum (+1e-9); t = M_v attn with M_v a
+bias-free S -> C map (the value memory, initialised as the transpose of M_k); y = x + BN(1x1 conv C -> C,
+no bias, of t), followed by ReLU in the official block.
+
+Departures from the paper:
+- No final ReLU by default (``relu=False``): inside a YOLO backbone the block is a residual refinement
+  of SiLU features and a ReLU would clip them; ``relu=True`` gives the official block.
+- M_v is initialised as a *copy* of M_k's transpose; the official code assigns a permuted view of M_k's
+  storage to M_v's ``.data``, which ties the two memories' storage for the whole training (both are
+  then updated through the same memory). The init std is the official effective one, sqrt(2 / C): the
+  official init loop re-draws M_v last, which through the shared storage also redraws M_k.
+- The softmax over N and the normalisation over S are computed in fp32 with autocast off (in fp16 the
+  1e-9 eps underflows to 0 and a column of underflowed softmax values gives 0/0).
+- Convolutions use the official init (normal, std sqrt(2 / (k*k*out_channels))); the output BN is
+  ``BatchNorm2dSafe`` (weight 1, bias 0; single-value batches in train mode use running statistics).
+- ``init_identity()`` zeroes the output BN (exact identity when ``relu=False``).
+
+Where popular ports differ: EAP's ``ExternalAttention`` works on (B, N, C) tokens with two Linear layers
+only: no input/output convs, no BN, no residual, and it fails on NCHW tensors.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from models.attention._common import BatchNorm2dSafe, at_least_fp32, autocast_off
+from models.registry import register_attention
+
+
+@register_attention(
+    "ExternalAttention",
+    category="linear attention",
+    paper="Beyond Self-attention: External Attention using Two Linear Layers for Visual Tasks",
+    arxiv="2105.02358",
+    year=2021,
+    placement="backbone_end",
+    dense=False,
+    notes="EAP's version takes (B, N, C) tokens (fails on NCHW), has no conv/BN/residual; "
+    "this one is the official EANet image block (final ReLU optional, off by default).",
+)
+class ExternalAttention(nn.Module):
+    """y = x + BN(conv(M_v(dnorm(M_k(conv(x)))))), memory size S = 64."""
+
+    def __init__(self, c1: int, s: int = 64, relu: bool = False):
+        super().__init__()
+        self.relu = bool(relu)
+        self.conv_in = nn.Conv2d(c1, c1, 1)
+        self.mk = nn.Conv1d(c1, s, 1, bias=False)
+        self.mv = nn.Conv1d(s, c1, 1, bias=False)
+        self.conv_out = nn.Conv2d(c1, c1, 1, bias=False)
+        self.bn = BatchNorm2dSafe(c1)
+        for m in (self.conv_in, self.conv_out):
+            nn.init.normal_(m.weight, 0.0, math.sqrt(2.0 / m.out_channels))  # 1x1: k*k*out = out
+        # Officially M_v's init runs last and (through the shared storage) sets M_k too: std sqrt(2 / C).
+        nn.init.normal_(self.mk.weight, 0.0, math.sqrt(2.0 / c1))
+        with torch.no_grad():
+            self.mv.weight.copy_(self.mk.weight.transpose(0, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, c, h, w = x.shape
+        t = self.conv_in(x).flatten(2)  # (B, C, N)
+        logits = self.mk(t)  # (B, S, N)
+        with autocast_off(x):
+            attn = at_least_fp32(logits).softmax(-1)  # over positions
+            attn = attn / (1e-9 + attn.sum(1, keepdim=True))  # over memory slots
+        t = self.mv(attn.to(t.dtype)).reshape(b, c, h, w)
+        y = x + self.bn(self.conv_out(t))
+        return torch.relu(y) if self.relu else y
+
+    def init_identity(self) -> bool:
+        with torch.no_grad():
+            self.bn.weight.zero_()
+            self.bn.bias.zero_()
+        return not self.relu

@@ -1,0 +1,145 @@
+"""Residual Attention Network: the (shape-preserving) attention module.
+
+Wang, Jiang, Qian, Yang, Li, Zhang, Wang, Tang, "Residual Attention Network for Image Classification",
+CVPR 2017, arXiv:1704.06904. Official code: fwang91/residual-attention-network (Caffe prototxt).
+
+Name clash: EAP's ``ResidualAttention`` is CSRA (Zhu & Wu, "Residual Attention: A Simple but Effective
+Method for Multi-Label Recognition", ICCV 2021, arXiv:2108.02456), a classification head that maps
+(B, C, H, W) to (B, num_classes). It is not shape-preserving and is not what this module is.
+
+Attention module (hyper-parameters p, t, r; paper defaults p = 1, t = 2, r = 1), all residual units being
+pre-activation bottlenecks x + conv1x1(BN-ReLU(conv3x3(BN-ReLU(conv1x1(BN-ReLU(x)))))) with width C/4:
+1. p pre-processing units.
+2. Trunk T: t units.
+3. Mask M, from the pre-processed features: ``levels`` times [max-pool 3x3 stride 2, r units] (the
+   lowest level has 2r units), with one skip unit per upper level added back after the upsampling, then
+   bilinear upsampling to the trunk size, BN-ReLU-1x1-BN-ReLU-1x1 (no biases), sigmoid.
+4. Attention residual learning: H = (1 + M) * T, followed by p units.
+The official Attention-56 uses 3/2/1 mask levels for its 56/28/14-pixel stages; ``levels=1`` (the 14x14
+stage) is the default here, which suits P4/P5 maps.
+
+Departures from the paper:
+- Max-pool 3x3 stride 2 uses padding 1 (PyTorch floor mode) instead of Caffe's unpadded ceil mode:
+  same output sizes for H >= 3, and it also works on 1x1 and 2x2 maps.
+- The bilinear upsampling (Caffe ``Interp``, align-corners) is computed as two small interpolation-matrix
+  products built at run time from the sizes: exactly bilinear, but deterministic on CUDA (bilinear
+  ``interpolate`` backward is not) and exportable with dynamic H, W.
+- BatchNorms are ``BatchNorm2dSafe`` (PyTorch defaults, kept by ultralytics' ``initialize_weights``;
+  single-value batches in train mode use running statistics). Activations are functional.
+- Bottleneck width is ``max(C // 4, 1)``.
+- (1 + M) * T cannot be the identity, so there is no ``init_identity``.
+
+Where popular ports differ: tengshaofeng's PyTorch port adds the trunk output to the upsampled mask
+features before the sigmoid head; the official prototxt does not. EAP's ``ResidualAttention`` is CSRA (above).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from models.attention._common import BatchNorm2dSafe
+from models.registry import register_attention
+
+
+class PreActBottleneck(nn.Module):
+    """x + conv1x1(BN-ReLU(conv3x3(BN-ReLU(conv1x1(BN-ReLU(x)))))), bottleneck width C/4, no biases."""
+
+    def __init__(self, c: int):
+        super().__init__()
+        m = max(c // 4, 1)
+        self.bn1 = BatchNorm2dSafe(c)
+        self.conv1 = nn.Conv2d(c, m, 1, bias=False)
+        self.bn2 = BatchNorm2dSafe(m)
+        self.conv2 = nn.Conv2d(m, m, 3, padding=1, bias=False)
+        self.bn3 = BatchNorm2dSafe(m)
+        self.conv3 = nn.Conv2d(m, c, 1, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.conv1(F.relu(self.bn1(x)))
+        y = self.conv2(F.relu(self.bn2(y)))
+        return x + self.conv3(F.relu(self.bn3(y)))
+
+
+def _units(c: int, n: int) -> nn.Sequential:
+    return nn.Sequential(*(PreActBottleneck(c) for _ in range(n)))
+
+
+def _bilinear_matrix(n_out: int, n_in: int, like: torch.Tensor) -> torch.Tensor:
+    """(n_out, n_in) align-corners bilinear interpolation weights in ``like``'s dtype/device."""
+    dt = torch.promote_types(like.dtype, torch.float32)  # weights in fp32 (fp64 for fp64 input), then cast
+    dst = torch.arange(n_out, device=like.device).to(dt)
+    src = torch.arange(n_in, device=like.device).to(dt)
+    pos = dst * (src.amax() / dst.amax().clamp(min=1))  # (n_in - 1) / (n_out - 1); 0 when n_out == 1
+    lo = pos.floor()
+    frac = (pos - lo)[:, None]
+    m = (src[None] == lo[:, None]).to(dt) * (1 - frac) + (src[None] == lo[:, None] + 1).to(dt) * frac
+    return m.to(like.dtype)
+
+
+def bilinear_resize(x: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    """Align-corners bilinear resize of (B, C, h0, w0) to (B, C, h, w) as A_h @ x @ A_w^T."""
+    a_h = _bilinear_matrix(h, x.shape[2], x)
+    a_w = _bilinear_matrix(w, x.shape[3], x)
+    return torch.matmul(torch.matmul(a_h, x), a_w.transpose(0, 1))
+
+
+class _MaskLevel(nn.Module):
+    """One down-up level of the mask branch (recursive: inner levels live in ``inner``)."""
+
+    def __init__(self, c: int, r: int, remaining: int):
+        super().__init__()
+        self.pool = nn.MaxPool2d(3, 2, 1)
+        self.lowest = remaining == 1
+        self.down = _units(c, 2 * r if self.lowest else r)
+        if not self.lowest:
+            self.skip = PreActBottleneck(c)
+            self.inner = _MaskLevel(c, r, remaining - 1)
+            self.up = _units(c, r)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        d = self.down(self.pool(x))
+        if self.lowest:
+            return d
+        u = bilinear_resize(self.inner(d), d.shape[2], d.shape[3]) + self.skip(d)
+        return self.up(u)
+
+
+@register_attention(
+    "ResidualAttention",
+    category="spatial-channel mask",
+    paper="Residual Attention Network for Image Classification",
+    arxiv="1704.06904",
+    year=2017,
+    placement="backbone_end",
+    dense=False,
+    notes="Not EAP's ResidualAttention (that is CSRA, arXiv 2108.02456, a (B, classes) head). "
+    "tengshaofeng's port adds the trunk to the upsampled mask; the official prototxt does not.",
+)
+class ResidualAttention(nn.Module):
+    """RAN attention module: p units, (1 + M) * T with t trunk units and an r-unit hourglass mask, p units."""
+
+    def __init__(self, c1: int, p: int = 1, t: int = 2, r: int = 1, levels: int = 1):
+        super().__init__()
+        if levels < 1 or r < 1:
+            raise ValueError(f"levels and r must be >= 1, got levels={levels}, r={r}")
+        self.pre = _units(c1, p)
+        self.trunk = _units(c1, t)
+        self.mask = _MaskLevel(c1, r, levels)
+        self.head_bn1 = BatchNorm2dSafe(c1)
+        self.head_conv1 = nn.Conv2d(c1, c1, 1, bias=False)
+        self.head_bn2 = BatchNorm2dSafe(c1)
+        self.head_conv2 = nn.Conv2d(c1, c1, 1, bias=False)
+        self.post = _units(c1, p)
+        self.build_notes: list[str] = []
+        if c1 // 4 < 1:
+            self.build_notes.append(f"bottleneck width C//4 -> 1 (C={c1})")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.pre(x)
+        trunk = self.trunk(x)
+        m = bilinear_resize(self.mask(x), x.shape[2], x.shape[3])
+        m = self.head_conv1(F.relu(self.head_bn1(m)))
+        m = torch.sigmoid(self.head_conv2(F.relu(self.head_bn2(m))))
+        return self.post((1 + m) * trunk)
