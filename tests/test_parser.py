@@ -173,3 +173,23 @@ def test_summary_printed_with_layer_table(capsys):
         LOGGER.removeHandler(h)
     text = "\n".join(records)
     assert "CBAM" in text and "summary" in text and "GFLOPs" in text and "parameters" in text
+
+
+def test_clamped_group_counts_are_reported_in_the_summary():
+    import logging
+
+    from ultralytics.utils import LOGGER
+
+    d = {"nc": 2, "yaml_file": "tiny.yaml", "backbone": [[-1, 1, "Conv", [40, 3, 2]], [-1, 1, "ShuffleAttention", []]],
+         "head": [[-1, 1, "Conv", [16, 1, 1]]]}
+    records = []
+    h = logging.Handler()
+    h.emit = lambda r: records.append(r.getMessage())
+    LOGGER.addHandler(h)
+    try:
+        layers, _ = parse_model(d, verbose=True)
+    finally:
+        LOGGER.removeHandler(h)
+    notes = getattr(layers[1], "build_notes", [])
+    assert notes, "ShuffleAttention's default G=64 does not divide C/2=20: it must clamp and say so"
+    assert any(n in r for r in records for n in notes)
