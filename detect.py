@@ -33,6 +33,8 @@ def parse_opt(argv=None):
     p.add_argument("--exist-ok", action="store_true", help="existing project/name ok, do not increment")
     p.add_argument("--half", action="store_true", help="FP16 half-precision inference (GPU)")
     p.add_argument("--line-thickness", type=int, default=None, help="bounding box thickness (pixels)")
+    p.add_argument("--heatmap", action="store_true", help="also save Grad-CAM and attention maps (tools/heatmap.py)")
+    p.add_argument("--heatmap-every", type=int, default=30, help="--heatmap on videos: every n-th frame")
     return p.parse_args(argv)
 
 
@@ -57,13 +59,18 @@ def main(opt):
         save_txt=opt.save_txt,
         save_conf=opt.save_conf,
         classes=opt.classes,
-        save_dir=common.save_dir(opt.project, "detect", opt.name, opt.exist_ok),
+        save_dir=(save_dir := common.save_dir(opt.project, "detect", opt.name, opt.exist_ok)),
         exist_ok=opt.exist_ok,
         half=opt.half,
         line_width=opt.line_thickness,
         stream=True,
     )
     n = sum(1 for _ in results)  # stream: one frame at a time, constant memory on long videos
+    if opt.heatmap:
+        from tools.heatmap import save_heatmaps
+
+        save_heatmaps(opt.weights, source, save_dir, opt.imgsz, opt.conf_thres, opt.iou_thres, opt.device,
+                      opt.heatmap_every)
     return n
 
 

@@ -8,6 +8,7 @@ Flags follow YOLOv5's train.py. Training itself is ultralytics' trainer; runs go
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 import tools.common as common
@@ -17,7 +18,7 @@ ULTRALYTICS_HYP = {
     "dfl", "hsv_h", "hsv_s", "hsv_v", "degrees", "translate", "scale", "shear", "perspective", "flipud", "fliplr",
     "mosaic", "mixup", "copy_paste", "close_mosaic", "label_smoothing", "nbs",
 }
-YOLOV5_LOSS_KEYS = {"box", "cls", "obj", "cls_pw", "obj_pw", "iou_t", "anchor_t", "fl_gamma", "anchors"}
+YOLOV5_LOSS_KEYS = {"box", "cls", "obj", "cls_pw", "obj_pw", "iou_t", "anchor_t", "fl_gamma", "anchors", "label_smoothing"}
 
 
 def parse_opt(argv=None):
@@ -40,6 +41,14 @@ def parse_opt(argv=None):
     p.add_argument("--cos-lr", action="store_true", help="cosine LR scheduler")
     p.add_argument("--patience", type=int, default=100, help="EarlyStopping patience (epochs without improvement)")
     p.add_argument("--amp", default=True, action=argparse.BooleanOptionalAction, help="automatic mixed precision on GPU")
+    p.add_argument("--attention", nargs="+", action="extend", default=[], metavar="MODULE@POSITION",
+                   help="insert modules into the model, e.g. CBAM@backbone_end SE@neck_outputs (docs/insertion.md); "
+                        "the built YAML is saved as model.yaml in the run folder")
+    p.add_argument("--identity-init", default=True, action=argparse.BooleanOptionalAction,
+                   help="with --weights: layers that get no pretrained weights start as the identity where they can")
+    p.add_argument("--identity-blend", action="store_true",
+                   help="with --attention: wrap inserted modules that cannot start as the identity in ResidualBlend")
+    p.add_argument("--noautoanchor", action="store_true", help="anchor-based heads: keep the YAML's anchors (no AutoAnchor)")
     return p.parse_args(argv)
 
 
@@ -57,7 +66,7 @@ def load_hyp(path: str) -> tuple[dict, dict]:
         raise SystemExit(f"error: --hyp {path}: expected a mapping of hyperparameters")
     yolov5_form = "obj" in hyp
     overrides = {k: v for k, v in hyp.items() if k in ULTRALYTICS_HYP and not (yolov5_form and k in YOLOV5_LOSS_KEYS)}
-    loss = {k: v for k, v in hyp.items() if k in YOLOV5_LOSS_KEYS}
+    loss = {k: v for k, v in hyp.items() if k in YOLOV5_LOSS_KEYS and (yolov5_form or k not in ULTRALYTICS_HYP)}
     unknown = sorted(set(hyp) - ULTRALYTICS_HYP - YOLOV5_LOSS_KEYS)
     if unknown:
         print(f"--hyp {path}: ignoring unknown keys {unknown}")
@@ -110,9 +119,36 @@ def build_overrides(opt) -> dict:
             overrides["pretrained"] = common.check_weights(opt.weights)
     else:
         overrides["model"] = common.check_weights(opt.weights)
+    if opt.attention:  # tools/insert.py: a variant of --cfg (or of the checkpoint's own YAML) without writing a YAML
+        from tools.insert import InsertError, write_run_yaml
+
+        try:
+            overrides["model"] = write_run_yaml(opt.cfg, opt.attention, overrides["save_dir"], opt.weights or None,
+                                                identity_blend=opt.identity_blend)
+        except InsertError as e:
+            raise SystemExit(f"error: --attention: {e}") from None
+        if opt.weights:
+            overrides["pretrained"] = common.check_weights(opt.weights)
+    elif opt.identity_blend:
+        raise SystemExit("error: --identity-blend applies to modules inserted with --attention")
+    from models.transfer import IDENTITY_INIT_ENV
+
+    os.environ[IDENTITY_INIT_ENV] = "1" if opt.identity_init else "0"  # read by AttentionTrainer.get_model (and DDP workers)
+    loss_hyp = {}
     if opt.hyp:
-        hyp, _loss = load_hyp(opt.hyp)
+        hyp, loss_hyp = load_hyp(opt.hyp)
         overrides.update(hyp)
+    if loss_hyp or opt.noautoanchor:
+        # YOLOv5 loss gains and the AutoAnchor switch travel in the run's model YAML (checkpoints, resume, DDP)
+        from models.loss import write_run_config
+
+        if overrides["model"].endswith(".pt"):
+            overrides["pretrained"] = overrides["model"]
+        try:
+            overrides["model"] = write_run_config(overrides["model"], overrides["save_dir"], loss_hyp,
+                                                  autoanchor=False if opt.noautoanchor else None)
+        except ValueError as e:
+            raise SystemExit(f"error: --hyp {opt.hyp}: {e}") from None
     return overrides
 
 

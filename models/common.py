@@ -12,7 +12,7 @@ from ultralytics.nn import modules as um
 from models.registry import LAYERS
 
 # c1, c2 = in/out channels; the YAML's first argument is the nominal output width (scaled by width_multiple)
-for _cls in (um.Conv, um.DWConv, um.GhostConv, um.Focus, um.SPP, um.SPPF, um.Bottleneck, um.GhostBottleneck,
+for _cls in (um.Conv, um.DWConv, um.GhostConv, um.Focus, um.SPP, um.Bottleneck, um.GhostBottleneck,
              um.ConvTranspose, um.RepConv):
     LAYERS.add(_cls, kind="conv")
 # as above, with the (depth-scaled) repeat count inserted as the third argument
@@ -21,12 +21,28 @@ for _cls in (um.C1, um.C2, um.C2f, um.C3, um.C3x, um.C3Ghost, um.C3TR, um.Bottle
 LAYERS.add(um.Concat, kind="concat")
 
 
+def _sppf_legacy_act(m, args: list) -> None:
+    """ultralytics 8.4's SPPF leaves cv1 unactivated (YOLO26); rows with at most (c1, c2, k), as in every YOLOv5
+    YAML, get YOLOv5's activated cv1, exactly as ultralytics' own parser does, so yolov5*.pt weights mean the same."""
+    if len(args) <= 3:
+        for block in m if isinstance(m, nn.Sequential) else [m]:
+            block.cv1.act = um.Conv.default_act
+
+
+LAYERS.add(um.SPPF, kind="conv", post_build=_sppf_legacy_act)
+
+
 def _detect_args(args: list, ch_in: list[int], d: dict) -> list:
     """ultralytics Detect(nc, reg_max, end2end, ch)."""
     return [*args[:1], d.get("reg_max", 16), d.get("end2end"), ch_in]
 
 
-LAYERS.add(um.Detect, kind="head", make_args=_detect_args, legacy=True)
+def _detect_class(args: list) -> str:
+    """``Detect [nc, anchors]`` (YOLOv5/YOLOv7 YAMLs) is the anchor-based head of models/heads.py; ``[nc]`` is ours."""
+    return "AnchorDetect" if len(args) > 1 else "Detect"
+
+
+LAYERS.add(um.Detect, kind="head", make_args=_detect_args, legacy=True, dispatch=_detect_class)
 
 # torch.nn layers that YOLO YAMLs name, by their YAML spelling
 for _name in ("Upsample", "Identity", "MaxPool2d", "AvgPool2d", "ZeroPad2d", "Dropout", "Dropout2d"):

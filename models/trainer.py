@@ -10,19 +10,38 @@ from __future__ import annotations
 import os
 
 from ultralytics.models.yolo.detect import DetectionTrainer
-from ultralytics.utils import RANK
+from ultralytics.utils import LOGGER, RANK
 
+from models.autoanchor import autoanchor_before_training
+from models.transfer import identity_init_enabled, transfer_weights
 from models.yolo import AttentionDetectionModel
+
+
+def warn_dense_attention(model, imgsz, batch) -> list[str]:
+    """Warn, naming the layer, when a dense (N x N) attention map would exceed the memory budget at this image size."""
+    from models.attention._dense import dense_attention_check
+
+    msgs = dense_attention_check(model, imgsz, batch=max(int(batch), 1))
+    for msg in msgs:
+        LOGGER.warning(msg)
+    return msgs
 
 
 class AttentionTrainer(DetectionTrainer):
     """DetectionTrainer that builds :class:`AttentionDetectionModel` and writes checkpoints atomically."""
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.add_callback("on_pretrain_routine_end", autoanchor_before_training)  # anchor-based heads only
+
     def get_model(self, cfg=None, weights=None, verbose=True):
         model = AttentionDetectionModel(cfg, nc=self.data["nc"], ch=self.data["channels"], verbose=verbose and RANK == -1)
         model = self.set_model_names_for_load(model)
-        if weights:
-            model.load(weights)
+        if RANK in {-1, 0}:
+            warn_dense_attention(model, self.args.imgsz, self.args.batch)
+        if weights:  # structural transfer: inserted/removed layers keep every other layer's weights (models/transfer.py)
+            self.transfer_report = transfer_weights(model, weights, identity_init=identity_init_enabled(),
+                                                    verbose=verbose and RANK in {-1, 0})
         return model
 
     def save_model(self):

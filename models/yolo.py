@@ -33,6 +33,8 @@ from ultralytics.utils.torch_utils import initialize_weights
 
 import models.attention  # noqa: F401  (registers the attention modules)
 import models.common  # noqa: F401  (registers the building blocks)
+import models.attention_blocks  # noqa: F401  (C3Att, ResidualBlend)
+import models.heads  # noqa: F401  (anchor-based Detect / IDetect, YOLOv7 blocks)
 from models.registry import LAYERS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -176,6 +178,18 @@ def _bind(cls, args: list, kwargs: dict, where: str):
         raise ConfigError(f"{where}: bad arguments for {cls.__name__}: {e}. It accepts: {', '.join(params)}") from None
 
 
+def _activation_to_keyword(cls, args: list) -> dict:
+    """Move an activation written positionally into ``act`` (YOLOv7 rows put it where ultralytics' Conv has ``d``)."""
+    params = list(inspect.signature(cls).parameters)
+    if "act" not in params:
+        return {}
+    for k, a in enumerate(args):
+        if isinstance(a, nn.Module) and k != params.index("act"):
+            del args[k]
+            return {"act": a}
+    return {}
+
+
 def attention_args(spec, args: list, c_in: int, width: float, max_channels: float, where: str) -> tuple[list, dict]:
     """Split an attention row's arguments into (positional hyperparameters, keyword hyperparameters), checking channels."""
     args = list(args)
@@ -245,6 +259,8 @@ def parse_model(d: dict, ch: int = 3, verbose: bool = True) -> tuple[nn.Sequenti
         if not isinstance(args, list):
             raise ConfigError(f"{where}: args must be a list, got {args!r}")
         args = parse_arg(args, symbols, where)
+        if "dispatch" in spec.extra:  # one YAML name, several classes: Detect [nc, anchors] -> AnchorDetect
+            spec = LAYERS.get(spec.extra["dispatch"](args))
         c_from = [ch if (i == 0 and x == -1) else chs[x] for x in fs]
         c1 = c_from[0]
         n_ = n = max(round(n * depth), 1) if n > 1 else n
@@ -258,6 +274,7 @@ def parse_model(d: dict, ch: int = 3, verbose: bool = True) -> tuple[nn.Sequenti
             if kind == "repeat":
                 args.insert(2, n)
                 n = 1
+            kwargs = _activation_to_keyword(spec.cls, args)
         elif kind == "attention":
             hyper, kwargs = attention_args(spec, args, c1, width, max_channels, where)
             args, c2 = [c1, *hyper], c1
@@ -282,6 +299,8 @@ def parse_model(d: dict, ch: int = 3, verbose: bool = True) -> tuple[nn.Sequenti
             raise
         except Exception as e:
             raise ConfigError(f"{where}: building {name}{tuple(args)} failed: {type(e).__name__}: {e}") from e
+        if "post_build" in spec.extra:  # e.g. SPPF: YOLOv5 rows keep the activation on cv1
+            spec.extra["post_build"](m_, args)
         m_.np = sum(x.numel() for x in m_.parameters())
         m_.i, m_.f, m_.type = i, f, name
         if verbose:
@@ -342,6 +361,18 @@ class AttentionDetectionModel(DetectionModel):
         if verbose:
             self.info()
             LOGGER.info("")
+
+    def init_criterion(self):
+        """The head's own loss when it has one (anchor-based heads: YOLOv5's loss), else ultralytics' default."""
+        head = self.model[-1]
+        return head.make_criterion(self) if hasattr(head, "make_criterion") else super().init_criterion()
+
+    def fuse(self, verbose: bool = True, imgsz: int = 640):
+        """ultralytics' Conv+BN / RepConv fusion, plus the head's own (YOLOv7 IDetect folds its implicit layers)."""
+        head = self.model[-1]
+        if not isinstance(head, Detect) and hasattr(head, "fuse"):
+            head.fuse()
+        return super().fuse(verbose=verbose, imgsz=imgsz)
 
 
 def build_model(cfg: str | Path | dict, nc: int | None = None, ch: int = 3, verbose: bool = False) -> AttentionDetectionModel:

@@ -1,0 +1,1 @@
+"""Benchmarks: module profiler, model overhead, and the measuring helpers they (and tools/ablate.py) share."""

@@ -1,0 +1,96 @@
+"""Heatmaps for a trained detector: `detect.py --heatmap` on an image and a video, and the maps behind the figures."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+IMAGE = ROOT / "data" / "images" / "shapes_7.jpg"
+
+
+def run(*args: str) -> subprocess.CompletedProcess:
+    out = subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, f"{args} failed:\n{out.stdout[-2000:]}\n{out.stderr[-4000:]}"
+    return out
+
+
+@pytest.fixture(scope="module")
+def weights(tiny_data, tmp_path_factory) -> Path:
+    project = tmp_path_factory.mktemp("runs")
+    run("train.py", "--cfg", "yolov5n-se.yaml", "--data", tiny_data, "--epochs", "1", "--img", "64", "--batch-size", "8",
+        "--workers", "0", "--project", str(project), "--name", "exp")
+    return project / "exp" / "weights" / "best.pt"
+
+
+def not_constant(path: Path) -> np.ndarray:
+    img = cv2.imread(str(path))
+    assert img is not None, path
+    assert float(img.std()) > 1.0, f"{path.name} is a constant image"
+    return img
+
+
+def test_detect_heatmap_saves_gradcam_and_attention_maps_for_image_and_video(weights, tmp_path):
+    video = tmp_path / "clip.mp4"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"mp4v"), 5, (96, 64))
+    from data.synthetic import make_image
+
+    for k in range(4):
+        writer.write(cv2.resize(make_image(k, 128)[0], (96, 64)))
+    writer.release()
+    for source in (IMAGE, video):
+        run("detect.py", "--weights", str(weights), "--source", str(source), "--img", "64", "--heatmap",
+            "--heatmap-every", "2", "--project", str(tmp_path / "detect"), "--name", "exp", "--exist-ok")
+    maps = tmp_path / "detect" / "exp" / "heatmaps"
+    names = sorted(p.name for p in maps.iterdir())
+    expected = ["clip_f000000_attn_L10_SE.png", "clip_f000000_gradcam.jpg", "clip_f000002_attn_L10_SE.png",
+                "clip_f000002_gradcam.jpg", "shapes_7_attn_L10_SE.png", "shapes_7_gradcam.jpg"]
+    assert names == expected
+    cam = not_constant(maps / "shapes_7_gradcam.jpg")
+    original = cv2.imread(str(IMAGE))
+    assert cam.shape == original.shape  # drawn over the image at its own size, padding removed
+    assert float(np.abs(cam.astype(int) - original.astype(int)).mean()) > 5  # the map is really overlaid
+    for name in expected:
+        not_constant(maps / name)
+    assert (tmp_path / "detect" / "exp" / "shapes_7.jpg").is_file()  # detect's own output is still there
+
+
+def test_gradcam_map_itself_varies_over_the_image(weights):
+    from tools import heatmap
+
+    model = heatmap.load_model(str(weights))
+    frame = cv2.imread(str(IMAGE))
+    x, box = heatmap.letterbox(frame, 64)
+    _, cam, caption = heatmap.gradcam_image(model, x, frame, box, 0.25, 0.45, {}, "cpu")
+    assert cam.shape == frame.shape[:2]
+    assert float(cam.max()) > float(cam.min()), caption
+    assert "Grad-CAM" in caption
+
+
+@pytest.mark.parametrize("name, spatial_how, channel_how", [
+    ("SE", "derived", "gate(x)"),          # channel gate only: spatial map derived from out/in energy
+    ("CoordAtt", "gates(x)", "gates(x)"),  # directional gates: both from the module
+    ("CAA", "gate(x)", "gate(x)"),         # a full (C, H, W) gate
+    ("CBAM", "derived", "derived"),        # no gate method: both derived
+    ("EffectiveSE", "derived", "derived"),  # its `gate` attribute is a layer, not a gate method
+])
+def test_attention_maps_use_the_module_gate_or_say_they_are_derived(name, spatial_how, channel_how):
+    from models.registry import LAYERS
+    from tools.heatmap import attention_maps
+
+    torch.manual_seed(0)
+    m = LAYERS.get(name).cls(32).eval()
+    x = torch.rand(1, 32, 6, 8)
+    with torch.no_grad():
+        y = m(x)
+    spatial, s_how, channel, c_how = attention_maps(m, x, y)
+    assert spatial.shape == (6, 8) and channel.shape == (32,)
+    assert s_how.startswith(spatial_how) and c_how.startswith(channel_how)
+    assert np.isfinite(spatial).all() and np.isfinite(channel).all()
+    assert float(np.ptp(channel)) > 0
