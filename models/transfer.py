@@ -86,7 +86,10 @@ class TransferReport:
         return {b: n for b, n, _ in self.pairs}
 
     def __str__(self) -> str:
-        new = ", ".join(f"{i} {t}" for i, t in self.new_layers) or "none"
+        shown = self.new_layers if len(self.new_layers) <= 12 else self.new_layers[:10]
+        new = ", ".join(f"{i} {t}" for i, t in shown) or "none"
+        if len(shown) < len(self.new_layers):
+            new += f", ... ({len(self.new_layers)} in all)"
         return f"transferred {self.transferred}/{self.total} tensors from {self.source}; new layers: {new}; skipped: {self._skipped()}"
 
     def _skipped(self) -> str:

@@ -124,6 +124,14 @@ def test_backbone_end_gives_the_shipped_cbam_config():
     assert_same_producers(base, result)
 
 
+def test_make_configs_writes_the_shipped_text_through_insertion():
+    from models.registry import LAYERS
+    from tools.make_configs import config_path, config_text
+
+    spec = LAYERS.get("CBAM")
+    assert config_text(spec) == config_path(spec).read_text()
+
+
 def test_index_and_after_index_are_the_same_position():
     base = load_config("configs/yolov5.yaml")
     assert rows(insert_layers(base, ["SE@9"]).cfg) == rows(insert_layers(base, ["SE@after:9"]).cfg) \
