@@ -169,7 +169,10 @@ def autoanchor_before_training(trainer) -> None:
     if not isinstance(head, AnchorHead) or trainer.args.resume:
         return
     if not model.yaml.get("autoanchor", True):
-        _log(f"{PREFIX}off (autoanchor: false), keeping the YAML's anchors")
+        if head.anchors_from_data and RANK in {-1, 0}:
+            LOGGER.warning(f"{PREFIX}off, but the YAML gives only an anchor count: training with placeholder squares")
+        else:
+            _log(f"{PREFIX}off (autoanchor: false), keeping the YAML's anchors")
         return
     imgsz = trainer.args.imgsz
     imgsz = max(imgsz) if isinstance(imgsz, (list, tuple)) else imgsz

@@ -1,7 +1,8 @@
 """End to end with anchor-based heads, as a user runs them: train.py -> val.py -> detect.py -> ONNX export.
 
 One classic YOLOv5 (anchor-based Detect, YOLOv5's loss with gains from a YOLOv5 --hyp file, AutoAnchor) and
-YOLOv7-tiny (IDetect, LeakyReLU rows), each trained for one epoch on the 16-image tiny_data set.
+YOLOv7-tiny (IDetect, LeakyReLU rows), each trained for one epoch on the 16-image tiny_data set. train.py runs
+in a fresh interpreter; val.py and detect.py run through their main() in the test process.
 """
 
 from __future__ import annotations
@@ -48,12 +49,18 @@ def test_train_uses_yolov5_loss_autoanchor_and_the_hyp_file(trained):
 
 
 def test_val_and_detect_on_the_checkpoint(trained, tiny_data):
+    import detect
+    import val
+
+    # val.py / detect.py main() in this process: the same code path as their command lines, one interpreter less
     _, project, exp, _ = trained
-    out = run("val.py", "--weights", str(exp / "weights/best.pt"), "--data", tiny_data, "--img", "64",
-              "--project", str(project / "val"))
-    assert " all " in out
-    run("detect.py", "--weights", str(exp / "weights/best.pt"), "--img", "64", "--conf-thres", "0.001",
-        "--save-txt", "--project", str(project / "detect"), "--name", "exp")
+    metrics = val.main(val.parse_opt(["--weights", str(exp / "weights/best.pt"), "--data", tiny_data, "--img", "64",
+                                      "--project", str(project / "val")]))
+    assert 0.0 <= metrics.box.map50 <= 1.0 and (project / "val" / "exp").is_dir()
+    frames = detect.main(detect.parse_opt(["--weights", str(exp / "weights/best.pt"), "--img", "64",
+                                           "--conf-thres", "0.001", "--save-txt", "--project", str(project / "detect"),
+                                           "--name", "exp"]))
+    assert frames == 2  # data/images holds two pictures
     saved = {p.name for p in (project / "detect" / "exp").iterdir()}
     assert {"shapes_7.jpg", "shapes_11.jpg", "labels"} <= saved
 
