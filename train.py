@@ -8,6 +8,7 @@ Flags follow YOLOv5's train.py. Training itself is ultralytics' trainer; runs go
 from __future__ import annotations
 
 import argparse
+import shutil
 import os
 from pathlib import Path
 
@@ -149,6 +150,22 @@ def build_overrides(opt) -> dict:
                                                   autoanchor=False if opt.noautoanchor else None)
         except ValueError as e:
             raise SystemExit(f"error: --hyp {opt.hyp}: {e}") from None
+    return stage_run_yaml(overrides)
+
+
+def stage_run_yaml(overrides: dict) -> dict:
+    """Keep a copy of a run's own model YAML outside its run folder and train from that copy.
+
+    ultralytics' DDP launcher deletes the run folder before it starts the workers; a YAML written there would
+    be gone when they build the model. The copy in the run folder stays for the user (and is written back by
+    the trainer when a launcher removed it).
+    """
+    model, save_dir = Path(overrides["model"]), Path(overrides["save_dir"])
+    if model.suffix in (".yaml", ".yml") and save_dir in model.parents:
+        staged = save_dir.parent / ".run-configs" / save_dir.name / model.name
+        staged.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(model, staged)
+        overrides["model"] = str(staged)
     return overrides
 
 

@@ -8,6 +8,8 @@ ultralytics' DDP launcher pickles the class by reference.
 from __future__ import annotations
 
 import os
+import shutil
+from pathlib import Path
 
 from ultralytics.models.yolo.detect import DetectionTrainer
 from ultralytics.utils import LOGGER, RANK
@@ -27,12 +29,23 @@ def warn_dense_attention(model, imgsz, batch) -> list[str]:
     return msgs
 
 
+def restore_run_yaml(trainer) -> None:
+    """Put the run's own model YAML (staged outside the run folder by train.py) back into the run folder."""
+    model = Path(str(trainer.args.model))
+    if RANK in {-1, 0} and model.parent.parent.name == ".run-configs" and model.is_file():
+        target = Path(trainer.save_dir) / model.name
+        if not target.exists():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(model, target)
+
+
 class AttentionTrainer(DetectionTrainer):
     """DetectionTrainer that builds :class:`AttentionDetectionModel` and writes checkpoints atomically."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.add_callback("on_pretrain_routine_end", autoanchor_before_training)  # anchor-based heads only
+        self.add_callback("on_pretrain_routine_start", restore_run_yaml)
 
     def get_model(self, cfg=None, weights=None, verbose=True):
         model = AttentionDetectionModel(cfg, nc=self.data["nc"], ch=self.data["channels"], verbose=verbose and RANK == -1)

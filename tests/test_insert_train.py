@@ -56,3 +56,24 @@ def test_bad_insertion_stops_before_any_run_folder(tiny_data, tmp_path):
     assert out.returncode != 0
     assert "--attention" in out.stderr and "CBAM@p9" in out.stderr and "p5 (layer 9)" in out.stderr, out.stderr[-2000:]
     assert not (tmp_path / "runs").exists()
+
+
+def test_run_yaml_survives_the_ddp_launcher_deleting_the_run_folder(tiny_data, tmp_path):
+    """ultralytics' DDP launcher removes the run folder before the workers build the model from args.model."""
+    import shutil as _shutil
+
+    from models.trainer import AttentionTrainer
+    from train import build_overrides, parse_opt
+
+    opt = parse_opt(["--cfg", "yolov5n.yaml", "--attention", "SE@backbone_end", "--data", tiny_data, "--img", "64",
+                     "--epochs", "1", "--device", "cpu", "--project", str(tmp_path), "--name", "ddp"])
+    overrides = build_overrides(opt)
+    save_dir = Path(overrides["save_dir"])
+    assert (save_dir / "model.yaml").is_file()
+    assert save_dir not in Path(overrides["model"]).parents
+    _shutil.rmtree(save_dir)  # what generate_ddp_command does
+    trainer = AttentionTrainer(overrides=overrides)
+    trainer.run_callbacks("on_pretrain_routine_start")
+    assert (save_dir / "model.yaml").is_file()
+    model = trainer.get_model(cfg=trainer.args.model, verbose=False)
+    assert model.model[10].type == "SE"
