@@ -70,3 +70,9 @@ def test_yolov5s_module_config_probes_runs_640_and_trains_a_step(spec):
     y = y[0] if isinstance(y, (list, tuple)) else y
     assert y.shape == (1, 4 + 5, 80 * 80 + 40 * 40 + 20 * 20) and torch.isfinite(y).all()
     train_step(model)
+
+
+def test_docs_module_table_lists_every_registered_module():
+    text = (ROOT / "docs" / "modules.md").read_text()
+    missing = [s.name for s in MODULES if f"| {s.name} |" not in text]
+    assert not missing, f"docs/modules.md lacks {missing}: run python tools/gen_docs.py"
