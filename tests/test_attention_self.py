@@ -318,6 +318,18 @@ def test_dat_zero_offsets_sample_the_pixel_grid():
     assert m.attention_map_elements(20, 20) == 8 * 400 * 400
 
 
+def test_dat_non_finite_positions_give_nan_not_an_index_error():
+    """NaN input (e.g. an uninitialised tensor, as ultralytics' FLOP counter feeds) used to make the gather raise."""
+    feat = torch.randn(1, 3, 4, 5)
+    py = torch.tensor([[0.5, float("nan"), float("inf"), -float("inf")]])
+    px = torch.tensor([[1.5, 2.0, 1.0, 1.0]])
+    out = bilinear_gather(feat, py, px)
+    assert torch.isfinite(out[..., 0]).all() and torch.isnan(out[..., 1]).all()
+    m = DAttention(16).eval()
+    with torch.no_grad():
+        assert m(torch.full((1, 16, 6, 6), float("nan"))).isnan().all()
+
+
 # --------------------------------------------------------------------------- identity and metadata
 
 

@@ -37,17 +37,21 @@ def eca_kernel_size(c: int, gamma: float = 2, b: float = 1) -> int:
 
 
 class HSigmoid(nn.Module):
-    """relu6(x + 3) / 6, written out-of-place (never applied in-place to a tensor that is reused)."""
+    """relu6(x + 3) / 6, out-of-place (never applied in-place to a tensor that is reused).
+
+    ``F.hardsigmoid`` is the same function in one kernel (and one ONNX HardSigmoid node); writing it as
+    relu6(x + 3) / 6 took three kernels and made EffectiveSE ~10% slower than timm's at small maps.
+    """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.nn.functional.relu6(x + 3.0) / 6.0
+        return torch.nn.functional.hardsigmoid(x)
 
 
 class HSwish(nn.Module):
-    """x * relu6(x + 3) / 6 (MobileNetV3), out-of-place."""
+    """x * relu6(x + 3) / 6 (MobileNetV3), out-of-place, as the single ``F.hardswish`` kernel."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * torch.nn.functional.relu6(x + 3.0) / 6.0
+        return torch.nn.functional.hardswish(x)
 
 
 class BatchNorm2dSafe(nn.BatchNorm2d):
@@ -125,3 +129,31 @@ def spatial_dof(x: torch.Tensor) -> torch.Tensor:
 def at_least_fp32(t: torch.Tensor) -> torch.Tensor:
     """``t`` in fp32 if it is a lower-precision float (fp16/bf16); fp32/fp64 tensors are returned as they are."""
     return t.to(torch.promote_types(t.dtype, torch.float32))
+
+
+class VANResidual(nn.Module):
+    """Base of LSKA and LSKBlock: ``x + proj_2(core(GELU(proj_1(x))))`` (VAN/LSKNet's attention sub-block).
+
+    A subclass builds its core module, then calls :meth:`_wrap`; ``wrapped=False`` leaves the bare core. In the
+    residual form, :meth:`init_identity` zeroes proj_2 so the block computes exactly x.
+    """
+
+    def _wrap(self, c1: int, wrapped: bool) -> None:
+        self.wrapped = wrapped
+        if wrapped:
+            self.proj_1 = nn.Conv2d(c1, c1, 1)
+            self.proj_2 = nn.Conv2d(c1, c1, 1)
+        self.build_notes: list[str] = []
+
+    def _run(self, core: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        if not self.wrapped:
+            return core(x)
+        return x + self.proj_2(core(torch.nn.functional.gelu(self.proj_1(x))))
+
+    def init_identity(self) -> bool:
+        """Zero proj_2 so the residual form computes exactly x (the bare module cannot)."""
+        if not self.wrapped:
+            return False
+        nn.init.zeros_(self.proj_2.weight)
+        nn.init.zeros_(self.proj_2.bias)
+        return True

@@ -55,12 +55,16 @@ def bilinear_gather(feat: torch.Tensor, py: torch.Tensor, px: torch.Tensor) -> t
     y0, x0 = py.floor(), px.floor()
     fy, fx = py - y0, px - x0
     flat = feat.reshape(b, c, -1)
+    n_max = ((h_max + 1) * (w_max + 1) - 1).long()  # last flat index
     out = None
     for dy, wy in ((0, 1 - fy), (1, fy)):
         for dx, wx in ((0, 1 - fx), (1, fx)):
             yy, xx = y0 + dy, x0 + dx
             inside = (yy >= 0) & (yy <= h_max) & (xx >= 0) & (xx <= w_max)
             idx = (torch.minimum(yy.clamp(min=0), h_max) * (w_max + 1) + torch.minimum(xx.clamp(min=0), w_max)).long()
+            # a NaN position (non-finite input) converts to an arbitrary integer: keep the gather in range, the
+            # NaN weight below still makes that output NaN instead of raising an index error
+            idx = torch.minimum(idx.clamp(min=0), n_max)
             val = flat.gather(2, idx.unsqueeze(1).expand(-1, c, -1))
             term = val * (wy * wx * inside).unsqueeze(1).to(val.dtype)
             out = term if out is None else out + term

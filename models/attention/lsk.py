@@ -25,9 +25,9 @@ Departures from the paper:
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from models.attention._common import VANResidual
 from models.registry import register_attention
 
 
@@ -63,30 +63,16 @@ class LSKSelect(nn.Module):
     notes="ODS/blog ports use the bare LSKblock (unbounded x * attn gate, no residual); default here is "
     "LSKNet's residual form x + proj_2(LSK(GELU(proj_1(x)))) (wrapped=False for the bare module).",
 )
-class LSKBlock(nn.Module):
+class LSKBlock(VANResidual):
     """LSK module, by default in LSKNet's residual sub-block form (~3.5C^2; bare ~1.5C^2)."""
 
     def __init__(self, c1: int, wrapped: bool = True):
         super().__init__()
-        self.wrapped = wrapped
         self.lsk = LSKSelect(c1)
-        if wrapped:
-            self.proj_1 = nn.Conv2d(c1, c1, 1)
-            self.proj_2 = nn.Conv2d(c1, c1, 1)
-        self.build_notes: list[str] = []
+        self._wrap(c1, wrapped)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.wrapped:
-            return self.lsk(x)
-        return x + self.proj_2(self.lsk(F.gelu(self.proj_1(x))))
-
-    def init_identity(self) -> bool:
-        """Zero proj_2 so the residual form computes exactly x (the bare module cannot)."""
-        if not self.wrapped:
-            return False
-        nn.init.zeros_(self.proj_2.weight)
-        nn.init.zeros_(self.proj_2.bias)
-        return True
+        return self._run(self.lsk, x)
 
     def extra_repr(self) -> str:
         return f"wrapped={self.wrapped}"

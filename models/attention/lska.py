@@ -24,9 +24,9 @@ Departures from the paper:
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from models.attention._common import VANResidual
 from models.registry import register_attention
 
 # effective kernel -> (local kernel k0, dilated kernel k, dilation d)
@@ -63,31 +63,17 @@ class SeparableLKA(nn.Module):
     notes="ODS/blog ports use the bare LSKA (unbounded x * attn gate, no residual) and raise AttributeError on an "
     "unsupported k_size; default here is VAN-LSKA's residual form (wrapped=False for the bare module).",
 )
-class LSKA(nn.Module):
+class LSKA(VANResidual):
     """LSKA, by default in VAN's residual form x + proj_2(LSKA(GELU(proj_1(x)))); k_size = 7."""
 
     def __init__(self, c1: int, k_size: int = 7, wrapped: bool = True):
         super().__init__()
         self.k_size = k_size
-        self.wrapped = wrapped
         self.lska = SeparableLKA(c1, k_size)
-        if wrapped:
-            self.proj_1 = nn.Conv2d(c1, c1, 1)
-            self.proj_2 = nn.Conv2d(c1, c1, 1)
-        self.build_notes: list[str] = []
+        self._wrap(c1, wrapped)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.wrapped:
-            return self.lska(x)
-        return x + self.proj_2(self.lska(F.gelu(self.proj_1(x))))
-
-    def init_identity(self) -> bool:
-        """Zero proj_2 so the residual form computes exactly x (the bare module cannot)."""
-        if not self.wrapped:
-            return False
-        nn.init.zeros_(self.proj_2.weight)
-        nn.init.zeros_(self.proj_2.bias)
-        return True
+        return self._run(self.lska, x)
 
     def extra_repr(self) -> str:
         return f"k_size={self.k_size}, wrapped={self.wrapped}"
