@@ -28,3 +28,17 @@ def tiny_data(tmp_path_factory) -> str:
     from data.datasets import prepare_data
 
     return prepare_data(str(yaml_file))
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Small models: one intra-op thread is faster, much faster on a shared, loaded CPU (no spin-waiting).
+
+    Modules of small-model tests use it with ``pytestmark = pytest.mark.usefixtures("one_thread")``.
+    """
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

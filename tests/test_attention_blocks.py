@@ -12,12 +12,7 @@ from models.yolo import ConfigError, build_model
 SPECS = {s.name: s for s in attention_specs()}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny(rows: list, head_from=(-1,)) -> dict:
