@@ -17,6 +17,7 @@ import math
 import os
 import platform
 import statistics
+import sys
 import time
 import weakref
 from dataclasses import dataclass, field
@@ -302,15 +303,34 @@ def markdown_table(header: list[str], rows: list[list], align: str | None = None
     return "\n".join(lines) + "\n"
 
 
-def fnum(v, digits: int = 2) -> str:
-    """Format a number for a table; blanks and NaN become an en dash."""
+def _number(v) -> float | None:
+    """``v`` as a float, or None for blanks, text and NaN (shown as an en dash in tables)."""
     try:
         x = float(v)
     except (TypeError, ValueError):
+        return None
+    return None if math.isnan(x) else x
+
+
+def fnum(v, digits: int = 2) -> str:
+    """Format a number for a table with ``digits`` decimals; blanks and NaN become an en dash."""
+    x = _number(v)
+    return "–" if x is None else f"{x:,.{digits}f}"
+
+
+def fsig(v) -> str:
+    """About three significant figures, without exponents: 1,234 / 56.7 / 8.90 / 0.0123; blanks become an en dash."""
+    x = _number(v)
+    if x is None:
         return "–"
-    if math.isnan(x):
-        return "–"
-    return f"{x:,.{digits}f}"
+    a = abs(x)
+    if a >= 100:
+        return f"{x:,.0f}"
+    if a >= 10:
+        return f"{x:.1f}"
+    if a >= 1 or a == 0:
+        return f"{x:.2f}"
+    return f"{x:.3g}"
 
 
 def load_meta(path: Path) -> dict:
@@ -334,6 +354,42 @@ thread count and date of its measurements. Latency figures are medians of interl
 every comparison (ours vs timm/torchvision, a model vs plain yolov5s) is a ratio measured in the same process,
 round by round, never against a number from another run.
 """
+
+
+def record_run(meta: dict, device: str, env: dict, seconds: float, script: str, argv, append: bool,
+               what: dict | None = None) -> None:
+    """Note a measurement run in ``meta[device]``. A full run replaces the record; an ``--append`` run that
+    re-measures part of an existing table keeps it and adds an entry to its ``updates``."""
+    command = f"python benchmarks/{script} " + " ".join(argv if argv is not None else sys.argv[1:])
+    seconds = round(seconds, 1)
+    if append and device in meta:
+        update = {"command": command, "date": env.get("date", ""), "seconds": seconds, **(what or {})}
+        meta[device] = {**meta[device], "updates": [*meta[device].get("updates", []), update]}
+    else:
+        meta[device] = {**env, "seconds": seconds, "shards": 1, "command": command}
+
+
+def update_lines(m: dict) -> list[str]:
+    """Markdown lines naming the partial re-measurements recorded in one device's meta."""
+    out = []
+    for u in m.get("updates", []):
+        scope = ", ".join(f"{k} {' '.join(map(str, v)) if isinstance(v, list) else v}"
+                          for k, v in u.items() if k not in ("command", "date", "seconds"))
+        out.append(f"  Re-measured {u.get('date', '?')}{' (' + scope + ')' if scope else ''}: `{u.get('command', '')}`.")
+    return out
+
+
+def finish(csv_path: Path, rows: list[dict], columns: list[str], meta_path: Path, meta: dict, render, out: Path,
+           stem: str) -> int:
+    """Write a report's CSV and meta, render its markdown with ``render(rows, meta, out)`` and update the index."""
+    if not rows:
+        raise SystemExit(f"error: nothing to render: {csv_path} has no rows")
+    write_csv(csv_path, rows, columns)
+    save_meta(meta_path, meta)
+    render(rows, meta, out)
+    index = write_index(out)
+    print(f"wrote {csv_path}, {out / (stem + '.md')}, {out / (stem + '.summary.md')}, {index}")
+    return 0
 
 
 def write_index(out_dir: Path) -> Path:

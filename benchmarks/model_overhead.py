@@ -5,10 +5,12 @@
     python benchmarks/model_overhead.py --quick --modules SE --out /tmp/bench
 
 For every registered module, ``configs/yolov5-<name>.yaml`` at scale s (the module after SPPF): parameters,
-GFLOPs at --imgsz (ultralytics' own counter, thop, the figure its model summary prints; thop counts layers, so
-matrix products written as functions inside a module are not in it), and the forward latency ratio against plain
+GFLOPs at --imgsz twice (ultralytics' own figure, from ultralytics-thop, as its model summary prints it; and
+convolutions plus matrix products only, counted by torch.utils.flop_counter, attention maps included), and the
+forward latency ratio against plain
 yolov5s, unfused and after ``fuse()`` (Conv+BN folded), at each batch size and device. Every model of a column is
-timed in the same rounds (median over rounds of the per-round ratio), eval mode, fp32, under inference_mode.
+timed in the same rounds (median over rounds of the per-round ratio; 7 rounds, fewer but at least 3 where a column
+would exceed --budget seconds), eval mode, fp32, under inference_mode.
 
 Two controls run in the same rounds: our plain yolov5s is the baseline (ratio 1 by definition), and ultralytics'
 own yolov5su (``ultralytics.nn.tasks.DetectionModel('yolov5s.yaml')``) must come out at 1.00 within noise.
@@ -40,8 +42,8 @@ DEFAULT_OUT = ROOT / "docs" / "benchmarks"
 BASELINE = "yolov5s"
 ULTRALYTICS = "yolov5su (ultralytics)"
 COLUMNS = [
-    "model", "module", "cfg", "params", "gflops", "imgsz", "device", "device_name", "threads", "batch", "fused",
-    "ms", "ratio", "ratio_q1", "ratio_q3", "torch", "date",
+    "model", "module", "cfg", "params", "gflops", "gflops_all", "imgsz", "device", "device_name", "threads", "batch", "fused",
+    "ms", "ratio", "ratio_q1", "ratio_q3", "rounds", "torch", "date",
 ]
 KEY = ("model", "device", "batch", "fused", "imgsz")
 
@@ -61,6 +63,19 @@ def build_models(specs, scale: str) -> dict[str, tuple[str, str, torch.nn.Module
         cfg = f"yolov5{scale}-{config_name(s)}.yaml"
         out[f"yolov5{scale} + {s.name}"] = (s.name, cfg, build_model(cfg))
     return out
+
+
+def all_gflops(model: torch.nn.Module, imgsz: int) -> float:
+    """GFLOPs of a batch-1 forward counted by torch.utils.flop_counter: convolutions and matrix products only,
+    including those a module computes as functions (attention maps); 2 FLOPs per multiply-add like ultralytics'."""
+    p = next(model.parameters())
+    x = torch.zeros(1, 3, imgsz, imgsz, device=p.device, dtype=p.dtype)
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        dense, _ = measure.count_flops(lambda: model(x))
+    model.train(was_training)
+    return dense / 1e9
 
 
 def ratio_quartiles(a: measure.Timing, b: measure.Timing) -> tuple[float, float, float]:
@@ -83,7 +98,7 @@ def measure_column(models: dict, device: str, batch: int, imgsz: int, args) -> d
         return run
 
     return measure.time_interleaved({k: fwd(m) for k, (_, _, m) in models.items()}, device, args.repeats,
-                                    args.warmup, args.min_block)
+                                    args.warmup, args.min_block, args.budget)
 
 
 # ---------------------------------------------------------------------------------------------- reports
@@ -105,21 +120,25 @@ def render(rows: list[dict], meta: dict, out: Path) -> None:
         threads = f", {m['threads']} thread(s)" if m.get("threads") else ""
         env.append(f"- **{dev}**: {m.get('device_name', '?')}{threads}; torch {m.get('torch', '?')}, ultralytics "
                    f"{m.get('ultralytics', '?')}; {m.get('date', '?')}; took {float(m.get('seconds', 0)) / 60:.1f} min.")
+        env += measure.update_lines(m)
     intro = (
         f"yolov5s (nc=80) with each module after SPPF (`configs/yolov5-<name>.yaml`), input {imgsz}x{imgsz}, fp32, eval "
-        "mode. GFLOPs: ultralytics' counter (thop, layers only: matrix products inside a module's forward are not "
-        "counted, so self-attention modules read low). Latency: forward time over plain yolov5s measured in the "
+        "mode. GFLOPs: ultralytics' figure (ultralytics-thop, as its model summary prints it; besides convolutions it "
+        "counts normalisation and some per-element work). GFLOPs conv+matmul: torch.utils.flop_counter over one "
+        "forward, convolutions and matrix products only (attention maps included), 2 FLOPs per multiply-add. Latency: forward time over plain yolov5s measured in the "
         "same rounds (median of per-round ratios; `fused` = after `model.fuse()`); the first row gives plain "
         "yolov5s in ms. The second row is ultralytics' own yolov5su, the check that our model code adds nothing.\n\n"
         + "\n".join(env) + "\n"
     )
-    header = ["Model", "Params", "GFLOPs"] + [_col(*c) for c in cols]
+    header = ["Model", "Params", "GFLOPs", "GFLOPs conv+matmul"] + [_col(*c) for c in cols]
     t = []
     for label in labels:
         any_row = next((by[(label, *c)] for c in cols if (label, *c) in by), None)
         if any_row is None:
             continue
-        line = [label, f"{int(any_row['params']):,}", measure.fnum(any_row["gflops"], 1)]
+        g_all = next((by[(label, *c)].get("gflops_all") for c in cols
+                      if (label, *c) in by and measure.fnum(by[(label, *c)].get("gflops_all")) != "–"), None)
+        line = [label, f"{int(any_row['params']):,}", measure.fnum(any_row["gflops"], 1), measure.fnum(g_all, 1)]
         for c in cols:
             r = by.get((label, *c))
             if r is None:
@@ -132,7 +151,7 @@ def render(rows: list[dict], meta: dict, out: Path) -> None:
     table = measure.markdown_table(header, t, "l" + "r" * (len(header) - 1))
     ul = [by[(ULTRALYTICS, *c)] for c in cols if (ULTRALYTICS, *c) in by]
     check = "; ".join(f"{_col(r['device'], r['batch'], r['fused'] in ('1', 'True', 'true', True))}: "
-                      f"{float(r['ratio']):.3f} (middle half of rounds {float(r['ratio_q1']):.3f}–{float(r['ratio_q3']):.3f})"
+                      f"{float(r['ratio']):.3f} (spread over rounds {float(r['ratio_q1']):.3f}–{float(r['ratio_q3']):.3f})"
                       for r in ul)
     summary = intro + "\n" + table + f"\nultralytics yolov5su / our yolov5s: {check}.\n"
     (out / "model_overhead.summary.md").write_text(summary)
@@ -144,9 +163,9 @@ def render(rows: list[dict], meta: dict, out: Path) -> None:
             r = by.get((label, *c))
             if r:
                 ft.append([label, r["cfg"], _col(*c), measure.fnum(r["ms"], 2), measure.fnum(r["ratio"], 3),
-                           f"{measure.fnum(r['ratio_q1'], 3)}–{measure.fnum(r['ratio_q3'], 3)}"])
-    full.append(measure.markdown_table(["Model", "Config", "Column", "ms", "Ratio", "Ratio, middle half of rounds"],
-                                       ft, "lllrrr"))
+                           f"{measure.fnum(r['ratio_q1'], 3)}–{measure.fnum(r['ratio_q3'], 3)}", r.get("rounds", "")])
+    full.append(measure.markdown_table(["Model", "Config", "Column", "ms", "Ratio", "Ratio spread over rounds (IQR; min–max under 4 rounds)",
+                                        "Rounds"], ft, "lllrrrr"))
     (out / "model_overhead.md").write_text("".join(full))
 
 
@@ -165,6 +184,8 @@ def parse_opt(argv=None):
     ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--min-block", type=float, default=0.2, help="seconds of calls per model per round")
+    ap.add_argument("--budget", type=float, default=600,
+                    help="seconds per column: slow columns (CPU, batch 16) get fewer rounds, at least 3")
     ap.add_argument("--quick", action="store_true", help="img 128, batch 1, 3 short rounds (for tests)")
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
     ap.add_argument("--append", action="store_true", help="merge into <out>/model_overhead.csv")
@@ -193,7 +214,8 @@ def main(argv=None) -> int:
         specs = select_specs(args.modules)
         t_build = time.perf_counter()
         models = build_models(specs, args.scale)
-        static = {k: (sum(p.numel() for p in m.parameters()), get_flops(m, args.imgsz)) for k, (_, _, m) in models.items()}
+        static = {k: (sum(p.numel() for p in m.parameters()), get_flops(m, args.imgsz), all_gflops(m, args.imgsz))
+                  for k, (_, _, m) in models.items()}
         print(f"built {len(models)} models in {time.perf_counter() - t_build:.0f}s")
         new = []
         for device in measure.resolve_devices(args.devices):
@@ -211,27 +233,22 @@ def main(argv=None) -> int:
                     for label, (module, cfg, _) in models.items():
                         med, q1, q3 = ratio_quartiles(timings[label], timings[BASELINE])
                         new.append({"model": label, "module": module, "cfg": cfg, "params": static[label][0],
-                                    "gflops": static[label][1], "imgsz": args.imgsz, "batch": batch, "fused": fused,
-                                    "ms": timings[label].median, "ratio": med, "ratio_q1": q1, "ratio_q3": q3, **env})
+                                    "gflops": static[label][1], "gflops_all": static[label][2], "imgsz": args.imgsz, "batch": batch, "fused": fused,
+                                    "ms": timings[label].median, "ratio": med, "ratio_q1": q1, "ratio_q3": q3,
+                                    "rounds": len(timings[label].per_repeat), **env})
                     measure.write_csv(csv_path, measure.merge_rows(rows, new, KEY), COLUMNS)  # survives a kill
                     u = new[-len(models) + 1]
                     print(f"[{_col(device, batch, fused)}] yolov5s {timings[BASELINE].median:.2f} ms; ultralytics "
                           f"yolov5su ratio {u['ratio']:.3f} ({u['ratio_q1']:.3f}-{u['ratio_q3']:.3f}); "
                           f"{time.perf_counter() - t0:.0f}s", flush=True)
             # fused models stay fused: rebuild for the next device
-            meta[device] = {**env, "seconds": round(time.perf_counter() - t_dev, 1),
-                            "command": "python benchmarks/model_overhead.py " + " ".join(argv if argv is not None else sys.argv[1:])}
+            measure.record_run(meta, device, env, time.perf_counter() - t_dev, "model_overhead.py", argv, args.append,
+                               {"batches": args.batches, "fused": [False] if args.no_fuse else [False, True],
+                                "modules": args.modules or "all"})
             if not args.no_fuse:
                 models = build_models(specs, args.scale)
         rows = measure.merge_rows(rows, new, KEY)
-    if not rows:
-        raise SystemExit(f"error: nothing to render: {csv_path} has no rows")
-    measure.write_csv(csv_path, rows, COLUMNS)
-    measure.save_meta(meta_path, meta)
-    render(rows, meta, out)
-    index = measure.write_index(out)
-    print(f"wrote {csv_path}, {out / 'model_overhead.md'}, {out / 'model_overhead.summary.md'}, {index}")
-    return 0
+    return measure.finish(csv_path, rows, COLUMNS, meta_path, meta, render, out, "model_overhead")
 
 
 if __name__ == "__main__":

@@ -46,8 +46,13 @@ COLUMNS = [
 ]
 KEY = ("module", "impl", "c", "level", "batch", "device")
 
-# Why a module is slower than a library's implementation, where it is (filled in from measurements).
+# How a comparison is set up, and why a module is (or was) slower than a library's, from measurements.
 REFERENCE_NOTES = {
+    "EffectiveSE": (
+        "was 1.13x timm (fwd, median) until its hard-sigmoid gate was written as relu6(x + 3) / 6, three elementwise "
+        "kernels on the (C, 1, 1) vector, against timm's single F.hardsigmoid; it now calls F.hardsigmoid too "
+        "(models/attention/_common.py HSigmoid, the same function)."
+    ),
     "SK": (
         "not the same layer: timm's SelectiveKernel applies BatchNorm+ReLU to the pooled vector z and uses in-place "
         "activations; ours drops that BN (batch-1 safe) and sums branches without stacking. Compared at the same "
@@ -204,6 +209,7 @@ def _env_lines(meta: dict) -> str:
         lines.append(f"- **{dev}**: {m.get('device_name', '?')}{threads}; torch {m.get('torch', '?')}, "
                      f"torchvision {m.get('torchvision', '?')}, timm {m.get('timm', '–')}; {m.get('date', '?')}"
                      f"{secs}{shards}.")
+        lines += measure.update_lines(m)
     return "\n".join(lines) + "\n"
 
 
@@ -249,10 +255,10 @@ def render(rows: list[dict], meta: dict, out: Path) -> None:
         if anyrow is None:
             srows.append([name, "–", "–", "–"] + ["error"] * (3 * len(devices)))
             continue
-        line = [name, f"{int(anyrow['params']):,}", measure.fnum(anyrow["mflops"], 1), measure.fnum(anyrow["mops_other"], 1)]
+        line = [name, f"{int(anyrow['params']):,}", measure.fsig(anyrow["mflops"]), measure.fsig(anyrow["mops_other"])]
         for d in devices:
             r = cell[d][0] if cell[d] else {}
-            line += [measure.fnum(r.get("fwd_ms"), 3), measure.fnum(r.get("fwdbwd_ms"), 3), measure.fnum(r.get("peak_mb"), 1)]
+            line += [measure.fsig(r.get("fwd_ms")), measure.fsig(r.get("fwdbwd_ms")), measure.fsig(r.get("peak_mb"))]
         srows.append(line)
     header = ["Module", "Params", "MFLOPs", "other Mops"]
     for d in devices:
@@ -264,7 +270,9 @@ def render(rows: list[dict], meta: dict, out: Path) -> None:
         slower_text = "\nSlower than the library (median ratio above the tolerance):\n\n" + "\n".join(notes) + "\n"
     else:
         slower_text = "\nNone of ours is slower than the library's implementation (median ratio within the tolerance).\n"
-    ref_notes = "".join(f"- {k}: {v}\n" for k, v in REFERENCE_NOTES.items())
+    slow_modules = {x.split()[0] for x in slower}
+    ref_notes = "".join(f"- {k}: {v}\n" for k, v in REFERENCE_NOTES.items()
+                        if k not in slow_modules and any(r["module"] == k and r["impl"] != "ours" for r in rows))
     summary = (
         f"{intro}\n### All modules at C={c0}, {lvl0} ({side}x{side})\n\n"
         + measure.markdown_table(header, srows)
@@ -285,8 +293,8 @@ def render(rows: list[dict], meta: dict, out: Path) -> None:
                 t.append([r["module"], r["c"], f"{r['level']} {r['h']}x{r['w']}", "", "", "", "", "", "", r["status"]])
                 continue
             t.append([r["module"], r["c"], f"{r['level']} {r['h']}x{r['w']}", f"{int(r['params']):,}",
-                      measure.fnum(r["mflops"], 1), measure.fnum(r["mops_other"], 1), measure.fnum(r["fwd_ms"], 3),
-                      measure.fnum(r["fwdbwd_ms"], 3), measure.fnum(r["peak_mb"], 1), "ok"])
+                      measure.fsig(r["mflops"]), measure.fsig(r["mops_other"]), measure.fsig(r["fwd_ms"]),
+                      measure.fsig(r["fwdbwd_ms"]), measure.fsig(r["peak_mb"]), "ok"])
         full.append(measure.markdown_table(
             ["Module", "C", "Map", "Params", "MFLOPs", "other Mops", "fwd ms", "fwd+bwd ms", "peak MiB", "status"], t,
             "lrlrrrrrrl"))
@@ -299,9 +307,9 @@ def render(rows: list[dict], meta: dict, out: Path) -> None:
             if r.get("status") != "ok" or not o:
                 continue
             t.append([r["module"], f"{r['impl']} {r['ref_class']}", r["device"], r["c"], r["level"],
-                      f"{int(o[0]['params']):,} / {int(r['params']):,}", measure.fnum(o[0]["fwd_ms"], 3),
-                      measure.fnum(r["fwd_ms"], 3), measure.fnum(r["ratio_fwd"]), measure.fnum(o[0]["fwdbwd_ms"], 3),
-                      measure.fnum(r["fwdbwd_ms"], 3), measure.fnum(r["ratio_fwdbwd"])])
+                      f"{int(o[0]['params']):,} / {int(r['params']):,}", measure.fsig(o[0]["fwd_ms"]),
+                      measure.fsig(r["fwd_ms"]), measure.fnum(r["ratio_fwd"]), measure.fsig(o[0]["fwdbwd_ms"]),
+                      measure.fsig(r["fwdbwd_ms"]), measure.fnum(r["ratio_fwdbwd"])])
         full.append(measure.markdown_table(
             ["Module", "Library", "Device", "C", "Map", "Params ours / theirs", "fwd ours", "fwd theirs",
              "fwd ratio", "fwd+bwd ours", "fwd+bwd theirs", "fwd+bwd ratio"], t, "lllrlrrrrrrr"))
@@ -395,17 +403,10 @@ def main(argv=None) -> int:
                       f"  fwd+bwd {measure.fnum(r.get('fwdbwd_ms'), 3)} ms  peak {measure.fnum(r.get('peak_mb'), 1)} MiB"
                       f"  {ratios}  ({time.perf_counter() - t0:.1f}s){'' if r.get('status') == 'ok' else '  ' + r['status']}",
                       flush=True)
-            meta[d] = {**args.env[d], "seconds": round(time.perf_counter() - t_dev, 1), "shards": 1,
-                       "command": "python benchmarks/profile_modules.py " + " ".join(argv if argv is not None else sys.argv[1:])}
+            measure.record_run(meta, d, args.env[d], time.perf_counter() - t_dev, "profile_modules.py", argv,
+                               args.append, {"modules": [s.name for s in specs]})
         rows = measure.merge_rows(rows, new_rows, KEY)
-    if not rows:
-        raise SystemExit(f"error: nothing to render: {csv_path} has no rows")
-    measure.write_csv(csv_path, rows, COLUMNS)
-    measure.save_meta(meta_path, meta)
-    render(rows, meta, out)
-    index = measure.write_index(out)
-    print(f"wrote {csv_path}, {out / 'modules.md'}, {out / 'modules.summary.md'}, {index}")
-    return 0
+    return measure.finish(csv_path, rows, COLUMNS, meta_path, meta, render, out, "modules")
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import math
 from pathlib import Path
 
@@ -59,6 +60,10 @@ def test_profiler_append_keeps_other_rows(tmp_path):
     profile_modules.main(base + ["--modules", "SE"])
     profile_modules.main(base + ["--modules", "ECA", "--append"])
     assert sorted(r["module"] for r in rows(out / "modules.csv")) == ["ECA", "SE"]
+    meta = json.loads((out / "modules.meta.json").read_text())["cpu"]
+    assert "--modules SE" in meta["command"]  # the first run's record is kept, the re-measurement noted
+    assert [u["modules"] for u in meta["updates"]] == [["ECA"]]
+    assert "Re-measured" in (out / "modules.summary.md").read_text()
 
 
 def test_model_overhead_quick_reports_ratios_and_the_ultralytics_control(tmp_path):
@@ -78,4 +83,7 @@ def test_model_overhead_quick_reports_ratios_and_the_ultralytics_control(tmp_pat
     for r in table:
         assert float(r["ms"]) > 0 and float(r["ratio"]) > 0 and float(r["gflops"]) > 0
     assert float(base["ratio"]) == 1.0
+    # conv+matmul count: the same for our yolov5s and ultralytics', a little more with SE (two 1x1 convs on a vector)
+    g = {m: float(by[(m, "False")]["gflops_all"]) for m in models}
+    assert g["yolov5s"] == g["yolov5su (ultralytics)"] > 0 and g["yolov5s + SE"] > g["yolov5s"]
     assert "ultralytics yolov5su / our yolov5s" in (out / "model_overhead.summary.md").read_text()
