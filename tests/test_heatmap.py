@@ -94,3 +94,29 @@ def test_attention_maps_use_the_module_gate_or_say_they_are_derived(name, spatia
     assert s_how.startswith(spatial_how) and c_how.startswith(channel_how)
     assert np.isfinite(spatial).all() and np.isfinite(channel).all()
     assert float(np.ptp(channel)) > 0
+
+
+def test_nested_attention_modules_are_found_and_mapped():
+    """Attention inside C3Att bottlenecks and ResidualBlend wrappers gets its own figure, labelled by its path."""
+    from models.yolo import build_model
+    from tools.heatmap import attention_layers, attention_maps
+
+    cfg = {"nc": 3, "depth_multiple": 1.0, "width_multiple": 1.0,
+           "backbone": [[-1, 1, "Conv", [16, 3, 2]], [-1, 2, "C3Att", [16, "CBAM"]], [-1, 1, "Conv", [32, 3, 2]],
+                        [-1, 1, "C3Att", [32, {"attention": "SE", "blend": True}]], [-1, 1, "SE", []],
+                        [-1, 1, "Conv", [32, 3, 2]]],
+           "head": [[[3, 4, 5], 1, "Detect", ["nc"]]]}
+    model = build_model(cfg).eval()
+    layers = attention_layers(model)
+    assert [(label, type(m).__name__) for label, m in layers] == [
+        ("L1.m.0.att", "CBAM"), ("L1.m.1.att", "CBAM"), ("L3.m.0.att.inner", "SE"), ("L4", "SE")]
+    captured = {}
+    hooks = [m.register_forward_hook(lambda mod, i, o, k=k: captured.__setitem__(k, (i[0], o))) for k, m in layers]
+    with torch.no_grad():
+        model(torch.rand(1, 3, 64, 96))
+    for h in hooks:
+        h.remove()
+    for label, m in layers:
+        x, y = captured[label]
+        spatial, _, channel, _ = attention_maps(m, x, y)
+        assert spatial.shape == tuple(x.shape[2:]) and channel.shape == (x.shape[1],)

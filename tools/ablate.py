@@ -334,7 +334,7 @@ def write_table(rows: list[dict], opt, root: Path) -> str:
     for r in rows:
         t.append([r["variant"], f"`{r['cfg']}`", r["seeds"], _pm(r["P_mean"], r["P_std"]), _pm(r["R_mean"], r["R_std"]),
                   _pm(r["mAP50_mean"], r["mAP50_std"]), _pm(r["mAP50-95_mean"], r["mAP50-95_std"]), _diff(r, "mAP50"),
-                  _diff(r, "mAP50-95"), f"{r.get('params', 0):,}", measure.fnum(r.get("gflops"), 2),
+                  _diff(r, "mAP50-95"), f"{r.get('params', 0):,}", measure.fsig(r.get("gflops")),
                   measure.fnum(r.get("latency_ms"), 2), measure.fnum(r.get("latency_ratio"), 2)])
     lat_dev = next((r["latency_device"] for r in rows if r.get("latency_device")), "not measured")
     text = (

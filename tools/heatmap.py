@@ -9,7 +9,8 @@ Per image (or video frame) it saves to ``<save_dir>/heatmaps/``:
 - ``<stem>_gradcam.jpg``: Grad-CAM (the ``grad-cam`` package, ``pytorch_grad_cam.GradCAM``) on the feature maps
   that feed the detection head (P3, P4, P5), for the sum of the class scores of the detections kept by NMS; with
   no detection above the threshold, for the single highest-scoring prediction (the caption says which). Boxes drawn.
-- ``<stem>_attn_L<i>_<Module>.png`` for every attention layer ``i``: its spatial map over the image and its
+- ``<stem>_attn_L<i>_<Module>.png`` for every attention layer ``i`` (``L<i>.<path>`` for one nested in a block
+  such as ``C3Att``): its spatial map over the image and its
   per-channel weights as a bar chart. A module's own gate is used where it exposes one (``gate(x)`` or
   ``gates(x)``, e.g. SE, ECA, CAA, CoordAtt, ELA); otherwise the maps are derived from the layer's input and output,
   captured with forward hooks: spatial = ||out||^2 / ||in||^2 over channels per pixel, channel = mean|out| /
@@ -47,12 +48,25 @@ def load_model(weights: str, device: str = "cpu"):
     return model
 
 
-def attention_layers(model) -> list[tuple[int, object]]:
-    """(layer index, module) of every registered attention module among the model's layers."""
+def attention_layers(model) -> list[tuple[str, object]]:
+    """(label, module) of every registered attention module in the model, nested ones included.
+
+    A top-level layer ``i`` is labelled ``L<i>``; a module inside one (``C3Att``'s bottlenecks, ``ELANAtt``'s
+    stages, a ``ResidualBlend`` wrapper) ``L<i>.<path>``, e.g. ``L2.m.0.att``. Modules inside a found attention
+    module are not listed again.
+    """
     from models.registry import attention_specs
 
     classes = tuple({s.cls for s in attention_specs()})
-    return [(getattr(m, "i", k), m) for k, m in enumerate(model.model) if isinstance(m, classes)]
+    found = []
+    for k, layer in enumerate(model.model):
+        top = f"L{getattr(layer, 'i', k)}"
+        inside: list[str] = []
+        for name, m in layer.named_modules():
+            if isinstance(m, classes) and not any(name.startswith(p + ".") for p in inside):
+                inside.append(name)
+                found.append((f"{top}.{name}" if name else top, m))
+    return found
 
 
 class _Scores(torch.nn.Module):
@@ -280,12 +294,14 @@ def save_heatmaps(weights: str, source: str, save_dir: str | Path, imgsz: int = 
         cv2.imwrite(str(path), overlay)
         written.append(path)
         for i, m in layers:
+            if i not in captured:  # not on the forward path of this input
+                continue
             inp, outp = captured[i]
             spatial, s_how, channel, c_how = attention_maps(m, inp.detach(), outp.detach())
             spatial = to_frame(spatial, box, frame.shape)
-            path = out / f"{stem}_attn_L{i}_{type(m).__name__}.png"
+            path = out / f"{stem}_attn_{i}_{type(m).__name__}.png"
             attention_figure(path, frame, spatial, s_how, channel, c_how,
-                             f"{stem}: layer {i} {type(m).__name__} ({inp.shape[1]} channels, "
+                             f"{stem}: {i} {type(m).__name__} ({inp.shape[1]} channels, "
                              f"{inp.shape[2]}x{inp.shape[3]} map)")
             written.append(path)
     print(f"heatmaps: {len(written)} file(s) in {out} ({len(layers)} attention layer(s))")
