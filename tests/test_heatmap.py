@@ -77,15 +77,19 @@ def test_gradcam_map_itself_varies_over_the_image(weights):
     ("SE", "derived", "gate(x)"),          # channel gate only: spatial map derived from out/in energy
     ("CoordAtt", "gates(x)", "gates(x)"),  # directional gates: both from the module
     ("CAA", "gate(x)", "gate(x)"),         # a full (C, H, W) gate
-    ("CBAM", "derived", "derived"),        # no gate method: both derived
+    ("CBAM", "the module's spatial", "the module's channel"),  # its two gates, separately
+    ("GAM", "the module's spatial", "the module's channel"),
+    ("BAM", "gate(x)", "gate(x)"),
+    ("SimAM", "gate(x)", "gate(x)"),
+    ("TripletAttention", "derived", "derived"),  # no gate method: both derived
     ("EffectiveSE", "derived", "derived"),  # its `gate` attribute is a layer, not a gate method
 ])
 def test_attention_maps_use_the_module_gate_or_say_they_are_derived(name, spatial_how, channel_how):
-    from models.registry import LAYERS
+    from models.registry import attention_specs
     from tools.heatmap import attention_maps
 
     torch.manual_seed(0)
-    m = LAYERS.get(name).cls(32).eval()
+    m = next(s for s in attention_specs() if s.name == name).cls(32).eval()
     x = torch.rand(1, 32, 6, 8)
     with torch.no_grad():
         y = m(x)

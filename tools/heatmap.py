@@ -11,8 +11,9 @@ Per image (or video frame) it saves to ``<save_dir>/heatmaps/``:
   no detection above the threshold, for the single highest-scoring prediction (the caption says which). Boxes drawn.
 - ``<stem>_attn_L<i>_<Module>.png`` for every attention layer ``i`` (``L<i>.<path>`` for one nested in a block
   such as ``C3Att``): its spatial map over the image and its
-  per-channel weights as a bar chart. A module's own gate is used where it exposes one (``gate(x)`` or
-  ``gates(x)``, e.g. SE, ECA, CAA, CoordAtt, ELA); otherwise the maps are derived from the layer's input and output,
+  per-channel weights as a bar chart. A module's own maps are used where it exposes them:
+  ``attention_maps(x)`` (separate channel and spatial gates: CBAM, GAM), ``gate(x)`` (SE, ECA, CAA, ELA, BAM,
+  SimAM) or ``gates(x)`` (CoordAtt); otherwise the maps are derived from the layer's input and output,
   captured with forward hooks: spatial = ||out||^2 / ||in||^2 over channels per pixel, channel = mean|out| /
   mean|in| over pixels. Each figure's title says which.
 """
@@ -97,25 +98,32 @@ def _own_method(module, name: str):
     return getattr(module, name) if callable(fn) and not isinstance(fn, torch.nn.Module) else None
 
 
+def _gate_maps(module, x):
+    """(spatial (H, W) | None, how, channel (C,) | None, how) from the module's own maps, for image 0."""
+    own = _own_method(module, "attention_maps")
+    if own is not None:  # the module names its maps: {"spatial": (B, H, W), "channel": (B, C)}
+        maps = own(x)
+        sp, ch = maps.get("spatial"), maps.get("channel")
+        return (None if sp is None else sp.float()[0], "the module's spatial gate",
+                None if ch is None else ch.float()[0], "the module's channel gate")
+    gates, gate = _own_method(module, "gates"), _own_method(module, "gate")
+    if gates is not None:
+        a, b = gates(x)
+        g, src = a * b, "gates(x) product"
+    elif gate is not None:
+        g, src = gate(x), "gate(x)"
+    else:
+        return None, "", None, ""
+    g = g.float()[0]  # (C or 1, H or 1, W or 1)
+    spatial = g.mean(0) if g.shape[-2:] != (1, 1) else None
+    channel = g.mean((1, 2)) if g.shape[0] > 1 else None
+    return spatial, f"{src}, mean over channels", channel, src if g.shape[-2:] == (1, 1) else f"{src}, mean over pixels"
+
+
 def attention_maps(module, x, y):
     """(spatial (H, W), how, channel (C,), how) of one attention layer for one image, from its gate or its I/O."""
-    spatial = channel = None
-    s_how = c_how = ""
     with torch.no_grad():
-        gates, gate = _own_method(module, "gates"), _own_method(module, "gate")
-        g = None
-        if gates is not None:
-            a, b = gates(x)
-            g, src = a * b, "gates(x) product"
-        elif gate is not None:
-            g, src = gate(x), "gate(x)"
-        if g is not None:
-            g = g.float()[0]  # (C or 1, H or 1, W or 1)
-            if g.shape[-2:] != (1, 1):
-                spatial, s_how = g.mean(0), f"{src}, mean over channels"
-            if g.shape[0] > 1:
-                channel = g.mean((1, 2))
-                c_how = src if g.shape[-2:] == (1, 1) else f"{src}, mean over pixels"
+        spatial, s_how, channel, c_how = _gate_maps(module, x)
         x0, y0 = x.float()[0], y.float()[0]
         if spatial is None:
             spatial = y0.pow(2).sum(0) / (x0.pow(2).sum(0) + EPS)

@@ -86,7 +86,10 @@ class BAM(nn.Module):
             s = F.relu(bn(conv(s)))
         return self.final(s)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def gate(self, x: torch.Tensor) -> torch.Tensor:
+        """M(F) = sigmoid(M_c + M_s), (B, C, H, W) (the product with ``fusion="mul"``)."""
         mc, ms = self.channel_att(x), self.spatial_att(x)
-        m = torch.sigmoid(mc + ms if self.fusion == "sum" else mc * ms)
-        return x + x * m
+        return torch.sigmoid(mc + ms if self.fusion == "sum" else mc * ms)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + x * self.gate(x)

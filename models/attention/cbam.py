@@ -71,3 +71,8 @@ class CBAM(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x * self.channel(x)
         return x * self.spatial(x)
+
+    def attention_maps(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The two gates the forward applies: channel (B, C) and spatial (B, H, W), for heatmaps."""
+        mc = self.channel(x)
+        return {"channel": mc.flatten(1), "spatial": self.spatial(x * mc)[:, 0]}

@@ -81,3 +81,11 @@ class GAM(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x * torch.sigmoid(self.channel_mlp(x))
         return x * torch.sigmoid(self.spatial(x))
+
+    def attention_maps(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The two gates the forward applies, for heatmaps: the channel gate is per pixel here, so both are
+        (B, C, H, W) maps; channel = the channel gate's mean over pixels, spatial = the spatial gate's mean over
+        channels."""
+        mc = torch.sigmoid(self.channel_mlp(x))
+        ms = torch.sigmoid(self.spatial(x * mc))
+        return {"channel": mc.mean((2, 3)), "spatial": ms.mean(1)}

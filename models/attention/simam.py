@@ -40,12 +40,16 @@ class SimAM(nn.Module):
         self.e_lambda = e_lambda
         self.build_notes: list[str] = []
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def gate(self, x: torch.Tensor) -> torch.Tensor:
+        """sigmoid(1 / E) per element, (B, C, H, W)."""
         xf = x.float()  # fp32 statistics: sums of squares over H*W overflow fp16
         d = (xf - xf.mean((2, 3), keepdim=True)).square()
         var = d.sum((2, 3), keepdim=True) / spatial_dof(xf)
         inv_energy = d / (4 * (var + self.e_lambda)) + 0.5
-        return x * torch.sigmoid(inv_energy).to(x.dtype)
+        return torch.sigmoid(inv_energy).to(x.dtype)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.gate(x)
 
     def extra_repr(self) -> str:
         return f"e_lambda={self.e_lambda}"
