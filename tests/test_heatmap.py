@@ -81,8 +81,11 @@ def test_gradcam_map_itself_varies_over_the_image(weights):
     ("GAM", "the module's spatial", "the module's channel"),
     ("BAM", "gate(x)", "gate(x)"),
     ("SimAM", "gate(x)", "gate(x)"),
-    ("TripletAttention", "derived", "derived"),  # no gate method: both derived
-    ("EffectiveSE", "derived", "derived"),  # its `gate` attribute is a layer, not a gate method
+    ("PolarizedSA_S", "the module's spatial", "the module's channel"),
+    ("EffectiveSE", "derived", "the module's channel"),  # its `gate` attribute is a layer, not a gate method
+    ("SGE", "the module's spatial", "derived"),
+    ("TripletAttention", "gate(x)", "gate(x)"),
+    ("ExternalAttention", "derived", "derived"),  # no gate: both derived from output/input energy
 ])
 def test_attention_maps_use_the_module_gate_or_say_they_are_derived(name, spatial_how, channel_how):
     from models.registry import attention_specs
@@ -124,3 +127,20 @@ def test_nested_attention_modules_are_found_and_mapped():
         x, y = captured[label]
         spatial, _, channel, _ = attention_maps(m, x, y)
         assert spatial.shape == tuple(x.shape[2:]) and channel.shape == (x.shape[1],)
+
+
+def test_every_module_gives_maps_of_the_right_shape():
+    from models.registry import attention_specs
+    from tools.heatmap import attention_maps
+
+    own = []
+    for spec in attention_specs():
+        torch.manual_seed(0)
+        m = spec.cls(32).eval()
+        x = torch.rand(1, 32, 6, 10)
+        with torch.no_grad():
+            spatial, s_how, channel, c_how = attention_maps(m, x, m(x))
+        assert spatial.shape == (6, 10) and channel.shape == (32,), spec.name
+        assert np.isfinite(spatial).all() and np.isfinite(channel).all(), spec.name
+        own += [spec.name] if not (s_how.startswith("derived") and c_how.startswith("derived")) else []
+    assert len(own) >= 18, own  # modules whose figures show their own gates

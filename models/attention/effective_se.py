@@ -45,3 +45,10 @@ class EffectiveSE(nn.Module):
         if self.add_maxpool:
             s = 0.5 * s + 0.5 * x.amax((2, 3), keepdim=True)
         return x * self.gate(self.fc(s))
+
+    def attention_maps(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The channel gate (B, C), for heatmaps (``self.gate`` is the hard-sigmoid layer, not a method)."""
+        s = x.mean((2, 3), keepdim=True)
+        if self.add_maxpool:
+            s = 0.5 * s + 0.5 * x.amax((2, 3), keepdim=True)
+        return {"channel": self.gate(self.fc(s)).flatten(1)}

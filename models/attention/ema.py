@@ -55,7 +55,17 @@ class EMAttention(nn.Module):
         self.gn = nn.GroupNorm(cg, cg)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b, c, h, w = x.shape
+        g, gate = self._grouped_gate(x)
+        return (g * gate).reshape(x.shape)
+
+    def attention_maps(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The cross-spatial gate, averaged over the groups (B, H, W), for heatmaps."""
+        b, _, h, w = x.shape
+        return {"spatial": self._grouped_gate(x)[1].reshape(b, self.groups, h, w).mean(1)}
+
+    def _grouped_gate(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(x as (B*G, C/G, H, W), its per-group gate sigmoid(weights) (B*G, 1, H, W))."""
+        b, _, h, w = x.shape
         g = x.reshape(b * self.groups, -1, h, w)
         x_h = g.mean(3, keepdim=True)  # (BG, C/G, H, 1)
         x_w = g.mean(2, keepdim=True).transpose(2, 3)  # (BG, C/G, W, 1)
@@ -65,7 +75,7 @@ class EMAttention(nn.Module):
         q1 = x1.mean((2, 3)).softmax(-1).unsqueeze(1)  # (BG, 1, C/G)
         q2 = x2.mean((2, 3)).softmax(-1).unsqueeze(1)
         weights = torch.matmul(q1, x2.flatten(2)) + torch.matmul(q2, x1.flatten(2))  # (BG, 1, H*W)
-        return (g * torch.sigmoid(weights).reshape(b * self.groups, 1, h, w)).reshape(b, c, h, w)
+        return g, torch.sigmoid(weights).reshape(b * self.groups, 1, h, w)
 
     def extra_repr(self) -> str:
         return f"groups={self.groups}"

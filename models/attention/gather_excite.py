@@ -95,10 +95,14 @@ class GatherExcite(nn.Module):
         e = self.extent
         return F.avg_pool2d(x, 2 * e - 1, stride=e, padding=e - 1, count_include_pad=False)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def gate(self, x: torch.Tensor) -> torch.Tensor:
+        """sigmoid(xi_E(xi_G(x))): (B, C, 1, 1) for the global extent, else (B, C, H, W)."""
         g = self.gathered(x)
         if self.mlp is not None:
             g = self.mlp(g)
         if self.extent > 0:
             g = F.interpolate(g, size=x.shape[-2:], mode="nearest")
-        return x * torch.sigmoid(g)
+        return torch.sigmoid(g)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.gate(x)

@@ -85,9 +85,13 @@ class MLCA(nn.Module):
         att_global = torch.sigmoid(self.conv(glob.unsqueeze(1))).squeeze(1)[..., None, None]  # (B, C, 1, 1)
         return att_global * (1 - self.local_weight) + att_local * self.local_weight
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def gate(self, x: torch.Tensor) -> torch.Tensor:
+        """The attention map un-pooled to the input's size, (B, C, H, W)."""
         s = self.local_size
         h, w = x.shape[-2:]
         att = self.attention(x)
         uh, uw = adaptive_pool_matrix(s, h, x), adaptive_pool_matrix(s, w, x)  # (H, s), (W, s)
-        return x * torch.matmul(torch.matmul(uh, att), uw.transpose(0, 1))
+        return torch.matmul(torch.matmul(uh, att), uw.transpose(0, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.gate(x)

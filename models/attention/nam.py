@@ -58,6 +58,10 @@ class NAM(nn.Module):
         """The paper's L1 term p * sum |gamma| (differentiable), to be added to the training loss."""
         return p * self.bn.weight.abs().sum()
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def gate(self, x: torch.Tensor) -> torch.Tensor:
+        """sigmoid(w_gamma * BN(x)), (B, C, H, W)."""
         w = self.channel_weights().to(x.dtype).reshape(1, -1, 1, 1)
-        return x * torch.sigmoid(self.bn(x) * w)
+        return torch.sigmoid(self.bn(x) * w)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.gate(x)

@@ -82,6 +82,10 @@ class PolarizedSA_P(_PolarizedBase):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x * self.channel_gate(x) + x * self.spatial_gate(x)
 
+    def attention_maps(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """A_ch (B, C) and A_sp (B, H, W), both computed from x, for heatmaps."""
+        return {"channel": self.channel_gate(x).flatten(1), "spatial": self.spatial_gate(x)[:, 0]}
+
 
 @register_attention(
     "PolarizedSA_S",
@@ -98,3 +102,8 @@ class PolarizedSA_S(_PolarizedBase):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         z = x * self.channel_gate(x)
         return z * self.spatial_gate(z)
+
+    def attention_maps(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """A_ch(x) (B, C) and A_sp(z) (B, H, W), the gates the forward applies, for heatmaps."""
+        a = self.channel_gate(x)
+        return {"channel": a.flatten(1), "spatial": self.spatial_gate(x * a)[:, 0]}

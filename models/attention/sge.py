@@ -48,6 +48,16 @@ class SGE(nn.Module):
         self.bias = nn.Parameter(torch.ones(1, self.groups, 1, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        g, gate = self._grouped_gate(x)
+        return (g * gate).reshape(x.shape)
+
+    def attention_maps(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The spatial gate, averaged over the groups (B, H, W), for heatmaps."""
+        b, _, h, w = x.shape
+        return {"spatial": self._grouped_gate(x)[1].reshape(b, self.groups, h, w).mean(1)}
+
+    def _grouped_gate(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(x as (B*G, C/G, H, W), its per-group spatial gate (B*G, 1, H, W))."""
         b, _, h, w = x.shape
         g = x.reshape(b * self.groups, -1, h, w)
         gf = g.float()
@@ -56,8 +66,7 @@ class SGE(nn.Module):
         var = t.square().sum((2, 3), keepdim=True) / spatial_dof(t)
         t = t / (var.clamp(min=1e-12).sqrt() + 1e-5)
         t = t.reshape(b, self.groups, h, w) * self.weight.float() + self.bias.float()
-        gate = torch.sigmoid(t).reshape(b * self.groups, 1, h, w).to(x.dtype)
-        return (g * gate).reshape(x.shape)
+        return g, torch.sigmoid(t).reshape(b * self.groups, 1, h, w).to(x.dtype)
 
     def extra_repr(self) -> str:
         return f"groups={self.groups}"

@@ -66,10 +66,14 @@ class TripletAttention(nn.Module):
         self.hw = None if no_spatial else ZPoolGate(kernel_size)  # plain spatial gate over (H, W)
         self.build_notes: list[str] = []
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def gate(self, x: torch.Tensor) -> torch.Tensor:
+        """The mean of the branch gates, (B, C, H, W)."""
         a_cw = self.cw(z_pool(x, 2)).transpose(1, 2)  # (B, 1, C, W) -> (B, C, 1, W)
         a_hc = self.hc(z_pool(x, 3).transpose(2, 3)).permute(0, 3, 2, 1)  # (B, 1, H, C) -> (B, C, H, 1)
         if self.hw is None:
-            return x * (a_cw + a_hc) / 2
+            return (a_cw + a_hc) / 2
         a_hw = self.hw(z_pool(x, 1))  # (B, 1, H, W)
-        return x * (a_cw + a_hc + a_hw) / 3
+        return (a_cw + a_hc + a_hw) / 3
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.gate(x)
