@@ -86,6 +86,9 @@ def test_gradcam_map_itself_varies_over_the_image(weights):
     ("SGE", "the module's spatial", "derived"),
     ("TripletAttention", "gate(x)", "gate(x)"),
     ("ExternalAttention", "derived", "derived"),  # no gate: both derived from output/input energy
+    ("NonLocal", "attention each key position receives", "derived"),
+    ("DANet", "PAM: attention", "CAM: attention"),
+    ("GCBlock", "context pooling weights", "derived"),
 ])
 def test_attention_maps_use_the_module_gate_or_say_they_are_derived(name, spatial_how, channel_how):
     from models.registry import attention_specs
@@ -93,6 +96,9 @@ def test_attention_maps_use_the_module_gate_or_say_they_are_derived(name, spatia
 
     torch.manual_seed(0)
     m = next(s for s in attention_specs() if s.name == name).cls(32).eval()
+    with torch.no_grad():  # move zero-initialised (identity-at-init) modules away from the identity
+        for p in m.parameters():
+            p.add_(0.1 * torch.randn_like(p))
     x = torch.rand(1, 32, 6, 8)
     with torch.no_grad():
         y = m(x)
@@ -143,4 +149,4 @@ def test_every_module_gives_maps_of_the_right_shape():
         assert spatial.shape == (6, 10) and channel.shape == (32,), spec.name
         assert np.isfinite(spatial).all() and np.isfinite(channel).all(), spec.name
         own += [spec.name] if not (s_how.startswith("derived") and c_how.startswith("derived")) else []
-    assert len(own) >= 18, own  # modules whose figures show their own gates
+    assert len(own) >= 21, own  # modules whose figures show their own gates or attention

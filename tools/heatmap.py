@@ -13,7 +13,7 @@ Per image (or video frame) it saves to ``<save_dir>/heatmaps/``:
   such as ``C3Att``): its spatial map over the image and its
   per-channel weights as a bar chart. A module's own maps are used where it exposes them:
   ``attention_maps(x)`` (separate channel and/or spatial gates: CBAM, GAM, PolarizedSA_P/S, EffectiveSE, SGE,
-  EMAttention), ``gate(x)`` (SE, ECA, CAA, BAM, SimAM, GatherExcite, NAM, MLCA, TripletAttention) or
+  EMAttention; the attention each position receives: NonLocal, DANet; GCBlock's pooling weights), ``gate(x)`` (SE, ECA, CAA, BAM, SimAM, GatherExcite, NAM, MLCA, TripletAttention) or
   ``gates(x)`` (CoordAtt, ELA); otherwise the maps are derived from the layer's input and output,
   captured with forward hooks: spatial = ||out||^2 / ||in||^2 over channels per pixel, channel = mean|out| /
   mean|in| over pixels. Each figure's title says which.
@@ -102,11 +102,11 @@ def _own_method(module, name: str):
 def _gate_maps(module, x):
     """(spatial (H, W) | None, how, channel (C,) | None, how) from the module's own maps, for image 0."""
     own = _own_method(module, "attention_maps")
-    if own is not None:  # the module names its maps: {"spatial": (B, H, W), "channel": (B, C)}
+    if own is not None:  # the module names its maps: {"spatial": (B, H, W), "channel": (B, C)} (+ "*_how" labels)
         maps = own(x)
         sp, ch = maps.get("spatial"), maps.get("channel")
-        return (None if sp is None else sp.float()[0], "the module's spatial gate",
-                None if ch is None else ch.float()[0], "the module's channel gate")
+        return (None if sp is None else sp.float()[0], maps.get("spatial_how", "the module's spatial gate"),
+                None if ch is None else ch.float()[0], maps.get("channel_how", "the module's channel gate"))
     gates, gate = _own_method(module, "gates"), _own_method(module, "gate")
     if gates is not None:
         a, b = gates(x)

@@ -45,14 +45,17 @@ class PositionAttention(nn.Module):
         self.key = nn.Conv2d(c1, c_qk, 1)
         self.value = nn.Conv2d(c1, c1, 1)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b, c, h, w = x.shape
+    def attention(self, x: torch.Tensor) -> torch.Tensor:
+        """softmax(q^T k), (B, N, N), rows = queries."""
         q = self.query(x).flatten(2)  # (B, c', N)
         k = self.key(x).flatten(2)
-        v = self.value(x).flatten(2)  # (B, C, N)
         with autocast_off(x):
-            attn = torch.bmm(at_least_fp32(q).transpose(1, 2), at_least_fp32(k)).softmax(-1)  # (B, N, N), rows = queries
-        out = torch.bmm(v, attn.to(v.dtype).transpose(1, 2))  # (B, C, N)
+            return torch.bmm(at_least_fp32(q).transpose(1, 2), at_least_fp32(k)).softmax(-1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, c, h, w = x.shape
+        v = self.value(x).flatten(2)  # (B, C, N)
+        out = torch.bmm(v, self.attention(x).to(v.dtype).transpose(1, 2))  # (B, C, N)
         return out.reshape(b, c, h, w)
 
 
@@ -65,16 +68,18 @@ class ChannelAttention(nn.Module):
             raise ValueError(f"cam_form must be 'official' or 'paper', got {form!r}")
         self.form = form
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b, c, h, w = x.shape
-        a = x.flatten(2)  # (B, C, N)
+    def attention(self, x: torch.Tensor) -> torch.Tensor:
+        """The channel affinity softmax, (B, C, C), rows = output channels."""
         with autocast_off(x):
-            af = at_least_fp32(a)
+            af = at_least_fp32(x.flatten(2))
             energy = torch.bmm(af, af.transpose(1, 2))  # (B, C, C), fp32: sums N products
             if self.form == "official":
                 energy = energy.amax(-1, keepdim=True) - energy
-            attn = energy.softmax(-1)
-        return torch.bmm(attn.to(a.dtype), a).reshape(b, c, h, w)
+            return energy.softmax(-1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        a = x.flatten(2)  # (B, C, N)
+        return torch.bmm(self.attention(x).to(a.dtype), a).reshape(x.shape)
 
 
 @register_attention(
@@ -104,6 +109,14 @@ class DANet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + self.gamma_pam * self.pam(x) + self.gamma_cam * self.cam(x)
+
+    def attention_maps(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """For heatmaps: the attention each position receives in PAM (B, H, W) and each channel receives in CAM
+        (B, C), averaged over queries."""
+        b, c, h, w = x.shape
+        return {"spatial": self.pam.attention(x).mean(1).reshape(b, h, w), "channel": self.cam.attention(x).mean(1),
+                "spatial_how": "PAM: attention each position receives, mean over queries",
+                "channel_how": "CAM: attention each channel receives, mean over channels"}
 
     def init_identity(self) -> bool:
         with torch.no_grad():

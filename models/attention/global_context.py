@@ -92,14 +92,24 @@ class GCBlock(nn.Module):
         self.add_transform.zero_last()
         return True
 
+    def context_weights(self, x: torch.Tensor) -> torch.Tensor:
+        """The attention pooling weights over positions (softmax of the 1x1 mask conv), shape (B, 1, N)."""
+        logits = self.conv_mask(x).flatten(2)  # (B, 1, N)
+        return logits.softmax(-1, dtype=torch.promote_types(logits.dtype, torch.float32)).to(x.dtype)
+
     def context(self, x: torch.Tensor) -> torch.Tensor:
         """Global context vector, shape (B, C, 1, 1)."""
         if self.pooling == "avg":
             return x.mean((2, 3), keepdim=True)
-        logits = self.conv_mask(x).flatten(2)  # (B, 1, N)
-        w = logits.softmax(-1, dtype=torch.promote_types(logits.dtype, torch.float32)).to(x.dtype)
-        ctx = torch.matmul(x.flatten(2), w.transpose(1, 2))  # (B, C, 1)
+        ctx = torch.matmul(x.flatten(2), self.context_weights(x).transpose(1, 2))  # (B, C, 1)
         return ctx.unsqueeze(-1)
+
+    def attention_maps(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The context-pooling weights over positions (B, H, W), for heatmaps (none with pooling="avg")."""
+        if self.pooling == "avg":
+            return {}
+        return {"spatial": self.context_weights(x).reshape(x.shape[0], *x.shape[2:]),
+                "spatial_how": "context pooling weights (softmax over positions)"}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         ctx = self.context(x)

@@ -23,6 +23,7 @@ Dense: the (B, N, N') map makes this a P5 module (see ``_dense.py``).
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from models.attention._common import BatchNorm2dSafe, at_least_fp32, autocast_off
@@ -57,15 +58,27 @@ class NonLocal(nn.Module):
         if c1 // reduction < 1:
             self.build_notes.append(f"inner width C//{reduction} -> 1 (C={c1})")
 
+    def affinity(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
+        """(softmax(theta^T phi) of shape (B, N, N'), rows = queries; the key grid (H', W'))."""
+        theta = self.theta(x).flatten(2)  # (B, ci, N)
+        phi = self.pool(self.phi(x))
+        with autocast_off(x):
+            f = torch.bmm(at_least_fp32(theta).transpose(1, 2), at_least_fp32(phi.flatten(2))).softmax(-1)
+        return f, tuple(phi.shape[2:])
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, _, h, w = x.shape
-        theta = self.theta(x).flatten(2)  # (B, ci, N)
-        phi = self.pool(self.phi(x)).flatten(2)  # (B, ci, N')
+        f, _ = self.affinity(x)  # (B, N, N')
         g = self.pool(self.g(x)).flatten(2)  # (B, ci, N')
-        with autocast_off(x):
-            f = torch.bmm(at_least_fp32(theta).transpose(1, 2), at_least_fp32(phi)).softmax(-1)  # (B, N, N')
         y = torch.bmm(g, f.to(g.dtype).transpose(1, 2))  # (B, ci, N)
         return x + self.bn(self.w_z(y.reshape(b, -1, h, w)))
+
+    def attention_maps(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The attention each (sub-sampled) key position receives, averaged over all queries: (B, H', W')."""
+        f, grid = self.affinity(x)
+        received = f.mean(1).reshape(x.shape[0], 1, *grid)  # each key stands for a 2x2 block when sub-sampled
+        return {"spatial": F.interpolate(received, size=x.shape[2:], mode="nearest")[:, 0],
+                "spatial_how": "attention each key position receives, mean over queries"}
 
     def init_identity(self) -> bool:
         with torch.no_grad():
