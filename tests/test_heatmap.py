@@ -89,6 +89,8 @@ def test_gradcam_map_itself_varies_over_the_image(weights):
     ("NonLocal", "attention each key position receives", "derived"),
     ("DANet", "PAM: attention", "CAM: attention"),
     ("GCBlock", "context pooling weights", "derived"),
+    ("CrissCross", "attention each position receives", "derived"),
+    ("BoTMHSA", "attention each position receives", "derived"),
 ])
 def test_attention_maps_use_the_module_gate_or_say_they_are_derived(name, spatial_how, channel_how):
     from models.registry import attention_specs
@@ -149,4 +151,20 @@ def test_every_module_gives_maps_of_the_right_shape():
         assert spatial.shape == (6, 10) and channel.shape == (32,), spec.name
         assert np.isfinite(spatial).all() and np.isfinite(channel).all(), spec.name
         own += [spec.name] if not (s_how.startswith("derived") and c_how.startswith("derived")) else []
-    assert len(own) >= 21, own  # modules whose figures show their own gates or attention
+    assert len(own) >= 23, own  # modules whose figures show their own gates or attention
+
+
+@pytest.mark.parametrize("name", ["CrissCross", "BoTMHSA", "DANet", "GCBlock"])
+def test_received_attention_is_a_distribution_over_positions(name):
+    """Mean over queries of rows that sum to 1: the map over key positions sums to 1."""
+    from models.registry import attention_specs
+
+    torch.manual_seed(0)
+    m = next(s for s in attention_specs() if s.name == name).cls(16).eval()
+    with torch.no_grad():
+        for p in m.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+        maps = m.attention_maps(torch.randn(2, 16, 5, 7))
+    spatial = maps["spatial"]
+    assert spatial.shape == (2, 5, 7) and (spatial >= 0).all()
+    torch.testing.assert_close(spatial.sum((1, 2)), torch.ones(2), atol=1e-5, rtol=0)

@@ -13,7 +13,7 @@ Per image (or video frame) it saves to ``<save_dir>/heatmaps/``:
   such as ``C3Att``): its spatial map over the image and its
   per-channel weights as a bar chart. A module's own maps are used where it exposes them:
   ``attention_maps(x)`` (separate channel and/or spatial gates: CBAM, GAM, PolarizedSA_P/S, EffectiveSE, SGE,
-  EMAttention; the attention each position receives: NonLocal, DANet; GCBlock's pooling weights), ``gate(x)`` (SE, ECA, CAA, BAM, SimAM, GatherExcite, NAM, MLCA, TripletAttention) or
+  EMAttention; the attention each position receives: NonLocal, DANet, CrissCross, BoTMHSA; GCBlock's pooling weights), ``gate(x)`` (SE, ECA, CAA, BAM, SimAM, GatherExcite, NAM, MLCA, TripletAttention) or
   ``gates(x)`` (CoordAtt, ELA); otherwise the maps are derived from the layer's input and output,
   captured with forward hooks: spatial = ||out||^2 / ||in||^2 over channels per pixel, channel = mean|out| /
   mean|in| over pixels. Each figure's title says which.

@@ -72,6 +72,19 @@ class BoTMHSA(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, c, h, w = x.shape
+        attn, v = self._attention(x)
+        out = torch.matmul(attn, v.transpose(2, 3))  # (B, m, N, d)
+        return out.transpose(2, 3).reshape(b, c, h, w)
+
+    def attention_maps(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The attention each position receives, averaged over queries and heads: (B, H, W), for heatmaps."""
+        b, _, h, w = x.shape
+        return {"spatial": self._attention(x)[0].float().mean((1, 2)).reshape(b, h, w),
+                "spatial_how": "attention each position receives, mean over queries and heads"}
+
+    def _attention(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(softmax attention (B, m, N, N), rows = queries; values (B, m, d, N))."""
+        b, c, h, w = x.shape
         m, d = self.heads, self.d
         q, k, v = self.qkv(x).reshape(b, 3, m, d, h * w).unbind(1)  # (B, m, d, N) each
         q = q.transpose(2, 3) * d**-0.5  # (B, m, N, d)
@@ -82,9 +95,7 @@ class BoTMHSA(nn.Module):
         l_h = torch.einsum("bmxyd,xkd->bmxyk", q5, r_h)  # (B, m, H, W, H')
         l_w = torch.einsum("bmxyd,ykd->bmxyk", q5, r_w)  # (B, m, H, W, W')
         logits = logits + (l_h[..., :, None] + l_w[..., None, :]).reshape(b, m, h * w, h * w)
-        attn = at_least_fp32(logits).softmax(-1).to(v.dtype)
-        out = torch.matmul(attn, v.transpose(2, 3))  # (B, m, N, d)
-        return out.transpose(2, 3).reshape(b, c, h, w)
+        return at_least_fp32(logits).softmax(-1).to(v.dtype), v
 
     def attention_map_elements(self, h: int, w: int) -> int:
         """Elements of the (heads, N, N) attention map of one sample."""

@@ -91,6 +91,18 @@ class CrissCross(nn.Module):
             x = self.cca(x)
         return x
 
+    def attention_maps(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The attention each position receives from its row and column, averaged over queries and over the
+        R passes: (B, H, W), for heatmaps."""
+        h, w = x.shape[-2:]
+        received = 0
+        for _ in range(self.recurrence):
+            a_col, a_row = torch.split(self.cca.attention(x).float(), [h, w], -1)  # query (i, j)
+            received = received + a_col.sum(1).transpose(1, 2) + a_row.sum(2)  # key (k, j) / key (i, k)
+            x = self.cca(x)
+        return {"spatial": received / (h * w * self.recurrence),
+                "spatial_how": "attention each position receives, mean over queries and passes"}
+
     def init_identity(self) -> bool:
         with torch.no_grad():
             self.cca.gamma.zero_()
