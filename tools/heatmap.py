@@ -10,11 +10,11 @@ Per image (or video frame) it saves to ``<save_dir>/heatmaps/``:
   that feed the detection head (P3, P4, P5), for the sum of the class scores of the detections kept by NMS; with
   no detection above the threshold, for the single highest-scoring prediction (the caption says which). Boxes drawn.
 - ``<stem>_attn_L<i>_<Module>.png`` for every attention layer ``i`` (``L<i>.<path>`` for one nested in a block
-  such as ``C3Att``): its spatial map over the image and its
-  per-channel weights as a bar chart. A module's own maps are used where it exposes them:
-  ``attention_maps(x)`` (separate channel and/or spatial gates: CBAM, GAM, PolarizedSA_P/S, EffectiveSE, SGE,
-  EMAttention; the attention each position receives: NonLocal, DANet, CrissCross, BoTMHSA; GCBlock's pooling weights), ``gate(x)`` (SE, ECA, CAA, BAM, SimAM, GatherExcite, NAM, MLCA, TripletAttention) or
-  ``gates(x)`` (CoordAtt, ELA); otherwise the maps are derived from the layer's input and output,
+  such as ``C3Att``): its spatial map over the image and its per-channel weights as a bar chart. A module's own
+  maps are used where it exposes them: ``attention_maps(x)`` (separate channel and/or spatial gates: CBAM, GAM,
+  PolarizedSA_P/S, EffectiveSE, SGE, EMAttention; the attention each position receives: NonLocal, DANet,
+  CrissCross, BoTMHSA; GCBlock's pooling weights), ``gate(x)`` (SE, ECA, CAA, BAM, SimAM, GatherExcite, NAM,
+  MLCA, TripletAttention) or ``gates(x)`` (CoordAtt, ELA); otherwise the maps are derived from the layer's input and output,
   captured with forward hooks: spatial = ||out||^2 / ||in||^2 over channels per pixel, channel = mean|out| /
   mean|in| over pixels. Each figure's title says which.
 """

@@ -157,3 +157,23 @@ class VANResidual(nn.Module):
         nn.init.zeros_(self.proj_2.weight)
         nn.init.zeros_(self.proj_2.bias)
         return True
+
+
+class GroupedSpatialGate(nn.Module):
+    """Base of SGE and EMAttention: the channels split into ``self.groups`` groups, each scaled by its own
+    spatial gate. A subclass defines :meth:`_grouped_gate`; forward and the heatmap maps follow from it."""
+
+    groups: int
+
+    def _grouped_gate(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(x as (B*G, C/G, H, W), its per-group gate (B*G, 1, H, W))."""
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        g, gate = self._grouped_gate(x)
+        return (g * gate).reshape(x.shape)
+
+    def attention_maps(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The spatial gate, averaged over the groups (B, H, W), for heatmaps."""
+        b, _, h, w = x.shape
+        return {"spatial": self._grouped_gate(x)[1].reshape(b, self.groups, h, w).mean(1)}

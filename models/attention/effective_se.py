@@ -41,14 +41,15 @@ class EffectiveSE(nn.Module):
         self.gate = HSigmoid()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        s = x.mean((2, 3), keepdim=True)
-        if self.add_maxpool:
-            s = 0.5 * s + 0.5 * x.amax((2, 3), keepdim=True)
-        return x * self.gate(self.fc(s))
+        return x * self._channel_gate(x)
 
     def attention_maps(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """The channel gate (B, C), for heatmaps (``self.gate`` is the hard-sigmoid layer, not a method)."""
+        return {"channel": self._channel_gate(x).flatten(1)}
+
+    def _channel_gate(self, x: torch.Tensor) -> torch.Tensor:
+        """hsigmoid(W s), (B, C, 1, 1); s the mean (or mean/max blend) over positions."""
         s = x.mean((2, 3), keepdim=True)
         if self.add_maxpool:
             s = 0.5 * s + 0.5 * x.amax((2, 3), keepdim=True)
-        return {"channel": self.gate(self.fc(s)).flatten(1)}
+        return self.gate(self.fc(s))

@@ -26,7 +26,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from models.attention._common import divisor_at_most
+from models.attention._common import GroupedSpatialGate, divisor_at_most
 from models.registry import register_attention
 
 
@@ -40,7 +40,7 @@ from models.registry import register_attention
     notes="ODS defaults to factor 8 (official 32); official/ODS use adaptive pools (no dynamic ONNX, "
     "CUDA-nondeterministic backward). Registered as EMAttention to avoid YOLO's ModelEMA.",
 )
-class EMAttention(nn.Module):
+class EMAttention(GroupedSpatialGate):
     """Grouped 1x1 (directional) + 3x3 branches fused by cross-spatial softmax attention."""
 
     def __init__(self, c1: int, factor: int = 32):
@@ -53,15 +53,6 @@ class EMAttention(nn.Module):
         self.conv1x1 = nn.Conv2d(cg, cg, 1)
         self.conv3x3 = nn.Conv2d(cg, cg, 3, padding=1)
         self.gn = nn.GroupNorm(cg, cg)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        g, gate = self._grouped_gate(x)
-        return (g * gate).reshape(x.shape)
-
-    def attention_maps(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        """The cross-spatial gate, averaged over the groups (B, H, W), for heatmaps."""
-        b, _, h, w = x.shape
-        return {"spatial": self._grouped_gate(x)[1].reshape(b, self.groups, h, w).mean(1)}
 
     def _grouped_gate(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(x as (B*G, C/G, H, W), its per-group gate sigmoid(weights) (B*G, 1, H, W))."""

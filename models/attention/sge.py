@@ -22,7 +22,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from models.attention._common import divisor_at_most, spatial_dof
+from models.attention._common import GroupedSpatialGate, divisor_at_most, spatial_dof
 from models.registry import register_attention
 
 
@@ -35,7 +35,7 @@ from models.registry import register_attention
     placement="backbone_end",
     notes="EAP/ODS default to 8 groups and initialise b = 0 (output 0.5*x at init); official: 64 groups, b = 1.",
 )
-class SGE(nn.Module):
+class SGE(GroupedSpatialGate):
     """Per group: x * sigmoid(w * normalise(sum_c x * mean_hw(x)) + b); 2G parameters."""
 
     def __init__(self, c1: int, groups: int = 64):
@@ -46,15 +46,6 @@ class SGE(nn.Module):
             self.build_notes.append(f"groups {groups} -> {self.groups} (C={c1})")
         self.weight = nn.Parameter(torch.zeros(1, self.groups, 1, 1))
         self.bias = nn.Parameter(torch.ones(1, self.groups, 1, 1))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        g, gate = self._grouped_gate(x)
-        return (g * gate).reshape(x.shape)
-
-    def attention_maps(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        """The spatial gate, averaged over the groups (B, H, W), for heatmaps."""
-        b, _, h, w = x.shape
-        return {"spatial": self._grouped_gate(x)[1].reshape(b, self.groups, h, w).mean(1)}
 
     def _grouped_gate(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(x as (B*G, C/G, H, W), its per-group spatial gate (B*G, 1, H, W))."""
