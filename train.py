@@ -8,7 +8,6 @@ Flags follow YOLOv5's train.py. Training itself is ultralytics' trainer; runs go
 from __future__ import annotations
 
 import argparse
-import shutil
 import os
 from pathlib import Path
 
@@ -107,7 +106,9 @@ def build_overrides(opt) -> dict:
         "amp": opt.amp,
     }
     if opt.cfg:
-        from models.yolo import ConfigError, build_model, resolve_config
+        from models.config import resolve_config
+        from models.registry import ConfigError
+        from models.yolo import build_model
 
         try:
             path, scale = resolve_config(opt.cfg)
@@ -120,17 +121,7 @@ def build_overrides(opt) -> dict:
             overrides["pretrained"] = common.check_weights(opt.weights)
     else:
         overrides["model"] = common.check_weights(opt.weights)
-    if opt.attention:  # tools/insert.py: a variant of --cfg (or of the checkpoint's own YAML) without writing a YAML
-        from tools.insert import InsertError, write_run_yaml
-
-        try:
-            overrides["model"] = write_run_yaml(opt.cfg, opt.attention, overrides["save_dir"], opt.weights or None,
-                                                identity_blend=opt.identity_blend)
-        except InsertError as e:
-            raise SystemExit(f"error: --attention: {e}") from None
-        if opt.weights:
-            overrides["pretrained"] = common.check_weights(opt.weights)
-    elif opt.identity_blend:
+    if opt.identity_blend and not opt.attention:
         raise SystemExit("error: --identity-blend applies to modules inserted with --attention")
     from models.transfer import IDENTITY_INIT_ENV
 
@@ -139,33 +130,24 @@ def build_overrides(opt) -> dict:
     if opt.hyp:
         hyp, loss_hyp = load_hyp(opt.hyp)
         overrides.update(hyp)
-    if loss_hyp or opt.noautoanchor:
-        # YOLOv5 loss gains and the AutoAnchor switch travel in the run's model YAML (checkpoints, resume, DDP)
-        from models.loss import write_run_config
+    if opt.attention or loss_hyp or opt.noautoanchor:
+        # the run's own model YAML: inserted attention, YOLOv5 loss gains and the AutoAnchor switch travel in it
+        # (checkpoints, resume, DDP workers); models/run_config.py writes it into the run folder
+        from models.insertion import InsertError
+        from models.registry import ConfigError
+        from models.run_config import write_run_yaml
 
-        if overrides["model"].endswith(".pt"):
-            overrides["pretrained"] = overrides["model"]
+        weights = common.check_weights(opt.weights) if opt.weights else None
         try:
-            overrides["model"] = write_run_config(overrides["model"], overrides["save_dir"], loss_hyp,
-                                                  autoanchor=False if opt.noautoanchor else None)
-        except ValueError as e:
-            raise SystemExit(f"error: --hyp {opt.hyp}: {e}") from None
-    return stage_run_yaml(overrides)
-
-
-def stage_run_yaml(overrides: dict) -> dict:
-    """Keep a copy of a run's own model YAML outside its run folder and train from that copy.
-
-    ultralytics' DDP launcher deletes the run folder before it starts the workers; a YAML written there would
-    be gone when they build the model. The copy in the run folder stays for the user (and is written back by
-    the trainer when a launcher removed it).
-    """
-    model, save_dir = Path(overrides["model"]), Path(overrides["save_dir"])
-    if model.suffix in (".yaml", ".yml") and save_dir in model.parents:
-        staged = save_dir.parent / ".run-configs" / save_dir.name / model.name
-        staged.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(model, staged)
-        overrides["model"] = str(staged)
+            overrides["model"] = write_run_yaml(overrides["save_dir"], cfg=opt.cfg or None, weights=weights,
+                                                attention=opt.attention, identity_blend=opt.identity_blend,
+                                                hyp=loss_hyp, autoanchor=False if opt.noautoanchor else None)
+        except InsertError as e:
+            raise SystemExit(f"error: --attention: {e}") from None
+        except ConfigError as e:
+            raise SystemExit(f"error: --hyp {opt.hyp}: {e}" if opt.hyp else f"error: {e}") from None
+        if weights:
+            overrides["pretrained"] = weights
     return overrides
 
 

@@ -36,7 +36,7 @@ offline.configure()
 
 import torch  # noqa: E402
 
-from benchmarks import measure  # noqa: E402
+from tools import measure  # noqa: E402
 
 DEFAULT_OUT = ROOT / "docs" / "benchmarks"
 BASELINE = "yolov5s"
@@ -53,14 +53,13 @@ def build_models(specs, scale: str) -> dict[str, tuple[str, str, torch.nn.Module
     from ultralytics.nn.tasks import DetectionModel
 
     from models.yolo import build_model
-    from tools.make_configs import config_name
 
     out = {
         BASELINE: ("", f"yolov5{scale}.yaml", build_model(f"yolov5{scale}.yaml")),
         ULTRALYTICS: ("", f"ultralytics yolov5{scale}.yaml", DetectionModel(f"yolov5{scale}.yaml", verbose=False)),
     }
     for s in specs:
-        cfg = f"yolov5{scale}-{config_name(s)}.yaml"
+        cfg = f"yolov5{scale}-{s.tag}.yaml"
         out[f"yolov5{scale} + {s.name}"] = (s.name, cfg, build_model(cfg))
     return out
 

@@ -33,7 +33,7 @@ offline.configure()
 
 import torch  # noqa: E402
 
-from benchmarks import measure  # noqa: E402
+from tools import measure  # noqa: E402
 
 DEFAULT_OUT = ROOT / "docs" / "benchmarks"
 LEVELS = {"P3": 8, "P4": 16, "P5": 32}

@@ -28,47 +28,31 @@
 
 from __future__ import annotations
 
-import inspect
-
 import torch
 from torch import nn
 from ultralytics.nn.modules import C3, Bottleneck
 
-from models.registry import LAYERS
+from models.protocol import IdentityInit, init_identity
+from models.registry import (LAYERS, ConfigError, RowContext, attention_arguments, attention_spec, bind_arguments,
+                             is_int)
 
 
-def attention_factory(name: str, args: list | tuple = (), kwargs: dict | None = None, blend: bool = False):
+def attention_factory(name: str, args: list | tuple = (), kwargs: dict | None = None, blend: bool = False,
+                      where: str = "attention"):
     """Return ``make(c) -> nn.Module`` for the registered attention ``name`` with the given hyperparameters.
 
-    Raises ``ValueError`` naming the module and what it accepts when the name or the arguments are wrong.
+    The arguments are bound as the parser binds an attention row's (:func:`models.registry.bind_arguments`, old
+    hyperparameter names accepted); a wrong name or argument raises :class:`ConfigError` naming ``where``.
     """
-    if not isinstance(name, str):
-        raise ValueError(f"attention must be a registered module name, got {name!r}")
-    try:
-        spec = LAYERS.get(name)
-    except KeyError as e:
-        raise ValueError(e.args[0]) from None
-    if spec.kind != "attention":
-        names = ", ".join(LAYERS.names("attention"))
-        raise ValueError(f"'{name}' is a '{spec.kind}' layer, not an attention module. Attention modules: {names}")
-    args, kwargs = list(args), dict(kwargs or {})
-    try:
-        inspect.signature(spec.cls).bind(8, *args, **kwargs)
-    except TypeError as e:
-        accepted = ", ".join(list(inspect.signature(spec.cls).parameters)[1:])
-        raise ValueError(f"bad arguments for {name}: {e}. It accepts: {accepted}") from None
+    spec = attention_spec(name, where)
+    args = list(args)
+    kwargs = bind_arguments(spec.cls, [8, *args], dict(kwargs or {}), f"{where}: {name}", spec.renamed)
     if blend:
         return lambda c: ResidualBlend(c, name, args, kwargs)
     return lambda c: spec.cls(c, *args, **kwargs)
 
 
-def init_identity(module: nn.Module) -> bool:
-    """Make ``module`` compute the identity if it can; True on success (``module.init_identity()``)."""
-    fn = getattr(module, "init_identity", None)
-    return bool(fn()) if callable(fn) else False
-
-
-class ResidualBlend(nn.Module):
+class ResidualBlend(IdentityInit, nn.Module):
     """``x + alpha * (f(x) - x)``: a blend of the input and an attention module's output, ``alpha`` per channel.
 
     ``alpha`` starts at 0 (the block is the identity) and is learnt; ``alpha = 1`` gives the plain module.
@@ -98,28 +82,21 @@ class ResidualBlend(nn.Module):
         return f"module={self.name}"
 
 
-def _blend_args(args: list, c_from: list[int], d: dict, width: float = 1.0, max_channels: float = float("inf")):
+def _blend_args(args: list, row: RowContext) -> tuple[list, int]:
     """Parser rule for ``[from, n, ResidualBlend, [(channels,) Module, *hyperparameters, ({keywords})]]``."""
-    from models.yolo import ConfigError, attention_args  # import here: models.yolo imports this file
-
-    c1 = c_from[0]
+    c1 = row.c_from[0]
     args = list(args)
-    nominal = [args.pop(0)] if args and isinstance(args[0], int) and not isinstance(args[0], bool) else []
+    nominal = [args.pop(0)] if args and is_int(args[0]) else []
     if not args or not isinstance(args[0], str):
-        raise ConfigError(f"ResidualBlend: first argument must be the attention module's name, e.g. "
+        raise ConfigError(f"{row.where}: first argument must be the attention module's name, e.g. "
                           f"[-1, 1, ResidualBlend, [CBAM]]; got {[*nominal, *args]!r}")
     name = args.pop(0)
-    try:
-        spec = LAYERS.get(name)
-    except KeyError as e:
-        raise ConfigError(f"ResidualBlend: {e.args[0]}") from None
-    if spec.kind != "attention":
-        raise ConfigError(f"ResidualBlend wraps attention modules; '{name}' is a '{spec.kind}' layer")
-    hyper, kwargs = attention_args(spec, [*nominal, *args], c1, width, max_channels, f"ResidualBlend({name})")
+    spec = attention_spec(name, row.where)
+    hyper, kwargs = attention_arguments(spec, [*nominal, *args], c1, f"{row.where}: {name}", row.width, row.max_channels)
     return [c1, name, hyper, kwargs], c1
 
 
-LAYERS.add(ResidualBlend, kind="wrapper", make_args=_blend_args, shape_preserving=True)
+LAYERS.add(ResidualBlend, kind="custom", make_args=_blend_args, shape_preserving=True)
 
 
 class BottleneckAtt(Bottleneck):
@@ -173,7 +150,7 @@ def parse_block_options(block: str, options: tuple, allowed: tuple = C3_OPTIONS)
     return out
 
 
-class C3Att(C3):
+class C3Att(IdentityInit, C3):
     """C3 whose bottlenecks each carry an attention module chosen by name (see the module docstring)."""
 
     TRANSFER_FROM = ("C3",)  # a C3 in the same place of a pretrained model transfers its weights into this block
@@ -205,7 +182,7 @@ LAYERS.add(C3Att, kind="repeat")
 ELAN_OPTIONS = ("attention", "e", "depth", "blend", "act")
 
 
-class ELANAtt(nn.Module):
+class ELANAtt(IdentityInit, nn.Module):
     """YOLOv7's ELAN written as one block, with an attention module after each of its computational stages.
 
     YOLOv7's YAMLs spell an ELAN as rows (two 1x1 Conv branches ``a``, ``b``; ``n`` stages of ``depth`` 3x3

@@ -9,7 +9,7 @@ from __future__ import annotations
 from torch import nn
 from ultralytics.nn import modules as um
 
-from models.registry import LAYERS
+from models.registry import LAYERS, RowContext
 
 # c1, c2 = in/out channels; the YAML's first argument is the nominal output width (scaled by width_multiple)
 for _cls in (um.Conv, um.DWConv, um.GhostConv, um.Focus, um.SPP, um.Bottleneck, um.GhostBottleneck,
@@ -32,9 +32,9 @@ def _sppf_legacy_act(m, args: list) -> None:
 LAYERS.add(um.SPPF, kind="conv", post_build=_sppf_legacy_act)
 
 
-def _detect_args(args: list, ch_in: list[int], d: dict) -> list:
+def _detect_args(args: list, row: RowContext) -> tuple[list, None]:
     """ultralytics Detect(nc, reg_max, end2end, ch)."""
-    return [*args[:1], d.get("reg_max", 16), d.get("end2end"), ch_in]
+    return [*args[:1], row.model.get("reg_max", 16), row.model.get("end2end"), row.c_from], None
 
 
 def _detect_class(args: list) -> str:

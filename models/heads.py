@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from models.loss import AnchorLoss, loss_hyp
-from models.registry import LAYERS
+from models.registry import LAYERS, ConfigError, RowContext
 from models.yolov7_blocks import ImplicitA, ImplicitM
 
 
@@ -115,15 +115,12 @@ class AnchorHead(nn.Module):
 
     # -- set-up (called once by AttentionDetectionModel) ---------------------------------------------------------------
 
-    def setup_strides(self, model: nn.Module, ch: int) -> torch.Tensor:
-        """Measure the strides with a dry run, put anchors in stride units, order them, initialise biases."""
-        s = 256
-        was_training = model.training
-        model.eval()
-        with torch.no_grad():
-            _, raw = model.forward(torch.zeros(1, ch, s, s))
-        model.train(was_training)
-        self.stride = torch.tensor([s / r.shape[2] for r in raw], dtype=torch.float32)
+    def setup_strides(self, strides: torch.Tensor) -> torch.Tensor:
+        """Take the measured strides of the input levels, put anchors in stride units, order them, initialise biases.
+
+        ``strides`` comes from the model's shape probe (:func:`models.probe.head_strides`).
+        """
+        self.stride = strides.to(torch.float32).clone()
         if self.anchors_from_data:  # placeholder squares of 2 to 5 strides; AutoAnchor replaces them
             sizes = 2.0 * 2.5 ** (torch.arange(self.na) / max(self.na - 1, 1))
             self.anchors[:] = sizes.view(1, -1, 1).expand(self.nl, -1, 2)
@@ -190,16 +187,14 @@ class IDetect(AnchorHead):
             self.ia[i], self.im[i] = nn.Identity(), nn.Identity()
 
 
-def _anchor_head_args(args: list, ch_in: list[int], d: dict) -> list:
+def _anchor_head_args(args: list, row: RowContext) -> tuple[list, None]:
     """YAML ``[nc, anchors]`` -> ``(nc, anchors, ch)``; also checks the YAML's ``hyp:`` loss settings now, not at epoch 1."""
-    from models.yolo import ConfigError  # models.yolo imports this module
-
     try:
-        loss_hyp(d)
+        loss_hyp(row.model)
     except ValueError as e:
         raise ConfigError(str(e)) from None
     nc, anchors = (list(args) + [None, None])[:2]
-    return [nc, anchors, ch_in]
+    return [nc, anchors, row.c_from], None
 
 
 LAYERS.add(AnchorDetect, kind="head", make_args=_anchor_head_args)

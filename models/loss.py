@@ -23,9 +23,6 @@ so they travel with the model into checkpoints, resumed runs and DDP workers. YO
 
 from __future__ import annotations
 
-from copy import deepcopy
-from pathlib import Path
-
 import torch
 from torch import nn
 from ultralytics.utils.metrics import bbox_iou
@@ -62,40 +59,6 @@ def loss_hyp(model_yaml: dict) -> dict:
             raise ValueError(f"{source}: hyp: {k} must be a non-negative number, got {v!r}")
         out[k] = float(v)
     return out
-
-
-def write_run_config(model: str, save_dir: str | Path, hyp: dict | None = None, autoanchor: bool | None = None) -> str:
-    """Write the model YAML of a run with its YOLOv5 loss settings (``hyp:``) and AutoAnchor switch; return its path.
-
-    ``model`` is a config (path or name) or a ``.pt`` checkpoint (its stored YAML is used; load the weights with
-    ``pretrained=``). A ``hyp['anchors']`` count replaces the YAML's anchors with that many per level, computed by
-    AutoAnchor (YOLOv5's rule). The file keeps the config's name, so a scale letter in it still applies.
-    """
-    from models.yolo import load_config
-
-    if str(model).endswith(".pt"):
-        from ultralytics.nn.tasks import load_checkpoint
-
-        d = deepcopy(load_checkpoint(model)[0].yaml)
-        name = Path(d.get("yaml_file") or "model.yaml").name
-    else:
-        d = load_config(model)
-        name = Path(model).name if Path(model).suffix in (".yaml", ".yml") else f"{Path(model).name}.yaml"
-    d.pop("yaml_file", None)
-    hyp = dict(hyp or {})
-    if "anchors" in hyp:
-        d["anchors"] = max(int(round(hyp.pop("anchors"))), 1)
-    if hyp:
-        d["hyp"] = {**(d.get("hyp") or {}), **hyp}
-        loss_hyp(d)  # fail now on a bad key or value
-    if autoanchor is not None:
-        d["autoanchor"] = bool(autoanchor)
-    import yaml
-
-    path = Path(save_dir) / name
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(f"# {name} with this run's training settings (written by train.py)\n" + yaml.safe_dump(d, sort_keys=False, default_flow_style=None))
-    return str(path)
 
 
 class FocalBCE(nn.Module):

@@ -8,35 +8,24 @@ ultralytics' DDP launcher pickles the class by reference.
 from __future__ import annotations
 
 import os
-import shutil
-from pathlib import Path
 
 from ultralytics.models.yolo.detect import DetectionTrainer
 from ultralytics.utils import LOGGER, RANK
 
 from models.autoanchor import autoanchor_before_training
+from models.run_config import restore_run_yaml
 from models.transfer import identity_init_enabled, transfer_weights
 from models.yolo import AttentionDetectionModel
 
 
 def warn_dense_attention(model, imgsz, batch) -> list[str]:
     """Warn, naming the layer, when a dense (N x N) attention map would exceed the memory budget at this image size."""
-    from models.attention._dense import dense_attention_check
+    from models.dense_memory import dense_attention_check
 
     msgs = dense_attention_check(model, imgsz, batch=max(int(batch), 1))
     for msg in msgs:
         LOGGER.warning(msg)
     return msgs
-
-
-def restore_run_yaml(trainer) -> None:
-    """Put the run's own model YAML (staged outside the run folder by train.py) back into the run folder."""
-    model = Path(str(trainer.args.model))
-    if RANK in {-1, 0} and model.parent.parent.name == ".run-configs" and model.is_file():
-        target = Path(trainer.save_dir) / model.name
-        if not target.exists():
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(model, target)
 
 
 class AttentionTrainer(DetectionTrainer):

@@ -5,9 +5,10 @@ name: after an insertion at layer 10, ``model.11.*`` of the new model is ``model
 one, and a name-based loader silently drops (or, worse, loads a same-shaped neighbour into) every
 layer after the insertion point. Here the two layer lists are aligned structurally instead:
 
-1. Every layer gets a signature: its class, its structure (``repr`` of the module tree with
-   BatchNorm eps/momentum and ``inplace`` flags removed, which carries kernel, stride, groups,
-   widths, repeats and activations) and its state-dict shapes.
+1. Every layer gets a signature: its class, its structure (the module tree: every submodule's name and
+   class and, for torch layers, their constructor settings such as kernel, stride, groups, widths and
+   activation slopes, but not BatchNorm eps/momentum or ``inplace`` flags, which loaders and
+   ``initialize_weights`` change) and its state-dict shapes.
 2. The body (all layers but the detection head) is aligned by a monotone sequence alignment that
    maximises the number of pairs with equal signatures; a layer class may also declare that it
    extends another (``TRANSFER_FROM = ("C3",)`` on :class:`models.attention_blocks.C3Att`), which
@@ -29,7 +30,6 @@ matters.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,8 +37,13 @@ import torch
 from torch import nn
 from ultralytics.utils import LOGGER
 
+from models.protocol import init_identity
+
 INPUT = -1  # the image
-BN_OPTS_RE = re.compile(r"(?:,\s*)?\b(?:eps|momentum)=[^,)]*|inplace=True|inplace=False")
+# attributes that do not change what a layer's weights mean: training-time settings, flags loaders flip, and the
+# parser's per-layer tags (index, 'from', type name, parameter count)
+NOT_STRUCTURE = frozenset({"training", "inplace", "eps", "momentum", "i", "f", "type", "np"})
+PLAIN = (bool, int, float, str, tuple, type(None))
 
 
 IDENTITY_INIT_ENV = "YOLO_IDENTITY_INIT"  # "0": no identity start (train.py --no-identity-init); an env var reaches DDP workers
@@ -140,10 +145,23 @@ def _runs(pairs: list[tuple[int, int]]) -> list[str]:
 # Layers and signatures
 
 
+def structure(module: nn.Module) -> tuple:
+    """The module tree: (name, class, settings) per submodule; settings are the plain constructor attributes of
+    torch layers (kernel, stride, padding, groups, slopes, ...), minus :data:`NOT_STRUCTURE`."""
+    out = []
+    for name, m in module.named_modules():
+        settings = ()
+        if type(m).__module__.startswith("torch.nn"):
+            settings = tuple(sorted((k, v) for k, v in vars(m).items()
+                                    if not k.startswith("_") and k not in NOT_STRUCTURE and isinstance(v, PLAIN)))
+        out.append((name, type(m).__name__, settings))
+    return tuple(out)
+
+
 def signature(module: nn.Module, n_inputs: int) -> tuple:
     """Class, structure and tensor shapes of one layer (what must agree for its weights to mean the same)."""
     shapes = tuple((k, tuple(v.shape)) for k, v in module.state_dict().items())
-    return type(module).__name__, BN_OPTS_RE.sub("", repr(module)), shapes, n_inputs
+    return type(module).__name__, structure(module), shapes, n_inputs
 
 
 def layers_of(model: nn.Module) -> list[Layer]:
@@ -164,13 +182,9 @@ def layers_of(model: nn.Module) -> list[Layer]:
 def load_source(weights) -> tuple[nn.Module, str]:
     """(model, display name) from a checkpoint path, a checkpoint dict or a model."""
     if isinstance(weights, (str, Path)):
-        from ultralytics.nn.tasks import load_checkpoint
+        from models.checkpoint import load_model
 
-        path = Path(weights)
-        if not path.is_file():
-            raise FileNotFoundError(f"weights {weights}: file not found (weights are never downloaded)")
-        model, _ = load_checkpoint(str(path))
-        return model, path.name
+        return load_model(weights), Path(weights).name
     if isinstance(weights, dict):
         model = weights.get("ema") or weights.get("model")
         if not isinstance(model, nn.Module):
@@ -291,8 +305,6 @@ def _match_class_branch_width(head: nn.Module, src: nn.Module) -> bool:
 
 def transfer_weights(model: nn.Module, weights, identity_init: bool = True, verbose: bool = True) -> TransferReport:
     """Load ``weights`` (path, checkpoint dict or model) into ``model`` by structural alignment; see the module doc."""
-    from models.attention_blocks import init_identity
-
     src, name = load_source(weights)
     base, new = layers_of(src), layers_of(model)
     report = TransferReport(source=name)

@@ -11,8 +11,10 @@ import pytest
 import torch
 
 from models.heads import AnchorDetect, AnchorHead, IDetect
-from models.yolo import CONFIG_DIR as ROOT_CONFIGS
-from models.yolo import ConfigError, build_model, load_config
+from models.config import CONFIG_DIR as ROOT_CONFIGS
+from models.config import load_config
+from models.registry import ConfigError
+from models.yolo import build_model
 
 # YOLOv5 v6.0 models/yolov5s.yaml as users paste it (flow style, depth/width multiples, anchors, Detect [nc, anchors])
 YOLOV5S_V6_YAML = """
@@ -369,7 +371,7 @@ def test_anchor_count_in_yaml_means_anchors_computed_from_data():
 
 
 def test_hyp_file_loss_keys_reach_the_run_model_yaml_only_in_yolov5_form(tmp_path):
-    from models.loss import write_run_config
+    from models.run_config import write_run_yaml
     from train import load_hyp
 
     v5 = tmp_path / "v5.yaml"
@@ -380,12 +382,12 @@ def test_hyp_file_loss_keys_reach_the_run_model_yaml_only_in_yolov5_form(tmp_pat
     ultra.write_text("lr0: 0.02\nbox: 7.5\ncls: 0.5\n")  # ultralytics form: its gains are not YOLOv5's
     assert load_hyp(str(ultra)) == ({"lr0": 0.02, "box": 7.5, "cls": 0.5}, {})
 
-    path = write_run_config(str(ROOT_CONFIGS / "yolov5s-anchor.yaml"), tmp_path / "exp", loss, autoanchor=False)
-    assert Path(path).name == "yolov5s-anchor.yaml"
+    path = write_run_yaml(tmp_path / "exp", cfg=str(ROOT_CONFIGS / "yolov5s-anchor.yaml"), hyp=loss, autoanchor=False)
+    assert Path(path).name == "yolov5s-anchor.yaml" and (tmp_path / "exp" / "yolov5s-anchor.yaml").read_text() == Path(path).read_text()
     model = build_model(path)
     head = model.model[-1]
     assert model.model[0].conv.out_channels == 32  # scale s kept: 64 x width 0.5
     assert head.na == 2 and head.anchors_from_data
     assert model.yaml["hyp"] == {"box": 0.04, "obj": 0.7, "cls": 0.3, "anchor_t": 3.0} and model.yaml["autoanchor"] is False
     with pytest.raises(ValueError, match="hyp: obj must be a non-negative number"):
-        write_run_config("yolov5n-anchor.yaml", tmp_path / "bad", {"obj": "high"})
+        write_run_yaml(tmp_path / "bad", cfg="yolov5n-anchor.yaml", hyp={"obj": "high"})

@@ -5,9 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from models.attention_blocks import ResidualBlend, init_identity
+from models.attention_blocks import ResidualBlend
+from models.protocol import init_identity
 from models.registry import attention_specs
-from models.yolo import ConfigError, build_model
+from models.registry import ConfigError
+from models.yolo import build_model
 
 SPECS = {s.name: s for s in attention_specs()}
 

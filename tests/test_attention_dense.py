@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from models.attention._dense import dense_attention_check
+from models.dense_memory import dense_attention_check
 from models.attention.bot_mhsa import BoTMHSA
 from models.attention.criss_cross import CrissCross
 from models.attention.danet import DANet

@@ -352,7 +352,9 @@ def test_init_identity(name):
 
 @pytest.mark.parametrize("name", ["CoT", "ResidualAttention", "BoTMHSA", "ACmix"])
 def test_no_identity_claim_where_impossible(name):
-    assert not hasattr(SPECS[name].cls, "init_identity")
+    from models.protocol import init_identity
+
+    assert init_identity(SPECS[name].cls(32)) is False
 
 
 def test_clamping_notes():

@@ -9,7 +9,6 @@ import torch
 
 from models.registry import attention_specs
 from models.yolo import build_model
-from tools.make_configs import config_name
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = sorted(p.name for p in (ROOT / "configs").glob("*.yaml"))
@@ -45,7 +44,7 @@ def train_step(model, size: int = 256) -> float:
 
 
 def test_every_attention_module_has_a_config():
-    missing = [s.name for s in MODULES if not (ROOT / "configs" / f"yolov5-{config_name(s)}.yaml").is_file()]
+    missing = [s.name for s in MODULES if not (ROOT / "configs" / f"yolov5-{s.tag}.yaml").is_file()]
     assert not missing, f"no config for {missing}: run python tools/make_configs.py"
 
 
@@ -61,7 +60,7 @@ def test_config_builds_and_runs_forward_backward(cfg):
 
 @pytest.mark.parametrize("spec", MODULES, ids=lambda s: s.name)
 def test_yolov5s_module_config_probes_runs_640_and_trains_a_step(spec):
-    model = build_model(f"yolov5s-{config_name(spec)}.yaml", nc=5)  # the stride probe runs while building
+    model = build_model(f"yolov5s-{spec.tag}.yaml", nc=5)  # the stride probe runs while building
     assert model.model[10].type == spec.name
     assert torch.equal(model.stride, torch.tensor([8.0, 16.0, 32.0]))
     model.eval()

@@ -10,17 +10,18 @@ import pytest
 import torch
 import yaml
 
-from models.yolo import build_model, load_config
-from tools.insert import (
+from models.config import load_config
+from models.insertion import (
     InsertError,
     Insertion,
     build_yaml_text,
     insert,
     insert_layers,
     layer_strides,
-    main,
     parse_insertion,
 )
+from models.yolo import build_model
+from tools.insert import main
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = sorted((ROOT / "configs").glob("*.yaml"))
@@ -356,7 +357,7 @@ _NATIVE: dict[str, bool] = {}
 
 
 def native_identity(name: str) -> bool:
-    from models.attention_blocks import init_identity
+    from models.protocol import init_identity
     from models.registry import LAYERS
 
     if name not in _NATIVE:

@@ -36,7 +36,8 @@ def test_train_with_inserted_attention_transfers_and_saves_model_yaml(tiny_data,
     exp = tmp_path / "runs" / "exp"
     model_yaml = exp / "model.yaml"
     assert model_yaml.is_file()
-    from models.yolo import build_model, load_config
+    from models.config import load_config
+    from models.yolo import build_model
 
     d = load_config(model_yaml)
     assert d["scale"] == "n" and d["backbone"][-1] == [-1, 1, "CBAM", []]

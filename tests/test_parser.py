@@ -9,7 +9,10 @@ import torch
 import yaml
 
 from models.registry import LAYERS
-from models.yolo import ConfigError, build_model, load_config, parse_model
+from models.config import load_config
+from models.parser import parse_model
+from models.registry import ConfigError
+from models.yolo import build_model
 
 
 def base_dict(scale="s") -> dict:
@@ -137,7 +140,7 @@ def test_from_index_out_of_range():
 
 
 def test_activation_whitelist():
-    from models.yolo import parse_activation
+    from models.config import parse_activation
 
     act = parse_activation("nn.LeakyReLU(0.1)")
     assert isinstance(act, torch.nn.LeakyReLU) and act.negative_slope == 0.1

@@ -9,9 +9,10 @@ import pytest
 import torch
 from ultralytics.utils.torch_utils import intersect_dicts
 
-from models.yolo import build_model, load_config
+from models.config import load_config
+from models.yolo import build_model
 from models.transfer import transfer_weights
-from tools.insert import insert, insert_layers
+from models.insertion import insert, insert_layers
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -96,19 +96,19 @@ def parse_opt(argv=None):
 def resolve_variant(v: str, scale: str) -> tuple[str, str]:
     """(label, cfg) of a --variants entry: a registry name or config tag, or a model YAML."""
     from models.registry import attention_specs
-    from tools.make_configs import config_name
 
     if v.endswith((".yaml", ".yml")):
         return Path(v).stem, v
     for s in attention_specs():
-        if v.lower() in (s.name.lower(), config_name(s)):
-            return config_name(s), f"yolov5{scale}-{config_name(s)}.yaml"
-    names = ", ".join(sorted(config_name(s) for s in attention_specs()))
+        if v.lower() in (s.name.lower(), s.tag):
+            return s.tag, f"yolov5{scale}-{s.tag}.yaml"
+    names = ", ".join(sorted(s.tag for s in attention_specs()))
     raise SystemExit(f"error: --variants {v}: not a registered attention module or a .yaml file. Known: {names}")
 
 
 def check_config(cfg: str) -> None:
-    from models.yolo import ConfigError, build_model
+    from models.registry import ConfigError
+    from models.yolo import build_model
 
     try:
         build_model(cfg)
@@ -155,19 +155,26 @@ def train_args(opt, cfg: str, run_dir: Path, seed: int) -> list[str]:
     return args + opt.train_args
 
 
-def run_one(opt, label: str, cfg: str, seed: int, run_dir: Path) -> dict:
-    """Train (or resume) one run through train.py's code path; return its record (also written to DONE)."""
-    import train
+def train(args: list[str]) -> None:
+    """Run ``python train.py ARGS`` as a user would (its own process: nothing of one run leaks into the next)."""
+    import subprocess
 
+    done = subprocess.run([sys.executable, str(common.ROOT / "train.py"), *args], cwd=common.ROOT)
+    if done.returncode:
+        raise SystemExit(f"error: python train.py {' '.join(args)} failed (exit code {done.returncode})")
+
+
+def run_one(opt, label: str, cfg: str, seed: int, run_dir: Path) -> dict:
+    """Train (or resume) one run with train.py; return its record (also written to DONE)."""
     last = run_dir / "weights" / "last.pt"
     t0 = time.perf_counter()
     if last.exists() and len(read_results(run_dir)) >= opt.epochs:
         print(f"    {run_dir}: all {opt.epochs} epochs are in results.csv (stopped before the runner's record)")
     elif last.exists():
         print(f"    resuming {run_dir} from {last}", flush=True)
-        train.main(train.parse_opt(["--resume", str(last)]))
+        train(["--resume", str(last)])
     else:
-        train.main(train.parse_opt(train_args(opt, cfg, run_dir, seed)))
+        train(train_args(opt, cfg, run_dir, seed))
     rows = read_results(run_dir)
     if not rows:
         raise SystemExit(f"error: {run_dir}: training wrote no results.csv")
@@ -231,7 +238,7 @@ def cost(variants: list[tuple[str, str]], opt) -> dict[str, dict]:
     import torch
     from ultralytics.utils.torch_utils import get_flops
 
-    from benchmarks import measure
+    from tools import measure
     from models.yolo import build_model
 
     nc = dataset_nc(opt.data)
@@ -263,20 +270,6 @@ def mean_std(xs: list[float]) -> tuple[float, float]:
     return statistics.fmean(xs), (statistics.stdev(xs) if len(xs) > 1 else float("nan"))
 
 
-# two-sided 95% quantiles of Student's t by degrees of freedom (interpolated between rows, 1.96 beyond 120)
-T975 = ((1, 12.706), (2, 4.303), (3, 3.182), (4, 2.776), (5, 2.571), (6, 2.447), (7, 2.365), (8, 2.306),
-        (10, 2.228), (15, 2.131), (20, 2.086), (30, 2.042), (60, 2.000), (120, 1.980))
-
-
-def t975(df: float) -> float:
-    if df <= T975[0][0]:
-        return T975[0][1]
-    for (d0, t0), (d1, t1) in zip(T975, T975[1:]):
-        if df <= d1:
-            return t0 + (t1 - t0) * (df - d0) / (d1 - d0)
-    return 1.96
-
-
 def noise_verdict(v: list[float], b: list[float]) -> tuple[float, float, str]:
     """(difference of means, noise bound, 'outside noise' | 'inside noise' | 'one seed: unverified').
 
@@ -292,7 +285,9 @@ def noise_verdict(v: list[float], b: list[float]) -> tuple[float, float, str]:
     if se == 0:
         return d, 0.0, "outside noise" if d != 0 else "inside noise"
     df = (a + c) ** 2 / ((a * a / (len(v) - 1) if a else 0) + (c * c / (len(b) - 1) if c else 0))
-    bound = t975(df) * se
+    from scipy.stats import t as student_t
+
+    bound = float(student_t.ppf(0.975, df)) * se
     return d, bound, "outside noise" if abs(d) > bound else "inside noise"
 
 
@@ -326,7 +321,7 @@ def _diff(row: dict, k: str) -> str:
 
 
 def write_table(rows: list[dict], opt, root: Path) -> str:
-    from benchmarks import measure
+    from tools import measure
 
     header = ["Variant", "Config", "Seeds", "P", "R", "mAP50", "mAP50-95", "Δ mAP50 vs baseline",
               "Δ mAP50-95 vs baseline", "Params", f"GFLOPs@{opt.imgsz}", "Latency ms", "Latency ratio"]
@@ -356,7 +351,7 @@ def write_table(rows: list[dict], opt, root: Path) -> str:
 
 
 def write_runs(records: list[dict], root: Path) -> None:
-    from benchmarks import measure
+    from tools import measure
 
     cols = ["variant", "cfg", "seed", "epochs", "best_epoch", "seconds", *METRICS]
     measure.write_csv(root / "runs.csv", records, cols)

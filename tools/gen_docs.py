@@ -44,17 +44,16 @@ def gflops(model, imgsz=640) -> float:
 def rows():
     from models.registry import attention_specs
     from models.yolo import build_model
-    from tools.make_configs import config_name
 
     out = []
     for s in attention_specs():
         m = s.cls(256)
-        yolo = build_model(f"yolov5s-{config_name(s)}.yaml")
+        yolo = build_model(f"yolov5s-{s.tag}.yaml")
         paper = f"{s.paper} ({s.year}" + (f", arXiv:{s.arxiv})" if s.arxiv else ")")
         onnx = "dynamic" if s.onnx_dynamic else f"static: {s.onnx_note}"
         out.append(
             (s.name, paper, s.category, sum(p.numel() for p in m.parameters()), sum(p.numel() for p in yolo.parameters()),
-             gflops(yolo), s.placement + (" (dense)" if s.dense else ""), onnx, s.notes, f"yolov5s-{config_name(s)}.yaml")
+             gflops(yolo), s.placement + (" (dense)" if s.dense else ""), onnx, s.notes, f"yolov5s-{s.tag}.yaml")
         )
     return out
 

@@ -41,10 +41,9 @@ EPS = 1e-8
 
 def load_model(weights: str, device: str = "cpu"):
     """Our checkpoint as an fp32 eval model whose parameters take gradients (Grad-CAM needs them)."""
-    from ultralytics.nn.tasks import load_checkpoint
+    from models.checkpoint import load_model as load_checkpoint_model
 
-    model, _ = load_checkpoint(common.check_weights(weights), device=device, inplace=False, fuse=False)
-    model.float().eval()
+    model = load_checkpoint_model(common.check_weights(weights), device=device)
     for p in model.parameters():
         p.requires_grad_(True)
     return model

@@ -26,23 +26,19 @@ HEADER = """\
 
 def config_text(spec) -> str:
     """configs/yolov5.yaml with ``spec`` inserted at backbone_end (layer 10) by tools/insert.py."""
-    from tools.insert import Insertion, insert_layers, to_text
-    from models.yolo import load_config
+    from models.config import load_config
+    from models.insertion import Insertion, insert_layers
+    from models.yaml_text import to_text
 
     arxiv = f", arXiv:{spec.arxiv}" if spec.arxiv else ""
-    header = HEADER.format(name=spec.name, lower=config_name(spec), paper=spec.paper, year=spec.year, arxiv=arxiv)
+    header = HEADER.format(name=spec.name, lower=spec.tag, paper=spec.paper, year=spec.year, arxiv=arxiv)
     ins = Insertion(spec.name, [1024], "backbone_end", comment="attention (input channels checked against 1024 x width)")
     result = insert_layers(load_config(BASE), [ins])
-    return to_text(result, BASE.read_text(), header=header.splitlines())
-
-
-def config_name(spec) -> str:
-    """File-name tag of a module's config: its registry name in lower case, or a registered short alias."""
-    return spec.extra.get("config_name", spec.name.lower())
+    return to_text(result.cfg, result.origins(), BASE.read_text(), header=header.splitlines())
 
 
 def config_path(spec) -> Path:
-    return ROOT / "configs" / f"yolov5-{config_name(spec)}.yaml"
+    return ROOT / "configs" / f"yolov5-{spec.tag}.yaml"
 
 
 def main(argv=None) -> int:

@@ -7,6 +7,8 @@ import math
 import torch
 from torch import nn
 
+from models.protocol import AttentionModule
+
 
 def make_divisible(v: float, divisor: int = 8, min_value: int | None = None) -> int:
     """Round ``v`` to the nearest multiple of ``divisor`` (not below ``min_value``, not below 90% of ``v``)."""
@@ -131,7 +133,7 @@ def at_least_fp32(t: torch.Tensor) -> torch.Tensor:
     return t.to(torch.promote_types(t.dtype, torch.float32))
 
 
-class VANResidual(nn.Module):
+class VANResidual(AttentionModule):
     """Base of LSKA and LSKBlock: ``x + proj_2(core(GELU(proj_1(x))))`` (VAN/LSKNet's attention sub-block).
 
     A subclass builds its core module, then calls :meth:`_wrap`; ``wrapped=False`` leaves the bare core. In the
@@ -159,7 +161,7 @@ class VANResidual(nn.Module):
         return True
 
 
-class GroupedSpatialGate(nn.Module):
+class GroupedSpatialGate(AttentionModule):
     """Base of SGE and EMAttention: the channels split into ``self.groups`` groups, each scaled by its own
     spatial gate. A subclass defines :meth:`_grouped_gate`; forward and the heatmap maps follow from it."""
 

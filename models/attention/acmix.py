@@ -34,6 +34,7 @@ import torch
 from torch import nn
 
 from models.attention._common import at_least_fp32, divisor_at_most, linspace_pm1, local_neighbourhood
+from models.protocol import AttentionModule
 from models.registry import register_attention
 
 
@@ -48,7 +49,7 @@ from models.registry import register_attention
     notes="Official/EAP: ReflectionPad2d(3) fails below 4x4 and is CUDA-nondeterministic; position() is float32 "
     "and .cuda() (breaks .half()). Here: masked zero-padded window, grid in x.dtype.",
 )
-class ACmix(nn.Module):
+class ACmix(AttentionModule):
     """rate1 * local 7x7 self-attention + rate2 * shift-initialised grouped conv, sharing q/k/v."""
 
     def __init__(self, c1: int, kernel_att: int = 7, head: int = 4, kernel_conv: int = 3):

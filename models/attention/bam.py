@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from models.attention._common import BatchNorm2dSafe, reduced_channels
+from models.protocol import AttentionModule
 from models.registry import register_attention
 
 
@@ -49,7 +50,7 @@ from models.registry import register_attention
         "vector (crashes at batch 1). Official code fuses sigmoid(Mc*Ms); paper (default here) sigmoid(Mc+Ms)."
     ),
 )
-class BAM(nn.Module):
+class BAM(AttentionModule):
     """x * (1 + sigmoid(M_c(x) + M_s(x))), r=16, dilation 4, two dilated convs."""
 
     def __init__(

@@ -35,6 +35,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from models.attention._common import at_least_fp32, divisor_at_most
+from models.protocol import AttentionModule
 from models.registry import register_attention
 
 
@@ -49,7 +50,7 @@ from models.registry import register_attention
     notes="ODS wraps the official op for NCHW without norm/residual and with auto_pad off by default "
     "(asserts H, W divisible by n_win); here: pre-norm residual, always pads and crops.",
 )
-class BiLevelRoutingAttention(nn.Module):
+class BiLevelRoutingAttention(AttentionModule):
     """x + BRA(LN(x)): n_win 7, 8 heads, top-4 regions, qk_dim = C, LCE 5x5."""
 
     def __init__(self, c1: int, n_win: int = 7, num_heads: int = 8, topk: int = 4, qk_dim: int | None = None,

@@ -33,6 +33,7 @@ import torch
 from torch import nn
 
 from models.attention._common import at_least_fp32, divisor_at_most
+from models.protocol import AttentionModule
 from models.registry import register_attention
 
 
@@ -47,7 +48,7 @@ from models.registry import register_attention
     notes="ODS MHSA uses absolute position tables fixed to one H, W (misaligned or AssertionError elsewhere), "
     "biases and no d^-0.5 scaling; here relative offsets clipped at rel_size, any H, W.",
 )
-class BoTMHSA(nn.Module):
+class BoTMHSA(AttentionModule):
     """softmax((q/sqrt(d)) . (k + r_rel)) v with 4 heads and clipped 2-D relative offsets."""
 
     def __init__(self, c1: int, heads: int = 4, rel_size: int = 32):

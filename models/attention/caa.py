@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from models.attention._common import BatchNorm2dSafe
+from models.protocol import AttentionModule
 from models.registry import register_attention
 
 
@@ -47,7 +48,7 @@ class ConvBNSiLU(nn.Module):
     placement="backbone_end",
     notes="Standalone x * CAA(x) as in ODS; in PKINet the map gates the inception branch output instead.",
 )
-class CAA(nn.Module):
+class CAA(AttentionModule):
     """x * sigmoid(conv2(v_conv(h_conv(conv1(avgpool7(x)))))), strip kernels 1x11 and 11x1."""
 
     def __init__(self, c1: int, h_kernel_size: int = 11, v_kernel_size: int = 11):

@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from models.attention._common import BatchNorm2dSafe, reduced_channels
+from models.protocol import AttentionModule
 from models.registry import register_attention
 
 
@@ -60,7 +61,7 @@ class SpatialGate(nn.Module):
     placement="backbone_end",
     notes="EAP's CBAMBlock uses a 49x49 spatial kernel and adds a residual the paper does not have.",
 )
-class CBAM(nn.Module):
+class CBAM(AttentionModule):
     """Channel gate, then spatial gate, applied sequentially (r=16, 7x7)."""
 
     def __init__(self, c1: int, reduction: float = 16, kernel_size: int = 7):

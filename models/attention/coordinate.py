@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from models.attention._common import HSwish
+from models.protocol import AttentionModule
 from models.registry import register_attention
 
 
@@ -30,7 +31,7 @@ from models.registry import register_attention
     config_name="ca",
     notes="Blog ports match the official layers but use adaptive pools (non-deterministic on CUDA, no dynamic ONNX).",
 )
-class CoordAtt(nn.Module):
+class CoordAtt(AttentionModule):
     """x * sigmoid(conv_h(f_h)) * sigmoid(conv_w(f_w)), reduction 32, mip >= 8."""
 
     def __init__(self, c1: int, reduction: int = 32):

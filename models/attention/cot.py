@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from models.attention._common import BatchNorm2dSafe, divisor_at_most, local_neighbourhood
+from models.protocol import AttentionModule
 from models.registry import register_attention
 
 
@@ -50,7 +51,7 @@ from models.registry import register_attention
     notes="EAP's CoTAttention is a different algorithm (global softmax gate, no local aggregation, no fusion); "
     "this follows the official CotLayer with the pooled-vector BN replaced by GroupNorm(1).",
 )
-class CoT(nn.Module):
+class CoT(AttentionModule):
     """Contextual Transformer block (k = 3, share planes 8, key groups 4, radix 2)."""
 
     def __init__(self, c1: int, kernel_size: int = 3, groups: int = 4, share_planes: int = 8, factor: int = 2,

@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from models.attention._common import reduced_channels
+from models.protocol import AttentionModule
 from models.registry import register_attention
 
 
@@ -48,7 +49,7 @@ def _dw(c: int, k: tuple[int, int]) -> nn.Conv2d:
         "ports use adaptive pools (non-deterministic on CUDA)."
     ),
 )
-class CPCA(nn.Module):
+class CPCA(AttentionModule):
     """P(P(strip-conv pyramid(x')) * x'), x' = channel-prior(GELU(P(x))), reduce 4."""
 
     def __init__(self, c1: int, reduction: int = 4):

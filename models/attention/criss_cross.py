@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from models.attention._common import at_least_fp32, autocast_off
+from models.protocol import AttentionModule
 from models.registry import register_attention
 
 
@@ -73,7 +74,7 @@ class CrissCrossAttention(nn.Module):
     notes="EAP/Serge-weihao build the -inf diagonal with torch.diag on CPU float32 (breaks .half(), CUDA, ONNX) "
     "and call .cuda(); the blog 'CCN' is a plain residual conv. Here: mask-based -inf, fp32 energies, R=2.",
 )
-class CrissCross(nn.Module):
+class CrissCross(AttentionModule):
     """RCCA: the same criss-cross module applied ``recurrence`` times (R = 2)."""
 
     def __init__(self, c1: int, reduction: int = 8, recurrence: int = 2):

@@ -32,6 +32,7 @@ import torch
 from torch import nn
 
 from models.attention._common import at_least_fp32, autocast_off
+from models.protocol import AttentionModule
 from models.registry import register_attention
 
 
@@ -93,7 +94,7 @@ class ChannelAttention(nn.Module):
     notes="EAP's DAModule hard-codes d_model=512 and 7x7 (Linear over H*W), has no gamma residual; "
     "here PAM+CAM act on any C, H, W with zero-initialised gammas. CAM follows the official rowmax(E)-E.",
 )
-class DANet(nn.Module):
+class DANet(AttentionModule):
     """x + gamma * PAM(x) + beta * CAM(x) (q/k reduction 8, gammas zero at init)."""
 
     def __init__(self, c1: int, reduction: int = 8, cam_form: str = "official"):

@@ -42,6 +42,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from models.attention._common import at_least_fp32, divisor_at_most
+from models.protocol import AttentionModule
 from models.registry import register_attention
 
 
@@ -83,7 +84,7 @@ def bilinear_gather(feat: torch.Tensor, py: torch.Tensor, px: torch.Tensor) -> t
     "float32 (dtype promotion under .half()) and divide by Hk-1 (inf on 1-pixel maps); fixed_pe/rpe tables "
     "need a fixed size. Here: gather-based sampling, dwc_pe, pre-norm residual.",
 )
-class DAttention(nn.Module):
+class DAttention(AttentionModule):
     """x + DeformableAttention(LN(x)): 8 heads, 4 offset groups, stride 1, offset range 4, 3x3 offset conv."""
 
     def __init__(self, c1: int, n_heads: int = 8, n_groups: int = 4, stride: int = 1,

@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from models.attention._common import at_least_fp32, reduced_channels
+from models.protocol import AttentionModule
 from models.registry import register_attention
 
 
@@ -41,7 +42,7 @@ from models.registry import register_attention
     dense=False,
     notes="EAP/ODS softmax without dim= normalises over the batch (all ones at batch 1) and drop the residual.",
 )
-class DoubleAttention(nn.Module):
+class DoubleAttention(AttentionModule):
     """y = x + conv(A softmax_N(B)^T softmax_cn(V)), c_m = c_n = C/4 (>= 8)."""
 
     def __init__(self, c1: int, c_m: int | None = None, c_n: int | None = None, reduction: int = 4):

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from models.attention._common import eca_kernel_size
+from models.protocol import AttentionModule
 from models.registry import register_attention
 
 
@@ -28,7 +29,7 @@ from models.registry import register_attention
     placement="backbone_end",
     notes="EAP's ECAAttention fixes k=3 and gives the Conv1d a bias; the paper adapts k to C and has no bias.",
 )
-class ECA(nn.Module):
+class ECA(AttentionModule):
     """x * sigmoid(conv1d_k(GAP(x))), k adaptive to C (3 for C<=96, 5 for 128..1280, 7 for 2048)."""
 
     def __init__(self, c1: int, kernel_size: int | None = None, gamma: float = 2, b: float = 1):

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from models.attention._common import HSigmoid
+from models.protocol import AttentionModule
 from models.registry import register_attention
 
 
@@ -30,7 +31,7 @@ from models.registry import register_attention
     placement="backbone_end",
     notes="ODS EffectiveSE.py imports timm.models.layers.create_act, which current timm lacks; same maths otherwise.",
 )
-class EffectiveSE(nn.Module):
+class EffectiveSE(AttentionModule):
     """x * hsigmoid(FC_CxC(GAP(x)))."""
 
     def __init__(self, c1: int, add_maxpool: bool = False):

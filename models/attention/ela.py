@@ -29,6 +29,7 @@ import torch
 from torch import nn
 
 from models.attention._common import divisor_at_most
+from models.protocol import AttentionModule
 from models.registry import register_attention
 
 
@@ -44,7 +45,7 @@ from models.registry import register_attention
         "GN(16) fails at C=24: groups clamped to a divisor of C."
     ),
 )
-class ELA(nn.Module):
+class ELA(AttentionModule):
     """x * sigmoid(GN(conv1d_k(mean_W x))) * sigmoid(GN(conv1d_k(mean_H x))), ELA-B: k=7, depthwise, GN 16."""
 
     def __init__(self, c1: int, kernel_size: int = 7, num_groups: int = 16, conv_groups: int | None = None):

@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from models.attention._common import divisor_at_most
+from models.protocol import AttentionModule
 from models.registry import register_attention
 
 
@@ -51,7 +52,7 @@ class SEWeight(nn.Module):
     notes="EAP PSA.py: each conv sees only a C/4 chunk, its convs/SE are unregistered (0 params) and it writes "
     "into a view of its input. Official: every conv sees all C channels, one SE shared by the 4 scales.",
 )
-class EPSA(nn.Module):
+class EPSA(AttentionModule):
     """Four multi-scale grouped convs (C -> C/4 each), shared SE weights, softmax over the scales."""
 
     def __init__(

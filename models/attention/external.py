@@ -34,6 +34,7 @@ import torch
 from torch import nn
 
 from models.attention._common import BatchNorm2dSafe, at_least_fp32, autocast_off
+from models.protocol import AttentionModule
 from models.registry import register_attention
 
 
@@ -48,7 +49,7 @@ from models.registry import register_attention
     notes="EAP's version takes (B, N, C) tokens (fails on NCHW), has no conv/BN/residual; "
     "this one is the official EANet image block (final ReLU optional, off by default).",
 )
-class ExternalAttention(nn.Module):
+class ExternalAttention(AttentionModule):
     """y = x + BN(conv(M_v(dnorm(M_k(conv(x)))))), memory size S = 64."""
 
     def __init__(self, c1: int, s: int = 64, relu: bool = False):

@@ -31,6 +31,7 @@ import torch
 from torch import nn
 
 from models.attention._common import BatchNorm2dSafe, channel_shuffle, divisor_at_most
+from models.protocol import AttentionModule
 from models.registry import register_attention
 
 
@@ -56,7 +57,7 @@ class ChannelShuffle(nn.Module):
     notes="Some blog versions return x*x or skip the channel sigmoid; ODS has both sigmoids (same maths as here). "
     "~100C^2/r parameters: place at small C or use groups > 1.",
 )
-class GAM(nn.Module):
+class GAM(AttentionModule):
     """x * M_c(x) then * M_s(.), both full-resolution sigmoid maps; rate r = 4."""
 
     def __init__(self, c1: int, rate: int = 4, groups: int = 1):

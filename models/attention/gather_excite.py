@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from models.attention._common import BatchNorm2dSafe, reduced_channels
+from models.protocol import AttentionModule
 from models.registry import register_attention
 
 
@@ -51,7 +52,7 @@ from models.registry import register_attention
         "fixed feat_size and is refused here. ODS GE.py imports timm internals missing from current timm."
     ),
 )
-class GatherExcite(nn.Module):
+class GatherExcite(AttentionModule):
     """x * sigmoid(resize(MLP(gather_e(x)))), extent 0 (global) by default."""
 
     def __init__(

@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from models.attention._common import reduced_channels
+from models.protocol import AttentionModule
 from models.registry import register_attention
 
 
@@ -61,7 +62,7 @@ class _Transform(nn.Module):
         "a timm path that no longer exists; this is the paper's additive block, identity at init."
     ),
 )
-class GCBlock(nn.Module):
+class GCBlock(AttentionModule):
     """x + T(softmax-attention-pooled context), r=16, zero-initialised last conv."""
 
     def __init__(self, c1: int, reduction: int = 16, pooling: str = "att", fusion: str = "add"):

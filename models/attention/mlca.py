@@ -32,6 +32,7 @@ import torch
 from torch import nn
 
 from models.attention._common import eca_kernel_size
+from models.protocol import AttentionModule
 from models.registry import register_attention
 
 
@@ -61,7 +62,7 @@ def adaptive_pool_matrix(n_in, n_out, like: torch.Tensor) -> torch.Tensor:
         "Its first version mixed the global attention across the batch."
     ),
 )
-class MLCA(nn.Module):
+class MLCA(AttentionModule):
     """x * unpool(0.5 * sigmoid(ECA(GAP L)) + 0.5 * sigmoid(ECA_seq(L))), L = 5x5 adaptive pool of x."""
 
     def __init__(self, c1: int, local_size: int = 5, gamma: float = 2, b: float = 1, local_weight: float = 0.5):

@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from models.attention._common import BatchNorm2dSafe
+from models.protocol import AttentionModule
 from models.registry import register_attention
 
 
@@ -42,7 +43,7 @@ from models.registry import register_attention
         "call NAM.sparsity_penalty() from the trainer to add it."
     ),
 )
-class NAM(nn.Module):
+class NAM(AttentionModule):
     """x * sigmoid(BN(x) * |gamma| / sum|gamma|), gamma detached in the weights."""
 
     def __init__(self, c1: int):

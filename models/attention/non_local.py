@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from models.attention._common import BatchNorm2dSafe, at_least_fp32, autocast_off
+from models.protocol import AttentionModule
 from models.registry import register_attention
 
 
@@ -40,7 +41,7 @@ from models.registry import register_attention
     dense=True,
     notes="Ports use floor max-pooling (drops a row/column at odd sizes, fails at 1x1) and fp16 logits.",
 )
-class NonLocal(nn.Module):
+class NonLocal(AttentionModule):
     """z = x + BN(W_z softmax(theta^T phi) g), embedded Gaussian, BN zero-initialised."""
 
     def __init__(self, c1: int, reduction: int = 2, sub_sample: bool = True):

@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from models.attention._common import BatchNorm2dSafe
+from models.protocol import AttentionModule
 from models.registry import register_attention
 
 
@@ -40,7 +41,7 @@ from models.registry import register_attention
     notes="EAP applies the SSE to x itself (no BN before the squeeze, none on the gated tensor) and keeps conv "
     "biases before BN; official: SSE on BN(x), bias-free 1x1 in the SSE and bias-free branch convs.",
 )
-class ParNetAttention(nn.Module):
+class ParNetAttention(AttentionModule):
     """SiLU(BN(conv1x1(x)) + BN(conv3x3(x)) + BN(x) * sigmoid(conv1x1(GAP(BN(x)))))."""
 
     def __init__(self, c1: int):

@@ -26,10 +26,11 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from models.protocol import AttentionModule
 from models.registry import register_attention
 
 
-class _PolarizedBase(nn.Module):
+class _PolarizedBase(AttentionModule):
     """The two polarized filters; subclasses compose them in parallel or in sequence."""
 
     def __init__(self, c1: int):

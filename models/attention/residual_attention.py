@@ -40,6 +40,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from models.attention._common import BatchNorm2dSafe
+from models.protocol import AttentionModule
 from models.registry import register_attention
 
 
@@ -117,7 +118,7 @@ class _MaskLevel(nn.Module):
     notes="Not EAP's ResidualAttention (that is CSRA, arXiv 2108.02456, a (B, classes) head). "
     "tengshaofeng's port adds the trunk to the upsampled mask; the official prototxt does not.",
 )
-class ResidualAttention(nn.Module):
+class ResidualAttention(AttentionModule):
     """RAN attention module: p units, (1 + M) * T with t trunk units and an r-unit hourglass mask, p units."""
 
     def __init__(self, c1: int, p: int = 1, t: int = 2, r: int = 1, levels: int = 1):

@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from models.protocol import AttentionModule
 from models.registry import register_attention
 
 
@@ -60,7 +61,7 @@ def spatial_shift(x: torch.Tensor, first: int, second: int) -> torch.Tensor:
     notes="EAP/ODS S2Attention build SplitAttention with channel=512 whatever C is (crash for C != 512) and shift "
     "in place, smearing row/column 0 for the +1 shifts. Here: out-of-place shifts, mean-pooled descriptor.",
 )
-class S2Attention(nn.Module):
+class S2Attention(AttentionModule):
     """Expand to 3 branches, spatial-shift two of them, fuse with split attention, project back (~8C^2)."""
 
     def __init__(self, c1: int):

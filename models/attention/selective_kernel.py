@@ -35,6 +35,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from models.attention._common import BatchNorm2dSafe, divisor_at_most
+from models.protocol import AttentionModule
 from models.registry import register_attention
 
 
@@ -50,7 +51,7 @@ from models.registry import register_attention
         "Paper form here: 2 grouped 3x3 branches (dilation 1 and 2), G=32, d=max(C/16,32); BN on z dropped (batch-1 safe)."
     ),
 )
-class SK(nn.Module):
+class SK(AttentionModule):
     """Selective Kernel convolution: softmax-weighted sum of M grouped 3x3 branches with growing dilation."""
 
     def __init__(self, c1: int, groups: int = 32, reduction: int = 16, min_dim: int = 32, branches: int = 2):

@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from models.attention._common import channel_shuffle, divisor_at_most
+from models.protocol import AttentionModule
 from models.registry import register_attention
 
 
@@ -33,7 +34,7 @@ from models.registry import register_attention
     placement="backbone_end",
     notes="EAP/ODS default to G=8 (official 64) and raise when C % 2G != 0; otherwise the same maths.",
 )
-class ShuffleAttention(nn.Module):
+class ShuffleAttention(AttentionModule):
     """Grouped channel gate (half) + spatial GN gate (half), then channel shuffle; 3C/G parameters."""
 
     def __init__(self, c1: int, groups: int = 64):

@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from models.attention._common import spatial_dof
+from models.protocol import AttentionModule
 from models.registry import register_attention
 
 
@@ -32,7 +33,7 @@ from models.registry import register_attention
     placement="backbone_end",
     notes="EAP/ODS match the official code (fp16 overflow of the variance and NaN on 1x1 maps included).",
 )
-class SimAM(nn.Module):
+class SimAM(AttentionModule):
     """x * sigmoid((x - mu)^2 / (4 (var + lambda)) + 0.5), per channel; no parameters."""
 
     def __init__(self, c1: int, e_lambda: float = 1e-4):

@@ -37,6 +37,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from models.attention._common import reduced_channels
+from models.protocol import AttentionModule
 from models.registry import register_attention
 
 
@@ -73,7 +74,7 @@ def _ns_from_trace(cov, trace, iterations, eps, eye):
         "(O(C^2 N + T C^3) per sample)."
     ),
 )
-class SOCA(nn.Module):
+class SOCA(AttentionModule):
     """x * sigmoid(MLP(row-mean(sqrtm_NS(cov(x))))), T=5 Newton-Schulz iterations, r=16."""
 
     def __init__(self, c1: int, reduction: int = 16, iterations: int = 5, eps: float = 1e-5):

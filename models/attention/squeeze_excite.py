@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from models.attention._common import reduced_channels
+from models.protocol import AttentionModule
 from models.registry import register_attention
 
 
@@ -26,7 +27,7 @@ from models.registry import register_attention
     placement="backbone_end",
     notes="Same maths in most ports; EAP defines an init_weights() it never calls.",
 )
-class SE(nn.Module):
+class SE(AttentionModule):
     """x * sigmoid(W2 relu(W1 GAP(x))), reduction r=16."""
 
     def __init__(self, c1: int, reduction: float = 16):

@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from models.attention._common import BatchNorm2dSafe
+from models.protocol import AttentionModule
 from models.registry import register_attention
 
 
@@ -54,7 +55,7 @@ class ZPoolGate(nn.Module):
     placement="backbone_end",
     notes="EAP matches the official code; ultralytics' initialize_weights would reset its BN momentum to 0.03.",
 )
-class TripletAttention(nn.Module):
+class TripletAttention(AttentionModule):
     """Average of the C-W, H-C and H-W Z-pool gates (the last one dropped with ``no_spatial``); 300 params."""
 
     def __init__(self, c1: int, kernel_size: int = 7, no_spatial: bool = False):

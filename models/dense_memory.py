@@ -1,10 +1,10 @@
 """Memory check for dense attention modules (those that build an N x N-like map, N = H*W).
 
 ``dense_attention_check(model, imgsz)`` finds every module registered with ``dense=True`` inside any
-``nn.Module`` tree, measures the stride of the feature map each one sees (forward pre-hooks during one
-eval-mode forward of a small zero image), scales that to ``imgsz`` and estimates the bytes of one attention
-map for a whole batch: ``module.attention_map_elements(h, w) * batch * dtype_bytes`` (default 2 bytes:
-fp16/bf16 AMP; the fp32 logits some modules keep for overflow safety, the softmax output and the
+``nn.Module`` tree, measures the stride of the feature map each one sees (the shape probe,
+:func:`models.probe.probe_shapes`), scales that to ``imgsz`` and estimates the bytes of one attention
+map for a whole batch: ``module.attention_map_elements(h, w) * batch * dtype_bytes`` (the module protocol;
+default 2 bytes: fp16/bf16 AMP; the fp32 logits some modules keep for overflow safety, the softmax output and the
 gradients add a few times more). It returns one message per module over ``budget_gib``.
 """
 
@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import math
 
-import torch
 from torch import nn
 
+from models.probe import probe_shapes
 from models.registry import attention_specs
 
 
@@ -35,16 +35,6 @@ def _layer_of(model: nn.Module) -> dict[int, tuple[str, str]]:
             for sub in layer.modules():
                 out.setdefault(id(sub), (label, ltype))
     return out
-
-
-def _input_channels(model: nn.Module) -> int:
-    yaml = getattr(model, "yaml", None)
-    if isinstance(yaml, dict) and isinstance(yaml.get("ch"), int):
-        return yaml["ch"]
-    for m in model.modules():
-        if isinstance(m, nn.Conv2d):
-            return m.in_channels
-    return 3
 
 
 def dense_attention_check(
@@ -72,28 +62,7 @@ def dense_attention_check(
     if not dense:
         return []
 
-    seen: dict[int, tuple[int, int]] = {}
-    hooks = []
-    for _, m in dense:
-        def pre_hook(mod, args, _id=id(m)):
-            x = args[0] if args else None
-            if isinstance(x, torch.Tensor) and x.dim() == 4:
-                seen.setdefault(_id, (int(x.shape[2]), int(x.shape[3])))
-        hooks.append(m.register_forward_pre_hook(pre_hook))
-
-    modes = {m: m.training for m in model.modules()}
-    p = next(model.parameters(), None)
-    device = p.device if p is not None else torch.device("cpu")
-    dtype = p.dtype if p is not None and p.dtype.is_floating_point else torch.float32
-    try:
-        model.eval()
-        with torch.no_grad():
-            model(torch.zeros(1, _input_channels(model), probe, probe, device=device, dtype=dtype))
-    finally:
-        for h in hooks:
-            h.remove()
-        for m, mode in modes.items():
-            m.training = mode
+    seen = probe_shapes(model, [m for _, m in dense], probe, where="input")
 
     layer_of = _layer_of(model)
     messages = []
@@ -103,7 +72,7 @@ def dense_attention_check(
         ph, pw = seen[id(m)]
         sh, sw = probe / ph, probe / pw
         h, w = math.ceil(ih / sh), math.ceil(iw / sw)
-        elements = m.attention_map_elements(h, w) if hasattr(m, "attention_map_elements") else (h * w) ** 2
+        elements = m.attention_map_elements(h, w)
         gib = elements * batch * dtype_bytes / 2**30
         if gib <= budget_gib:
             continue
