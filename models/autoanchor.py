@@ -73,20 +73,13 @@ def _fitness(anchors: np.ndarray, wh: np.ndarray, thr: float) -> float:
     return float((best * (best > 1 / thr)).mean())
 
 
-def _kmeans(x: np.ndarray, k: int, rng: np.random.Generator, iters: int = 30) -> np.ndarray:
-    """Plain Lloyd k-means with k-means++ seeding (x: (n, d)); returns (k, d) centres."""
-    centres = [x[rng.integers(len(x))]]
-    for _ in range(1, k):
-        d2 = ((x[:, None] - np.array(centres)[None]) ** 2).sum(2).min(1)
-        p = d2 / d2.sum() if d2.sum() > 0 else None
-        centres.append(x[rng.choice(len(x), p=p)])
-    c = np.array(centres, dtype=np.float64)
-    for _ in range(iters):
-        assign = ((x[:, None] - c[None]) ** 2).sum(2).argmin(1)
-        new = np.array([x[assign == j].mean(0) if (assign == j).any() else c[j] for j in range(k)])
-        if np.allclose(new, c):
-            break
-        c = new
+def _kmeans(x: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
+    """k-means centres (k, d) of ``x`` (n, d) with scipy (as YOLOv5 does); missing centres (duplicates) drawn from x."""
+    from scipy.cluster.vq import kmeans
+
+    c, _ = kmeans(x, k, iter=30, rng=rng)
+    if len(c) < k:  # scipy drops centres that lost all their points
+        c = np.concatenate([c, x[rng.choice(len(x), k - len(c), replace=len(x) < k)]])
     return c
 
 

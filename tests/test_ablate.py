@@ -45,9 +45,15 @@ def test_table_has_mean_std_noise_flag_and_costs(ablation):
     assert "| baseline |" in md and "| se |" in md
     assert " ± " in md  # two seeds: mean ± std
     assert "noise" in md
+    from tools.ablate import noise_verdict
+
     rows = {r["variant"]: r for r in read(root / "ablation.csv")}
+    runs = read(root / "runs.csv")
+    per_seed = {v: [float(r["mAP50-95"]) for r in runs if r["variant"] == v] for v in ("se", "baseline")}
+    d, bound, verdict = noise_verdict(per_seed["se"], per_seed["baseline"])
     assert rows["baseline"]["noise_mAP50-95"] == "baseline"
-    assert rows["se"]["noise_mAP50-95"] in ("inside noise", "outside noise")
+    assert rows["se"]["noise_mAP50-95"] == verdict  # the table states the verdict of the runs it lists
+    assert float(rows["se"]["d_mAP50-95"]) == pytest.approx(d, abs=1e-6)
     assert rows["se"]["n"] == "2"
     assert int(rows["se"]["params"]) > int(rows["baseline"]["params"]) > 0
     assert float(rows["se"]["gflops"]) > 0 and float(rows["se"]["latency_ms"]) > 0
@@ -118,3 +124,30 @@ def test_finished_runs_are_not_reused_under_other_settings(ablation, tiny_data):
     changed[ARGS.index("--epochs") + 1] = "2"
     with pytest.raises(SystemExit, match="other settings.*epochs"):
         ablate.main(["--name", "tiny", "--project", str(project), "--data", tiny_data, *changed])
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_noise_verdict_is_welchs_test_at_5_percent(seed):
+    """Our verdict agrees with scipy's Welch t-test (two-sided, unequal variances) on random seed samples."""
+    import numpy as np
+    from scipy import stats
+
+    from tools.ablate import noise_verdict
+
+    rng = np.random.default_rng(seed)
+    n_v, n_b = rng.integers(2, 6, size=2)
+    base = list(rng.normal(0.30, 0.02, n_b))
+    variant = list(rng.normal(0.30 + rng.choice([0.0, 0.01, 0.03, 0.08]), rng.uniform(0.002, 0.04), n_v))
+    d, bound, verdict = noise_verdict(variant, base)
+    p = stats.ttest_ind(variant, base, equal_var=False).pvalue
+    assert d == pytest.approx(np.mean(variant) - np.mean(base))
+    if abs(p - 0.05) > 1e-9:
+        assert verdict == ("outside noise" if p < 0.05 else "inside noise"), (p, d, bound)
+
+
+def test_noise_verdict_with_one_seed_says_unverified():
+    from tools.ablate import noise_verdict
+
+    assert noise_verdict([0.5], [0.3, 0.31])[2] == "one seed: unverified"
+    d, bound, verdict = noise_verdict([0.31, 0.31], [0.30, 0.30])  # no spread at all: any difference is real
+    assert (verdict, bound) == ("outside noise", 0.0) and d == pytest.approx(0.01)

@@ -26,6 +26,24 @@ def results_rows(run_dir: Path) -> list[dict]:
         return list(csv.DictReader(f))
 
 
+def label_count(data_yaml: str, split: str = "val") -> tuple[int, int]:
+    """(images, labelled objects) of a dataset split, read from its label files."""
+    import yaml
+
+    d = yaml.safe_load(Path(data_yaml).read_text())
+    images = sorted((Path(d["path"]) / d[split]).iterdir())
+    labels = Path(d["path"]) / d[split].replace("images", "labels")
+    n = sum(len((labels / f"{p.stem}.txt").read_text().split("\n")) - 1 for p in images)
+    return len(images), n
+
+
+def summary_row(log: str) -> list[str]:
+    """The validator's 'all' row: images, instances, P, R, mAP50, mAP50-95."""
+    rows = [line.split() for line in log.splitlines() if line.split()[:1] == ["all"]]
+    assert rows, f"no 'all' summary row in:\n{log[-2000:]}"
+    return rows[-1][1:]
+
+
 @pytest.fixture(scope="module")
 def trained(tiny_data, tmp_path_factory):
     project = tmp_path_factory.mktemp("runs")
@@ -45,7 +63,9 @@ def test_val_on_trained_checkpoint(trained, tiny_data):
     project, exp = trained
     out = run("val.py", "--weights", str(exp / "weights/best.pt"), "--data", tiny_data, "--img", "64",
               "--project", str(project / "val"))
-    assert "all" in out.stdout + out.stderr
+    images, instances, *metrics = summary_row(out.stdout + out.stderr)
+    assert (int(images), int(instances)) == label_count(tiny_data)  # every val image and label was evaluated
+    assert all(0.0 <= float(v) <= 1.0 for v in metrics) and len(metrics) == 4
     assert (project / "val" / "exp").is_dir()
 
 
@@ -65,7 +85,11 @@ def test_detect_on_image_and_video(trained, tmp_path):
     out_dir = project / "detect" / "exp"
     saved = sorted(p.name for p in out_dir.iterdir())
     assert any(n.startswith("shapes_7") for n in saved), saved
-    assert any(n.startswith("clip") for n in saved), saved
+    videos = [out_dir / n for n in saved if n.startswith("clip")]
+    assert len(videos) == 1, saved
+    cap = cv2.VideoCapture(str(videos[0]))
+    assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 6 and (cap.get(cv2.CAP_PROP_FRAME_WIDTH), cap.get(cv2.CAP_PROP_FRAME_HEIGHT)) == (96, 64)
+    cap.release()
     img = cv2.imread(str(out_dir / "shapes_7.jpg"))
     assert img is not None and img.shape[:2] == cv2.imread(str(image)).shape[:2]
 
@@ -78,14 +102,21 @@ def test_detect_runs_not_overwritten(trained):
     assert (project / "detect2" / "exp").is_dir() and (project / "detect2" / "exp2").is_dir()
 
 
-def test_checkpoint_loads_in_ultralytics_yolo(trained):
+def test_checkpoint_loads_in_ultralytics_yolo(trained, tmp_path):
+    """ultralytics.YOLO(best.pt) predicts exactly what detect.py saves for the same weights and settings."""
     from ultralytics import YOLO
 
-    _, exp = trained
+    project, exp = trained
+    image = ROOT / "data" / "images" / "shapes_7.jpg"
     model = YOLO(str(exp / "weights/best.pt"))
     assert type(model.model).__name__ == "AttentionDetectionModel"
-    res = model.predict(str(ROOT / "data" / "images" / "shapes_7.jpg"), imgsz=64, verbose=False)
-    assert len(res) == 1 and res[0].boxes is not None
+    res = model.predict(str(image), imgsz=64, conf=0.001, verbose=False)[0]
+    run("detect.py", "--weights", str(exp / "weights/best.pt"), "--source", str(image), "--img", "64",
+        "--conf-thres", "0.001", "--save-txt", "--save-conf", "--nosave", "--project", str(tmp_path), "--name", "d")
+    saved = np.loadtxt(tmp_path / "d" / "labels" / "shapes_7.txt", ndmin=2)
+    assert len(res.boxes) == len(saved) > 0
+    mine = np.concatenate([res.boxes.cls.numpy()[:, None], res.boxes.xywhn.numpy(), res.boxes.conf.numpy()[:, None]], 1)
+    np.testing.assert_allclose(mine[np.lexsort(mine.T[::-1])], saved[np.lexsort(saved.T[::-1])], atol=2e-4)
 
 
 def test_bad_config_fails_clearly_and_leaves_earlier_run_intact(trained, tiny_data, tmp_path):

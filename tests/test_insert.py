@@ -111,12 +111,82 @@ def assert_same_producers(old: dict, result) -> None:
 # Positions and references
 
 
-def test_backbone_end_gives_the_shipped_cbam_config():
+# configs/yolov5.yaml with CBAM after SPPF, renumbered by hand: every absolute index >= 10 moves up by one.
+YOLOV5_CBAM_HEAD = [
+    [-1, 1, "Conv", [512, 1, 1]],  # 11
+    [-1, 1, "nn.Upsample", ["None", 2, "nearest"]],  # ultralytics YAML reads None as a string
+    [[-1, 6], 1, "Concat", [1]],
+    [-1, 3, "C3", [512, False]],  # 14
+    [-1, 1, "Conv", [256, 1, 1]],  # 15
+    [-1, 1, "nn.Upsample", ["None", 2, "nearest"]],  # ultralytics YAML reads None as a string
+    [[-1, 4], 1, "Concat", [1]],
+    [-1, 3, "C3", [256, False]],  # 18 (P3/8)
+    [-1, 1, "Conv", [256, 3, 2]],
+    [[-1, 15], 1, "Concat", [1]],  # was [-1, 14]
+    [-1, 3, "C3", [512, False]],  # 21 (P4/16)
+    [-1, 1, "Conv", [512, 3, 2]],
+    [[-1, 11], 1, "Concat", [1]],  # was [-1, 10]
+    [-1, 3, "C3", [1024, False]],  # 24 (P5/32)
+    [[18, 21, 24], 1, "Detect", ["nc"]],  # was [17, 20, 23]
+]
+
+
+def test_backbone_end_matches_the_hand_renumbered_yolov5():
     base = load_config("configs/yolov5.yaml")
     result = insert_layers(base, ["CBAM[1024]@backbone_end"])
-    assert rows(result.cfg) == rows(load_config("configs/yolov5-cbam.yaml"))
+    assert result.cfg["backbone"] == base["backbone"] + [[-1, 1, "CBAM", [1024]]]
+    assert result.cfg["head"] == YOLOV5_CBAM_HEAD
     assert [(r.index, r.reads) for r in result.inserted] == [(10, 9)]
     assert_same_producers(base, result)
+    assert rows(load_config("configs/yolov5-cbam.yaml")) == rows(result.cfg)  # the shipped config is that model
+
+
+SMALL_SOURCE = """\
+# a small model
+nc: 2  # classes
+depth_multiple: 1.0
+width_multiple: 0.25
+
+backbone:
+  # [from, number, module, args]
+  - [-1, 1, Conv, [64, 3, 2]]  # 0-P1/2
+  - [-1, 1, Conv, [128, 3, 2]]  # 1-P2/4
+  - [-1, 1, C3, [128]]  # 2
+  - [-1, 1, Conv, [256, 3, 1]]  # 3 stride 4
+
+head:
+  - [[-1, 2], 1, Concat, [1]]  # 4 reads 3 and 2
+  - [[4], 1, Detect, [nc]]  # 5 Detect
+"""
+
+SMALL_EXPECTED = """\
+# note
+# a small model
+nc: 2  # classes
+depth_multiple: 1.0
+width_multiple: 0.25
+
+backbone:
+  # [from, number, module, args]
+  - [-1, 1, Conv, [64, 3, 2]] # 0-P1/2
+  - [-1, 1, Conv, [128, 3, 2]] # 1-P2/4
+  - [-1, 1, C3, [128]] # 2
+  - [-1, 1, SE, [128]] # 3 SE inserted at 2
+  - [-1, 1, Conv, [256, 3, 1]] # 4 stride 4
+
+head:
+  - [[-1, 3], 1, Concat, [1]] # 5 reads 3 and 2
+  - [[5], 1, Detect, [nc]] # 6 Detect
+"""
+
+
+def test_text_output_equals_the_hand_written_yaml(tmp_path):
+    """The written file, character for character: comments kept, layer numbers in comments renumbered, the row that
+    read layer 2 by absolute index now reads the SE that refines it, the list-style head input follows its layer."""
+    src = tmp_path / "small.yaml"
+    src.write_text(SMALL_SOURCE)
+    text, _ = build_yaml_text(str(src), ["SE[128]@2"], note=["# note"])
+    assert text == SMALL_EXPECTED
 
 
 def test_make_configs_writes_the_shipped_text_through_insertion():
@@ -133,7 +203,6 @@ def test_index_and_after_index_are_the_same_position():
         == rows(insert_layers(base, ["SE@backbone_end"]).cfg)
 
 
-@pytest.mark.skipif(not (ROOT / "configs/yolov7-tiny-cbam.yaml").exists(), reason="YOLOv7 configs not present")
 def test_yolov7_tiny_insert_matches_the_hand_written_cbam_config():
     base = load_config("configs/yolov7-tiny.yaml")
     result = insert_layers(base, ["CBAM[256]@37"])

@@ -179,7 +179,6 @@ def test_new_class_count_keeps_the_class_branch_hidden_layers():
     assert {k for _, _, k, _ in report.skipped_tensors} == {f"cv3.{i}.2.{p}" for i in range(3) for p in ("weight", "bias")}
 
 
-@pytest.mark.skipif(not (ROOT / "configs/yolov7-tiny-cbam.yaml").exists(), reason="YOLOv7 configs not present")
 def test_yolov7_tiny_into_yolov7_tiny_cbam():
     base = randomise(build_model("yolov7-tiny.yaml"))
     new = build_model("yolov7-tiny-cbam.yaml")

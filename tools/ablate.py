@@ -4,8 +4,8 @@
     python tools/ablate.py --name coco-s --scale s --variants se cbam eca ca --data coco.yaml --epochs 300 \\
         --img 640 --batch-size 64 --device 0,1 --seeds 0 1 2
 
-Every run goes through train.py's own code path (``train.parse_opt`` -> ``train.build_overrides`` ->
-``AttentionTrainer``) with the same data, hyperparameters, epochs and seed; only ``--cfg`` differs. Any other
+Every run is ``python train.py ...`` in its own process, as a user would type it, with the same data,
+hyperparameters, epochs and seed; only ``--cfg`` differs. Any other
 train.py flag (``--hyp``, ``--optimizer``, ``--cos-lr``, ``--workers`` ...) is passed to every run unchanged.
 
 Runs go to ``runs/ablate/<name>/<variant>-s<seed>`` (seed by seed, the baseline first). A finished run is skipped
