@@ -12,8 +12,9 @@ import re
 from copy import deepcopy
 from pathlib import Path
 
+import yaml
 from torch import nn
-from ultralytics.utils import LOGGER, YAML
+from ultralytics.utils import LOGGER
 
 from models.registry import ConfigError
 
@@ -52,6 +53,51 @@ def resolve_config(cfg: str | Path) -> tuple[Path, str]:
     )
 
 
+MAX_YAML_BYTES = 1 << 20  # a model YAML is a few KB; a 1 MB one is not a model
+
+
+class _ModelYamlLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, stricter: no anchors or aliases (an alias bomb expands exponentially in anything that
+    walks the tree) and no duplicate keys (a second ``nc:`` silently replaced the first)."""
+
+    def compose_node(self, parent, index):
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
+            raise yaml.MarkedYAMLError(None, None, "YAML anchors and aliases (&name, *name, <<) are not allowed in a "
+                                       "model YAML: write the values out", event.start_mark)
+        return super().compose_node(parent, index)
+
+    def construct_mapping(self, node, deep=False):
+        seen = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            try:
+                if key in seen:
+                    raise yaml.MarkedYAMLError(None, None, f"key {key!r} appears twice (first on line {seen[key]}); "
+                                               "keep one", key_node.start_mark)
+                seen[key] = key_node.start_mark.line + 1
+            except TypeError:  # an unhashable key: let the constructor report it
+                pass
+        return super().construct_mapping(node, deep)
+
+
+def read_yaml(path: Path):
+    """A model YAML's content: UTF-8 text (a bad byte is an error naming its line), under 1 MB, strict loader."""
+    data = Path(path).read_bytes()
+    if len(data) > MAX_YAML_BYTES:
+        raise ConfigError(f"{path}: {len(data):,} bytes is too large for a model YAML (limit {MAX_YAML_BYTES:,})")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data[: e.start].count(b"\n") + 1
+        raise ConfigError(f"{path}: line {line}: byte 0x{data[e.start]:02x} is not UTF-8 text; save the file as UTF-8 "
+                          "(a name with a stray byte would not be the layer you meant)") from None
+    try:
+        return yaml.load(text, Loader=_ModelYamlLoader)  # noqa: S506  (a SafeLoader subclass)
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not a valid model YAML: {e}") from None
+
+
 def load_config(cfg: str | Path | dict) -> dict:
     """Load a model YAML (path, bare name or dict) into a dict with ``yaml_file`` and ``scale`` set."""
     if isinstance(cfg, dict):
@@ -59,10 +105,7 @@ def load_config(cfg: str | Path | dict) -> dict:
         d.setdefault("yaml_file", "<dict>")
         return d
     path, scale = resolve_config(cfg)
-    try:
-        d = YAML.load(path)
-    except Exception as e:  # malformed YAML text
-        raise ConfigError(f"{path}: not a valid YAML file: {e}") from e
+    d = read_yaml(path)
     if not isinstance(d, dict):
         raise ConfigError(f"{path}: a model YAML must be a mapping with nc, backbone and head")
     d["scale"] = scale or d.get("scale", "")

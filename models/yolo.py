@@ -9,7 +9,6 @@ from __future__ import annotations
 from copy import deepcopy
 from pathlib import Path
 
-import torch
 from torch import nn
 from ultralytics.nn.modules import Detect
 from ultralytics.nn.tasks import DetectionModel
@@ -19,7 +18,7 @@ from ultralytics.utils.torch_utils import initialize_weights
 from models.config import load_config
 from models.parser import parse_model
 from models.probe import head_strides
-from models.registry import ConfigError  # noqa: F401  (re-exported: the error every model-building call raises)
+from models.registry import LAYERS, ConfigError
 
 
 class AttentionDetectionModel(DetectionModel):
@@ -38,15 +37,17 @@ class AttentionDetectionModel(DetectionModel):
         self.inplace = self.yaml.get("inplace", True)
 
         head = self.model[-1]
+        if not any(s.cls is type(head) for s in LAYERS.specs("head")):
+            raise ConfigError(f"{self.yaml.get('yaml_file', '<dict>')}: the last row must be a detection head "
+                              f"(Detect, IDetect, ...), got {getattr(head, 'type', type(head).__name__)}; a detector "
+                              "ends with e.g. [[17, 20, 23], 1, Detect, [nc]]")
         if isinstance(head, Detect):
             head.inplace = self.inplace
             head.stride = head_strides(self)
             self.stride = head.stride
             head.bias_init()
-        elif hasattr(head, "setup_strides"):  # anchor-based heads put their anchors in stride units too
+        else:  # anchor-based heads put their anchors in stride units too
             self.stride = head.setup_strides(head_strides(self))
-        else:
-            self.stride = torch.Tensor([32])
         initialize_weights(self)
         if verbose:
             self.info()
