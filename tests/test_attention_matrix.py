@@ -294,3 +294,10 @@ def test_min_channels_one_makes_the_reduction_exact(name):
     if MIN_CHANNELS[name] > 1:
         assert any("floored at min(min_channels=8, 24)" in n for n in BY_NAME[name].cls(24).build_notes), name
 
+
+@pytest.mark.usefixtures("one_thread")  # ~40 small models: one thread, or minutes of spin-waiting on a loaded CPU
+def test_module_docs_are_up_to_date():
+    """docs/modules.md is generated from the registry; a changed module, default or old name must regenerate it."""
+    from tools import gen_docs
+
+    assert gen_docs.main(["--check"]) == 0, "docs/modules.md is out of date: run python tools/gen_docs.py"
