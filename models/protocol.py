@@ -47,13 +47,19 @@ class AttentionModule(IdentityInit, nn.Module):
         self.build_notes: list[str] = []
 
     def clamp(self, what: str, asked, got, why: str = ""):
-        """Return ``got``; when it differs from ``asked``, record ``"what asked -> got (why)"`` in build_notes."""
+        """Return ``got``; when it differs from ``asked``, record ``"what asked -> got (why)"`` in build_notes.
+
+        ``self.heads = self.clamp("heads", heads, divisor_at_most(c1, heads), f"C={c1}")`` is the whole pattern
+        of a hyperparameter a module adjusts to fit its input width.
+        """
         if got != asked:
             self.build_notes.append(f"{what} {asked} -> {got}" + (f" ({why})" if why else ""))
         return got
 
     def attention_maps(self, x: torch.Tensor) -> AttentionMaps:
-        """The module's own spatial and channel maps for ``x`` (empty: heatmaps derive maps from input and output)."""
+        """The module's own maps for ``x``: ``{"spatial": (B, H, W), "channel": (B, C)}``, either may be absent,
+        optionally labelled by ``"spatial_how"``/``"channel_how"``. Empty (the default): heatmaps derive both maps
+        from the layer's input and output. A multiplicative gate returns ``self.gate_maps(gate, "how")``."""
         return {}
 
     def attention_map_elements(self, h: int, w: int) -> int:

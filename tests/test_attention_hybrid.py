@@ -151,7 +151,7 @@ def test_epsa_shares_one_se_and_softmaxes_over_scales():
 
 
 def test_ema_matches_the_official_computation():
-    m = randomise(EMAttention(64, factor=8)).double()
+    m = randomise(EMAttention(64, groups=8)).double()
     x = torch.randn(2, 64, 5, 6, dtype=torch.float64)
     g = x.reshape(16, 8, 5, 6)
     x_h = F.adaptive_avg_pool2d(g, (None, 1))
@@ -180,9 +180,9 @@ def test_residual_forms_start_as_identity_and_bare_forms_cannot(cls):
 
 def test_lska_rejects_unsupported_kernels_and_maps_paddings():
     with pytest.raises(ValueError):
-        LSKA(16, k_size=9)
+        LSKA(16, kernel_size=9)
     for k in (7, 11, 23, 35, 41, 53):
-        assert LSKA(8, k_size=k)(torch.randn(1, 8, 3, 4)).shape == (1, 8, 3, 4)
+        assert LSKA(8, kernel_size=k)(torch.randn(1, 8, 3, 4)).shape == (1, 8, 3, 4)
 
 
 def test_caa_gate_is_bounded_and_gam_grouped_variant_builds():

@@ -224,7 +224,7 @@ def test_bra_routing_is_sparse_and_clamps():
 
 def test_bot_relative_logits_match_pairwise_definition():
     torch.manual_seed(0)
-    m = _rand_params(BoTMHSA(16, heads=2, rel_size=4))
+    m = _rand_params(BoTMHSA(16, num_heads=2, rel_size=4))
     x = torch.randn(1, 16, 3, 6, dtype=torch.float64)  # W = 6 > rel_size: offsets beyond +-3 are clipped
     q, k, v = m.qkv(x).reshape(1, 3, 2, 8, 3, 6).unbind(1)
     out = torch.zeros(2, 8, 3, 6, dtype=torch.float64)

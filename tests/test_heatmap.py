@@ -61,30 +61,78 @@ def test_detect_heatmap_saves_gradcam_and_attention_maps_for_image_and_video(wei
     assert (tmp_path / "detect" / "exp" / "shapes_7.jpg").is_file()  # detect's own output is still there
 
 
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory) -> Path:
+    """An untrained detector with two attention layers (CBAM: its own gates; ExternalAttention: derived maps), saved
+    the way ultralytics' trainer saves checkpoints."""
+    from models.yolo import build_model
+
+    cfg = {"nc": 2, "depth_multiple": 1.0, "width_multiple": 1.0,
+           "backbone": [[-1, 1, "Conv", [16, 3, 2]], [-1, 1, "Conv", [32, 3, 2]], [-1, 1, "CBAM", []],
+                        [-1, 1, "Conv", [32, 3, 2]], [-1, 1, "ExternalAttention", []], [-1, 1, "Conv", [32, 3, 2]]],
+           "head": [[[2, 4, 5], 1, "Detect", ["nc"]]]}
+    torch.manual_seed(0)
+    model = build_model(cfg).eval()
+    model.names = {0: "circle", 1: "star"}
+    path = tmp_path_factory.mktemp("ckpt") / "tiny.pt"
+    torch.save({"model": model, "ema": None, "train_args": {"imgsz": 64}}, path)
+    return path
+
+
+def test_heatmap_cli_writes_gradcam_and_non_constant_maps_for_every_attention_layer(tiny_checkpoint, tmp_path,
+                                                                                      monkeypatch):
+    from tools import heatmap
+
+    drawn = {}
+    figure = heatmap.attention_figure
+
+    def keep_maps(path, frame, spatial, s_how, channel, c_how, title):
+        drawn[path.name] = (spatial, s_how, channel, c_how)
+        figure(path, frame, spatial, s_how, channel, c_how, title)
+
+    monkeypatch.setattr(heatmap, "attention_figure", keep_maps)
+    written = heatmap.main(heatmap.parse_opt(["--weights", str(tiny_checkpoint), "--source", str(IMAGE), "--img", "64",
+                                              "--device", "cpu", "--project", str(tmp_path), "--name", "exp"]))
+    out = tmp_path / "exp" / "heatmaps"
+    expected = ["shapes_7_attn_L2_CBAM.png", "shapes_7_attn_L4_ExternalAttention.png", "shapes_7_gradcam.jpg"]
+    assert sorted(p.name for p in out.iterdir()) == expected
+    assert sorted(p.name for p in written) == expected
+    for name in expected:
+        not_constant(out / name)
+    frame = cv2.imread(str(IMAGE))
+    for name, (spatial, s_how, channel, c_how) in drawn.items():
+        assert spatial.shape == frame.shape[:2], name  # drawn over the image at its own size
+        assert float(np.ptp(spatial)) > 0 and float(np.ptp(channel)) > 0, f"{name}: constant map ({s_how}; {c_how})"
+    cbam, external = drawn["shapes_7_attn_L2_CBAM.png"], drawn["shapes_7_attn_L4_ExternalAttention.png"]
+    assert cbam[1] == "spatial gate (of the channel-refined map)" and cbam[3] == "channel gate"
+    assert cbam[2].shape == (32,) and float(cbam[2].min()) > 0 and float(cbam[2].max()) < 1  # sigmoid gate values
+    assert external[1].startswith("derived") and external[3].startswith("derived")
+
+
 def test_gradcam_map_itself_varies_over_the_image(weights):
     from tools import heatmap
 
     model = heatmap.load_model(str(weights))
     frame = cv2.imread(str(IMAGE))
     x, box = heatmap.letterbox(frame, 64)
-    _, cam, caption = heatmap.gradcam_image(model, x, frame, box, 0.25, 0.45, {}, "cpu")
+    _, cam, caption = heatmap.gradcam_image(model, x, frame, box, 0.25, 0.45, {})
     assert cam.shape == frame.shape[:2]
     assert float(cam.max()) > float(cam.min()), caption
     assert "Grad-CAM" in caption
 
 
 @pytest.mark.parametrize("name, spatial_how, channel_how", [
-    ("SE", "derived", "gate(x)"),          # channel gate only: spatial map derived from out/in energy
-    ("CoordAtt", "gates(x)", "gates(x)"),  # directional gates: both from the module
-    ("CAA", "gate(x)", "gate(x)"),         # a full (C, H, W) gate
-    ("CBAM", "the module's spatial", "the module's channel"),  # its two gates, separately
-    ("GAM", "the module's spatial", "the module's channel"),
-    ("BAM", "gate(x)", "gate(x)"),
-    ("SimAM", "gate(x)", "gate(x)"),
-    ("PolarizedSA_S", "the module's spatial", "the module's channel"),
-    ("EffectiveSE", "derived", "the module's channel"),  # its `gate` attribute is a layer, not a gate method
-    ("SGE", "the module's spatial", "derived"),
-    ("TripletAttention", "gate(x)", "gate(x)"),
+    ("SE", "derived", "channel gate"),  # channel gate only: spatial map derived from out/in energy
+    ("CoordAtt", "product of the H and W gates, mean over channels", "product of the H and W gates, mean over pixels"),
+    ("CAA", "context anchor gate, mean over channels", "context anchor gate, mean over pixels"),  # a (C, H, W) gate
+    ("CBAM", "spatial gate", "channel gate"),  # its two gates, separately
+    ("GAM", "spatial gate, mean over channels", "channel gate, mean over pixels"),
+    ("BAM", "gate M = sigmoid(M_c + M_s), mean over channels", "gate M = sigmoid(M_c + M_s), mean over pixels"),
+    ("SimAM", "energy gate", "energy gate"),
+    ("PolarizedSA_S", "spatial gate A_sp", "channel gate A_ch"),
+    ("EffectiveSE", "derived", "channel gate"),  # its gate is computed in a helper; no attribute named gate
+    ("SGE", "spatial gate, mean over groups", "derived"),
+    ("TripletAttention", "mean of the branch gates", "mean of the branch gates"),
     ("ExternalAttention", "derived", "derived"),  # no gate: both derived from output/input energy
     ("NonLocal", "attention each key position receives", "derived"),
     ("DANet", "PAM: attention", "CAM: attention"),
@@ -152,6 +200,40 @@ def test_every_module_gives_maps_of_the_right_shape():
         assert np.isfinite(spatial).all() and np.isfinite(channel).all(), spec.name
         own += [spec.name] if not (s_how.startswith("derived") and c_how.startswith("derived")) else []
     assert len(own) >= 23, own  # modules whose figures show their own gates or attention
+
+
+def test_heatmaps_read_a_module_only_through_the_protocol():
+    """A user's module (unregistered) is found because it subclasses AttentionModule; its maps are what its
+    attention_maps returns, and a method that merely looks like a gate is not probed for."""
+    from models.protocol import AttentionModule
+    from tools.heatmap import attention_layers, attention_maps
+
+    class Scaled(AttentionModule):
+        def __init__(self, c1):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.linspace(0.5, 1.5, c1))
+
+        def gate(self, x):  # not part of the protocol: heatmaps must not call it
+            raise AssertionError("heatmaps called gate(x)")
+
+        def forward(self, x):
+            return x * self.w.view(1, -1, 1, 1)
+
+    class Channelled(Scaled):
+        def attention_maps(self, x):
+            return {"channel": self.w.expand(x.shape[0], -1), "channel_how": "its weights"}
+
+    host = torch.nn.Module()
+    host.model = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 1), Scaled(8), torch.nn.Sequential(Channelled(8)))
+    layers = attention_layers(host)
+    assert [(label, type(m).__name__) for label, m in layers] == [("L1", "Scaled"), ("L2.0", "Channelled")]
+    x = torch.rand(1, 8, 4, 5)
+    _, s_how, channel, c_how = attention_maps(layers[0][1], x, layers[0][1](x))
+    assert s_how.startswith("derived") and c_how.startswith("derived")
+    np.testing.assert_allclose(channel, np.linspace(0.5, 1.5, 8), rtol=1e-5)  # mean|out| / mean|in| = w
+    _, s_how, channel, c_how = attention_maps(layers[1][1], x, layers[1][1](x))
+    assert s_how.startswith("derived") and c_how == "its weights"
+    np.testing.assert_allclose(channel, np.linspace(0.5, 1.5, 8), rtol=1e-6)
 
 
 @pytest.mark.parametrize("name", ["CrissCross", "BoTMHSA", "DANet", "GCBlock"])

@@ -4,12 +4,14 @@
     python tools/gen_docs.py --check   # exit 1 if the file is out of date
 
 Every figure is computed here: parameters of each module at C=256, and parameters and GFLOPs (at 640)
-of yolov5s with the module at its default position (configs/yolov5-<name>.yaml).
+of yolov5s with the module at its default position (configs/yolov5-<name>.yaml). The hyperparameter column
+is each constructor's signature (after the input channels) and the old names its registration accepts.
 """
 
 from __future__ import annotations
 
 import argparse
+import inspect
 import sys
 from pathlib import Path
 
@@ -32,6 +34,9 @@ full grid are in [benchmarks.md](benchmarks.md).
 
 Placement: `backbone_end` = after SPPF (P5/32, the usual place); `p5` = dense attention, only at P5 (an N x N map
 at P3 costs GiBs). ONNX: `dynamic` exports with dynamic H and W; `static` exports fixed sizes only (reason given).
+Hyperparameters: what a YAML row may write after the channel count, by name or in this order, with the defaults;
+`old -> new` names are still accepted (building notes the rename). `min_channels` is the floor of a reduced hidden
+width, `max(C // reduction, min(min_channels, C))`; `min_channels=1` makes `reduction` exact.
 """
 
 
@@ -39,6 +44,18 @@ def gflops(model, imgsz=640) -> float:
     from ultralytics.utils.torch_utils import get_flops
 
     return get_flops(model, imgsz)
+
+
+def hyperparameters(spec) -> str:
+    """``name=default`` for each constructor argument after the input channels, then the accepted old names."""
+    params = list(inspect.signature(spec.cls).parameters.values())[1:]
+    text = ", ".join(f"`{p.name}={p.default!r}`" if p.default is not p.empty else f"`{p.name}`" for p in params)
+    olds: dict[str, list[str]] = {}
+    for old, new in spec.renamed.items():
+        olds.setdefault(new, []).append(f"`{old}`")
+    if olds:
+        text += "; old: " + ", ".join(f"{'/'.join(o)} -> `{new}`" for new, o in olds.items())
+    return text or "none"
 
 
 def rows():
@@ -53,7 +70,8 @@ def rows():
         onnx = "dynamic" if s.onnx_dynamic else f"static: {s.onnx_note}"
         out.append(
             (s.name, paper, s.category, sum(p.numel() for p in m.parameters()), sum(p.numel() for p in yolo.parameters()),
-             gflops(yolo), s.placement + (" (dense)" if s.dense else ""), onnx, s.notes, f"yolov5s-{s.tag}.yaml")
+             gflops(yolo), s.placement + (" (dense)" if s.dense else ""), onnx, s.notes, f"yolov5s-{s.tag}.yaml",
+             hyperparameters(s))
         )
     return out
 
@@ -81,12 +99,14 @@ def render() -> str:
     base = build_model("yolov5s.yaml")
     text = HEADER.format(base_params=sum(p.numel() for p in base.parameters()), base_gflops=gflops(base))
     lat_headers, lat = latencies()
-    text += ("\n| Module | Paper | Category | Params @C=256 | " + "".join(f"{h} | " for h in lat_headers)
+    text += ("\n| Module | Paper | Category | Hyperparameters (defaults; old names) | Params @C=256 | "
+             + "".join(f"{h} | " for h in lat_headers)
              + "yolov5s params | yolov5s GFLOPs | Placement | ONNX | --cfg | Notes (popular ports vs paper) |\n")
-    text += "|---|---|---|---:|" + "---:|" * len(lat_headers) + "---:|---:|---|---|---|---|\n"
-    for name, paper, cat, p256, yp, yg, place, onnx, notes, cfg in rows():
+    text += "|---|---|---|---|---:|" + "---:|" * len(lat_headers) + "---:|---:|---|---|---|---|\n"
+    for name, paper, cat, p256, yp, yg, place, onnx, notes, cfg, hyper in rows():
         lc = "".join(f"{v} | " for v in lat.get(name, ["–"] * len(lat_headers)))
-        text += f"| {name} | {paper} | {cat} | {p256:,} | {lc}{yp:,} | {yg:.1f} | {place} | {onnx} | `{cfg}` | {notes} |\n"
+        text += (f"| {name} | {paper} | {cat} | {hyper} | {p256:,} | {lc}{yp:,} | {yg:.1f} | {place} | {onnx} | "
+                 f"`{cfg}` | {notes} |\n")
     return text
 
 

@@ -10,13 +10,12 @@ Per image (or video frame) it saves to ``<save_dir>/heatmaps/``:
   that feed the detection head (P3, P4, P5), for the sum of the class scores of the detections kept by NMS; with
   no detection above the threshold, for the single highest-scoring prediction (the caption says which). Boxes drawn.
 - ``<stem>_attn_L<i>_<Module>.png`` for every attention layer ``i`` (``L<i>.<path>`` for one nested in a block
-  such as ``C3Att``): its spatial map over the image and its per-channel weights as a bar chart. A module's own
-  maps are used where it exposes them: ``attention_maps(x)`` (separate channel and/or spatial gates: CBAM, GAM,
-  PolarizedSA_P/S, EffectiveSE, SGE, EMAttention; the attention each position receives: NonLocal, DANet,
-  CrissCross, BoTMHSA; GCBlock's pooling weights), ``gate(x)`` (SE, ECA, CAA, BAM, SimAM, GatherExcite, NAM,
-  MLCA, TripletAttention) or ``gates(x)`` (CoordAtt, ELA); otherwise the maps are derived from the layer's input and output,
-  captured with forward hooks: spatial = ||out||^2 / ||in||^2 over channels per pixel, channel = mean|out| /
-  mean|in| over pixels. Each figure's title says which.
+  such as ``C3Att``): its spatial map over the image and its per-channel weights as a bar chart. The maps come
+  from the module protocol, ``module.attention_maps(x)`` (``models/protocol.py``): its gates (SE, CBAM, CoordAtt,
+  ...), or the attention each position receives (NonLocal, DANet, CrissCross, BoTMHSA), or GCBlock's pooling
+  weights. A map the module does not give is derived from the layer's input and output, captured with forward
+  hooks: spatial = ||out||^2 / ||in||^2 over channels per pixel, channel = mean|out| / mean|in| over pixels. Each
+  figure's title says which.
 """
 
 from __future__ import annotations
@@ -50,23 +49,18 @@ def load_model(weights: str, device: str = "cpu"):
 
 
 def attention_layers(model) -> list[tuple[str, object]]:
-    """(label, module) of every registered attention module in the model, nested ones included.
+    """(label, module) of every attention module (:class:`models.protocol.AttentionModule`) in the model.
 
     A top-level layer ``i`` is labelled ``L<i>``; a module inside one (``C3Att``'s bottlenecks, ``ELANAtt``'s
     stages, a ``ResidualBlend`` wrapper) ``L<i>.<path>``, e.g. ``L2.m.0.att``. Modules inside a found attention
     module are not listed again.
     """
-    from models.registry import attention_specs
+    from models.protocol import attention_modules
 
-    classes = tuple({s.cls for s in attention_specs()})
     found = []
     for k, layer in enumerate(model.model):
         top = f"L{getattr(layer, 'i', k)}"
-        inside: list[str] = []
-        for name, m in layer.named_modules():
-            if isinstance(m, classes) and not any(name.startswith(p + ".") for p in inside):
-                inside.append(name)
-                found.append((f"{top}.{name}" if name else top, m))
+        found += [(f"{top}.{name}" if name else top, m) for name, m in attention_modules(layer)]
     return found
 
 
@@ -92,45 +86,26 @@ class DetectionScore:
         return sum(output[4 + c, a] for a, c in zip(self.anchors, self.classes))
 
 
-def _own_method(module, name: str):
-    """``module.name`` when the class defines it as a method (EffectiveSE's ``gate`` is a layer, not a method)."""
-    fn = getattr(type(module), name, None)
-    return getattr(module, name) if callable(fn) and not isinstance(fn, torch.nn.Module) else None
-
-
-def _gate_maps(module, x):
-    """(spatial (H, W) | None, how, channel (C,) | None, how) from the module's own maps, for image 0."""
-    own = _own_method(module, "attention_maps")
-    if own is not None:  # the module names its maps: {"spatial": (B, H, W), "channel": (B, C)} (+ "*_how" labels)
-        maps = own(x)
-        sp, ch = maps.get("spatial"), maps.get("channel")
-        return (None if sp is None else sp.float()[0], maps.get("spatial_how", "the module's spatial gate"),
-                None if ch is None else ch.float()[0], maps.get("channel_how", "the module's channel gate"))
-    gates, gate = _own_method(module, "gates"), _own_method(module, "gate")
-    if gates is not None:
-        a, b = gates(x)
-        g, src = a * b, "gates(x) product"
-    elif gate is not None:
-        g, src = gate(x), "gate(x)"
-    else:
-        return None, "", None, ""
-    g = g.float()[0]  # (C or 1, H or 1, W or 1)
-    spatial = g.mean(0) if g.shape[-2:] != (1, 1) else None
-    channel = g.mean((1, 2)) if g.shape[0] > 1 else None
-    return spatial, f"{src}, mean over channels", channel, src if g.shape[-2:] == (1, 1) else f"{src}, mean over pixels"
-
-
 def attention_maps(module, x, y):
-    """(spatial (H, W), how, channel (C,), how) of one attention layer for one image, from its gate or its I/O."""
+    """(spatial (H, W), how, channel (C,), how) of one attention layer for image 0 of its input ``x`` and output ``y``.
+
+    The module's own maps (``module.attention_maps(x)``, the protocol) where it gives them; the others derived
+    from ``x`` and ``y``.
+    """
     with torch.no_grad():
-        spatial, s_how, channel, c_how = _gate_maps(module, x)
+        own = module.attention_maps(x)
         x0, y0 = x.float()[0], y.float()[0]
+        spatial, channel = own.get("spatial"), own.get("channel")
         if spatial is None:
             spatial = y0.pow(2).sum(0) / (x0.pow(2).sum(0) + EPS)
             s_how = "derived: ||out||² / ||in||² per pixel"
+        else:
+            spatial, s_how = spatial.detach().float()[0], own.get("spatial_how", "the module's spatial map")
         if channel is None:
             channel = y0.abs().mean((1, 2)) / (x0.abs().mean((1, 2)) + EPS)
             c_how = "derived: mean|out| / mean|in| per channel"
+        else:
+            channel, c_how = channel.detach().float()[0], own.get("channel_how", "the module's channel weights")
     return spatial.cpu().numpy(), s_how, channel.cpu().numpy(), c_how
 
 
@@ -209,7 +184,7 @@ def iter_frames(source: str, every: int):
 # ------------------------------------------------------------------------------------------------ output
 
 
-def gradcam_image(model, x, frame, box, conf: float, iou: float, names: dict, device: str):
+def gradcam_image(model, x, frame, box, conf: float, iou: float, names: dict):
     """(overlay BGR image, cam over the frame, caption): Grad-CAM of the detections on the head's input maps."""
     import cv2
     import numpy as np
@@ -293,7 +268,7 @@ def save_heatmaps(weights: str, source: str, save_dir: str | Path, imgsz: int = 
         hooks = [m.register_forward_hook(lambda mod, inp, outp, i=i: captured.__setitem__(i, (inp[0], outp)))
                  for i, m in layers]
         try:
-            overlay, _, caption = gradcam_image(model, x, frame, box, conf, iou, names, device)
+            overlay, _, caption = gradcam_image(model, x, frame, box, conf, iou, names)
         finally:
             for h in hooks:
                 h.remove()

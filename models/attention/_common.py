@@ -10,18 +10,19 @@ from torch import nn
 from models.protocol import AttentionModule
 
 
-def make_divisible(v: float, divisor: int = 8, min_value: int | None = None) -> int:
-    """Round ``v`` to the nearest multiple of ``divisor`` (not below ``min_value``, not below 90% of ``v``)."""
-    min_value = min_value or divisor
-    new_v = max(min_value, int(v + divisor / 2) // divisor * divisor)
-    if new_v < 0.9 * v:
-        new_v += divisor
-    return new_v
+def reduced_channels(c: int, reduction: float, min_channels: int) -> int:
+    """The one hidden-width rule of a bottleneck: ``C // reduction``, never below ``min(min_channels, C)``.
+
+    ``min_channels=1`` gives exactly ``C // reduction`` (never 0); each module's default floor is its documented one.
+    """
+    return max(int(c // reduction), min(int(min_channels), c))
 
 
-def reduced_channels(c: int, reduction: float, minimum: int = 8) -> int:
-    """Hidden width of a bottleneck MLP: ``c // reduction``, never below ``min(minimum, c)``."""
-    return max(int(c // reduction), min(minimum, c))
+def hidden_width(module: AttentionModule, c: int, reduction: float, min_channels: int,
+                 what: str = "hidden width") -> int:
+    """:func:`reduced_channels`, with a build note on ``module`` when the floor lifts ``C // reduction``."""
+    return module.clamp(what, int(c // reduction), reduced_channels(c, reduction, min_channels),
+                        f"{c}//{reduction:g} floored at min(min_channels={min_channels}, {c})")
 
 
 def divisor_at_most(c: int, groups: int) -> int:
@@ -36,24 +37,6 @@ def eca_kernel_size(c: int, gamma: float = 2, b: float = 1) -> int:
     """ECA-Net's adaptive 1D kernel size: |log2(C)/gamma + b/gamma| rounded up to odd."""
     t = int(abs((math.log2(c) + b) / gamma))
     return t if t % 2 else t + 1
-
-
-class HSigmoid(nn.Module):
-    """relu6(x + 3) / 6, out-of-place (never applied in-place to a tensor that is reused).
-
-    ``F.hardsigmoid`` is the same function in one kernel (and one ONNX HardSigmoid node); writing it as
-    relu6(x + 3) / 6 took three kernels and made EffectiveSE ~10% slower than timm's at small maps.
-    """
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.nn.functional.hardsigmoid(x)
-
-
-class HSwish(nn.Module):
-    """x * relu6(x + 3) / 6 (MobileNetV3), out-of-place, as the single ``F.hardswish`` kernel."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.nn.functional.hardswish(x)
 
 
 class BatchNorm2dSafe(nn.BatchNorm2d):
@@ -145,7 +128,6 @@ class VANResidual(AttentionModule):
         if wrapped:
             self.proj_1 = nn.Conv2d(c1, c1, 1)
             self.proj_2 = nn.Conv2d(c1, c1, 1)
-        self.build_notes: list[str] = []
 
     def _run(self, core: nn.Module, x: torch.Tensor) -> torch.Tensor:
         if not self.wrapped:
@@ -175,7 +157,8 @@ class GroupedSpatialGate(AttentionModule):
         g, gate = self._grouped_gate(x)
         return (g * gate).reshape(x.shape)
 
-    def attention_maps(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        """The spatial gate, averaged over the groups (B, H, W), for heatmaps."""
+    def attention_maps(self, x: torch.Tensor) -> dict:
+        """The spatial gate, averaged over the groups (B, H, W)."""
         b, _, h, w = x.shape
-        return {"spatial": self._grouped_gate(x)[1].reshape(b, self.groups, h, w).mean(1)}
+        return {"spatial": self._grouped_gate(x)[1].reshape(b, self.groups, h, w).mean(1),
+                "spatial_how": "spatial gate, mean over groups"}

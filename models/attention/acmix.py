@@ -22,7 +22,9 @@ Departures from the paper:
   axes give [-1] also in ONNX.
 - The grouped conv's padding is k_conv // 2 (officially hard-coded to 1), so odd k_conv other than 3 work.
   Stride is 1 (shape-preserving); the official unused ``dilation`` argument is dropped.
-- The attention softmax is evaluated in fp32 and cast back. Heads clamp to a divisor of C.
+- The attention softmax is evaluated in fp32 and cast back. Heads clamp to a divisor of C (noted in
+  ``build_notes``). The official ``head`` is called ``num_heads`` here, as in every module with heads (``head``,
+  ``heads`` and ``n_heads`` are accepted in YAML rows).
 - ACmix replaces a 3x3 conv (no residual), so it is not an identity at init.
 
 Memory: the 7x7 window materialises 49 copies of k and v per position (as the official unfold does).
@@ -48,20 +50,18 @@ from models.registry import register_attention
     dense=False,
     notes="Official/EAP: ReflectionPad2d(3) fails below 4x4 and is CUDA-nondeterministic; position() is float32 "
     "and .cuda() (breaks .half()). Here: masked zero-padded window, grid in x.dtype.",
+    renamed={"heads": "num_heads", "head": "num_heads", "n_heads": "num_heads"},
 )
 class ACmix(AttentionModule):
     """rate1 * local 7x7 self-attention + rate2 * shift-initialised grouped conv, sharing q/k/v."""
 
-    def __init__(self, c1: int, kernel_att: int = 7, head: int = 4, kernel_conv: int = 3):
+    def __init__(self, c1: int, kernel_att: int = 7, num_heads: int = 4, kernel_conv: int = 3):
         super().__init__()
         if kernel_att % 2 == 0 or kernel_conv % 2 == 0:
             raise ValueError(f"ACmix kernels must be odd, got kernel_att={kernel_att}, kernel_conv={kernel_conv}")
-        self.heads = divisor_at_most(c1, head)
+        self.heads = self.clamp("heads", num_heads, divisor_at_most(c1, num_heads), f"C={c1}")
         self.hd = c1 // self.heads
         self.k_att, self.k_conv = kernel_att, kernel_conv
-        self.build_notes: list[str] = []
-        if self.heads != head:
-            self.build_notes.append(f"heads {head} -> {self.heads} (C={c1})")
         self.conv1 = nn.Conv2d(c1, c1, 1)
         self.conv2 = nn.Conv2d(c1, c1, 1)
         self.conv3 = nn.Conv2d(c1, c1, 1)

@@ -18,7 +18,8 @@ Departures from the paper:
   into the first FC; only the batch-statistics normalisation during training is gone.
 - The spatial-branch BatchNorms are ``BatchNorm2dSafe`` (a 1x1 map at batch 1 in train mode falls back to
   running statistics); they keep PyTorch's default eps/momentum as in the official code.
-- The hidden width is ``max(C // r, min(8, C))``; a clamp is recorded in ``build_notes``.
+- The hidden width is ``max(C // r, min(min_channels, C))``, default floor 8 (``min_channels=1``: exactly C // r);
+  a floor is recorded in ``build_notes``.
 - The FC layers are 1x1 convolutions on (B, C, 1, 1); the squeeze is ``x.mean((2, 3))`` (the official code uses
   ``avg_pool2d`` with a kernel of size H, which is wrong for non-square maps).
 - Fusion: the paper combines the branches by a sum (its ablation prefers it); the official code multiplies them,
@@ -33,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.attention._common import BatchNorm2dSafe, reduced_channels
+from models.attention._common import BatchNorm2dSafe, hidden_width
 from models.protocol import AttentionModule
 from models.registry import register_attention
 
@@ -54,16 +55,14 @@ class BAM(AttentionModule):
     """x * (1 + sigmoid(M_c(x) + M_s(x))), r=16, dilation 4, two dilated convs."""
 
     def __init__(
-        self, c1: int, reduction: int = 16, dilation: int = 4, num_dilated: int = 2, fusion: str = "sum"
+        self, c1: int, reduction: int = 16, dilation: int = 4, num_dilated: int = 2, fusion: str = "sum",
+        min_channels: int = 8,
     ):
         super().__init__()
         if fusion not in ("sum", "mul"):
             raise ValueError(f"BAM fusion must be 'sum' (paper) or 'mul' (official code), got {fusion!r}")
         self.fusion = fusion
-        self.build_notes: list[str] = []
-        hidden = reduced_channels(c1, reduction)
-        if hidden != c1 // reduction:
-            self.build_notes.append(f"hidden width {c1}//{reduction}={c1 // reduction} -> {hidden}")
+        hidden = hidden_width(self, c1, reduction, min_channels)
         # channel branch
         self.fc1 = nn.Conv2d(c1, hidden, 1)
         self.fc2 = nn.Conv2d(hidden, c1, 1)
@@ -94,3 +93,7 @@ class BAM(AttentionModule):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + x * self.gate(x)
+
+    def attention_maps(self, x: torch.Tensor) -> dict:
+        return self.gate_maps(self.gate(x), "gate M = sigmoid(M_c + M_s)" if self.fusion == "sum" else
+                              "gate M = sigmoid(M_c * M_s)")

@@ -49,6 +49,7 @@ from models.registry import register_attention
     dense=False,
     notes="ODS wraps the official op for NCHW without norm/residual and with auto_pad off by default "
     "(asserts H, W divisible by n_win); here: pre-norm residual, always pads and crops.",
+    renamed={"heads": "num_heads", "head": "num_heads", "n_heads": "num_heads"},
 )
 class BiLevelRoutingAttention(AttentionModule):
     """x + BRA(LN(x)): n_win 7, 8 heads, top-4 regions, qk_dim = C, LCE 5x5."""
@@ -60,16 +61,11 @@ class BiLevelRoutingAttention(AttentionModule):
         heads = divisor_at_most(c1, num_heads)
         while self.qk_dim % heads:
             heads -= 1
-        self.heads = heads
+        self.heads = self.clamp("heads", num_heads, heads, f"C={c1}, qk_dim={self.qk_dim}")
         self.n_win = int(n_win)
-        self.topk = min(int(topk), self.n_win**2)
+        self.topk = self.clamp("topk", topk, min(int(topk), self.n_win**2), f"n_win={n_win}")
         self.diff_routing = bool(diff_routing)
         self.scale = self.qk_dim**-0.5
-        self.build_notes: list[str] = []
-        if heads != num_heads:
-            self.build_notes.append(f"heads {num_heads} -> {heads} (C={c1}, qk_dim={self.qk_dim})")
-        if self.topk != topk:
-            self.build_notes.append(f"topk {topk} -> {self.topk} (n_win={n_win})")
         self.norm = nn.LayerNorm(c1, eps=1e-6)
         self.qkv = nn.Linear(c1, 2 * self.qk_dim + c1)
         self.lepe = nn.Conv2d(c1, c1, side_dwconv, padding=side_dwconv // 2, groups=c1)

@@ -18,13 +18,15 @@ Departures from the paper:
   (stride probe 8x8, rect 20x12) without slicing or interpolation.
 - Relative embeddings are initialised N(0, d^-0.5) as the reference intends (its code passes the std as
   the mean); projections use PyTorch's default init.
-- The softmax is evaluated in fp32 and cast back (``model.half()`` safety). Heads clamp to a divisor of C.
+- The softmax is evaluated in fp32 and cast back (``model.half()`` safety). Heads clamp to a divisor of C (noted
+  in ``build_notes``); the count is ``num_heads`` as in every module with heads (``heads``, ``head``, ``n_heads`` are
+  accepted in YAML rows).
 
 Where popular ports differ: ODS / leaderj1001 use *absolute* learned tables fixed to the constructor's
 H, W (silently misaligned on smaller maps, AssertionError on larger ones), add biases and omit the
 d^-0.5 scaling; timm scales only the content logits.
 
-Dense: builds a (B, heads, N, N) map: place it at P5 (see ``_dense.py``).
+Dense: builds a (B, heads, N, N) map: place it at P5 (see ``models/dense_memory.py``).
 """
 
 from __future__ import annotations
@@ -47,20 +49,18 @@ from models.registry import register_attention
     dense=True,
     notes="ODS MHSA uses absolute position tables fixed to one H, W (misaligned or AssertionError elsewhere), "
     "biases and no d^-0.5 scaling; here relative offsets clipped at rel_size, any H, W.",
+    renamed={"heads": "num_heads", "head": "num_heads", "n_heads": "num_heads"},
 )
 class BoTMHSA(AttentionModule):
     """softmax((q/sqrt(d)) . (k + r_rel)) v with 4 heads and clipped 2-D relative offsets."""
 
-    def __init__(self, c1: int, heads: int = 4, rel_size: int = 32):
+    def __init__(self, c1: int, num_heads: int = 4, rel_size: int = 32):
         super().__init__()
-        self.heads = divisor_at_most(c1, heads)
+        self.heads = self.clamp("heads", num_heads, divisor_at_most(c1, num_heads), f"C={c1}")
         self.d = c1 // self.heads
         self.rel_size = int(rel_size)
         if self.rel_size < 1:
             raise ValueError(f"rel_size must be >= 1, got {rel_size}")
-        self.build_notes: list[str] = []
-        if self.heads != heads:
-            self.build_notes.append(f"heads {heads} -> {self.heads} (C={c1})")
         self.qkv = nn.Conv2d(c1, 3 * c1, 1, bias=False)
         self.rel_h = nn.Parameter(torch.randn(2 * self.rel_size - 1, self.d) * self.d**-0.5)
         self.rel_w = nn.Parameter(torch.randn(2 * self.rel_size - 1, self.d) * self.d**-0.5)
@@ -77,8 +77,8 @@ class BoTMHSA(AttentionModule):
         out = torch.matmul(attn, v.transpose(2, 3))  # (B, m, N, d)
         return out.transpose(2, 3).reshape(b, c, h, w)
 
-    def attention_maps(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        """The attention each position receives, averaged over queries and heads: (B, H, W), for heatmaps."""
+    def attention_maps(self, x: torch.Tensor) -> dict:
+        """The attention each position receives, averaged over queries and heads: (B, H, W)."""
         b, _, h, w = x.shape
         return {"spatial": self._attention(x)[0].float().mean((1, 2)).reshape(b, h, w),
                 "spatial_how": "attention each position receives, mean over queries and heads"}

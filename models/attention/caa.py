@@ -59,7 +59,6 @@ class CAA(AttentionModule):
         self.h_conv = nn.Conv2d(c1, c1, (1, h_kernel_size), padding=(0, h_kernel_size // 2), groups=c1)
         self.v_conv = nn.Conv2d(c1, c1, (v_kernel_size, 1), padding=(v_kernel_size // 2, 0), groups=c1)
         self.conv2 = ConvBNSiLU(c1, c1)
-        self.build_notes: list[str] = []
 
     def gate(self, x: torch.Tensor) -> torch.Tensor:
         """The context anchor map in (0, 1), shape (B, C, H, W)."""
@@ -68,3 +67,6 @@ class CAA(AttentionModule):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x * self.gate(x)
+
+    def attention_maps(self, x: torch.Tensor) -> dict:
+        return self.gate_maps(self.gate(x), "context anchor gate")

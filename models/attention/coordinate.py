@@ -7,16 +7,21 @@ Pool along W and along H separately, concatenate the two directional descriptors
 conv (C -> mip, mip = max(8, C // 32)) + BN + h-swish, split, one 1x1 conv per direction back to C,
 sigmoid; the output is x * a_h * a_w.
 
-Departures from the paper: the directional pools are ``x.mean(3)`` / ``x.mean(2)`` rather than
-``AdaptiveAvgPool2d((None, 1))`` / ``((1, None))`` (those fail CUDA deterministic mode and dynamic ONNX export).
+Departures from the paper:
+- The directional pools are ``x.mean(3)`` / ``x.mean(2)`` rather than ``AdaptiveAvgPool2d((None, 1))`` /
+  ``((1, None))`` (those fail CUDA deterministic mode and dynamic ONNX export).
+- mip follows the project's one hidden-width rule, ``max(C // reduction, min(min_channels, C))`` with
+  ``min_channels=8``: the official max(8, C // 32) for every C >= 8 (below 8 channels the floor is C, not 8); a
+  floor is recorded in ``build_notes``.
 """
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-from models.attention._common import HSwish
+from models.attention._common import hidden_width
 from models.protocol import AttentionModule
 from models.registry import register_attention
 
@@ -34,12 +39,11 @@ from models.registry import register_attention
 class CoordAtt(AttentionModule):
     """x * sigmoid(conv_h(f_h)) * sigmoid(conv_w(f_w)), reduction 32, mip >= 8."""
 
-    def __init__(self, c1: int, reduction: int = 32):
+    def __init__(self, c1: int, reduction: int = 32, min_channels: int = 8):
         super().__init__()
-        mip = max(8, c1 // reduction)
+        mip = hidden_width(self, c1, reduction, min_channels, "mip")
         self.conv1 = nn.Conv2d(c1, mip, 1)
         self.bn1 = nn.BatchNorm2d(mip)
-        self.act = HSwish()
         self.conv_h = nn.Conv2d(mip, c1, 1)
         self.conv_w = nn.Conv2d(mip, c1, 1)
 
@@ -48,10 +52,14 @@ class CoordAtt(AttentionModule):
         h, w = x.shape[-2:]
         x_h = x.mean(3, keepdim=True)  # (B, C, H, 1)
         x_w = x.mean(2, keepdim=True).transpose(2, 3)  # (B, C, W, 1)
-        f = self.act(self.bn1(self.conv1(torch.cat((x_h, x_w), 2))))
+        f = F.hardswish(self.bn1(self.conv1(torch.cat((x_h, x_w), 2))))  # functional: never in-place
         f_h, f_w = torch.split(f, [h, w], 2)
         return torch.sigmoid(self.conv_h(f_h)), torch.sigmoid(self.conv_w(f_w.transpose(2, 3)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         a_h, a_w = self.gates(x)
         return x * a_h * a_w
+
+    def attention_maps(self, x: torch.Tensor) -> dict:
+        a_h, a_w = self.gates(x)
+        return self.gate_maps(a_h * a_w, "product of the H and W gates")

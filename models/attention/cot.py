@@ -22,6 +22,10 @@ Departures from the paper:
 - All BatchNorms are ``BatchNorm2dSafe`` (PyTorch defaults, kept by ultralytics' ``initialize_weights``;
   single-value batches in train mode use running statistics). Activations are functional.
 - Group counts are clamped to divisors of C (key conv groups 4, share planes 8); see ``build_notes``.
+- Names: the embedding's C -> C/2 ratio (the official ``factor``, still accepted in YAML rows) is
+  ``embed_reduction``; ``reduction`` is the fusion MLP's ratio (the official ``reduction_factor``), as in SK and
+  every SE-style bottleneck; its hidden width max(2C / reduction, min_channels) keeps the official floor 32 (not
+  capped at C, like SK's L: the official formula, so nothing is noted).
 - There is no residual inside the CoT block (it replaces a 3x3 conv), so it is not an identity at init.
 
 Where popular ports differ: EAP's ``CoTAttention`` averages the k*k weights, takes a softmax over all
@@ -50,28 +54,24 @@ from models.registry import register_attention
     dense=False,
     notes="EAP's CoTAttention is a different algorithm (global softmax gate, no local aggregation, no fusion); "
     "this follows the official CotLayer with the pooled-vector BN replaced by GroupNorm(1).",
+    renamed={"factor": "embed_reduction", "k_size": "kernel_size", "ksize": "kernel_size"},
 )
 class CoT(AttentionModule):
     """Contextual Transformer block (k = 3, share planes 8, key groups 4, radix 2)."""
 
-    def __init__(self, c1: int, kernel_size: int = 3, groups: int = 4, share_planes: int = 8, factor: int = 2,
-                 reduction: int = 4):
+    def __init__(self, c1: int, kernel_size: int = 3, groups: int = 4, share_planes: int = 8, embed_reduction: int = 2,
+                 reduction: int = 4, min_channels: int = 32):
         super().__init__()
         if kernel_size % 2 == 0:
             raise ValueError(f"CoT kernel_size must be odd, got {kernel_size}")
         self.k = kernel_size
-        g = divisor_at_most(c1, groups)
-        sp = divisor_at_most(c1, share_planes)
+        g = self.clamp("key groups", groups, divisor_at_most(c1, groups), f"C={c1}")
+        sp = self.clamp("share planes", share_planes, divisor_at_most(c1, share_planes), f"C={c1}")
         self.wc = c1 // sp  # weight channels
         self.sp = sp
-        mid = max(c1 // factor, 1)
-        attn_chs = max(c1 * 2 // reduction, 32)
+        mid = max(c1 // embed_reduction, 1)
+        attn_chs = max(c1 * 2 // reduction, min_channels)  # official: max(C * radix // reduction_factor, 32)
         kk = kernel_size * kernel_size
-        self.build_notes: list[str] = []
-        if g != groups:
-            self.build_notes.append(f"key groups {groups} -> {g} (C={c1})")
-        if sp != share_planes:
-            self.build_notes.append(f"share planes {share_planes} -> {sp} (C={c1})")
 
         self.key_conv = nn.Conv2d(c1, c1, kernel_size, padding=kernel_size // 2, groups=g, bias=False)
         self.key_bn = BatchNorm2dSafe(c1)

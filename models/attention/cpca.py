@@ -17,8 +17,8 @@ gate, and is not identity-like at init.
 
 Departures from the paper:
 - Pooling is ``mean`` / ``amax`` instead of adaptive pooling (CUDA-deterministic, ONNX-dynamic).
-- The channel-prior hidden width is ``max(C // 4, min(8, C))`` (official: C // 4); they differ only for C < 32,
-  and the clamp is recorded in ``build_notes``.
+- The channel-prior hidden width is ``max(C // 4, min(min_channels, C))``, default floor 8 (official: C // 4,
+  which ``min_channels=1`` reproduces); they differ only for C < 32, and a floor is recorded in ``build_notes``.
 - Activations are functional (no in-place ReLU on a tensor that is reused).
 """
 
@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.attention._common import reduced_channels
+from models.attention._common import hidden_width
 from models.protocol import AttentionModule
 from models.registry import register_attention
 
@@ -52,12 +52,9 @@ def _dw(c: int, k: tuple[int, int]) -> nn.Conv2d:
 class CPCA(AttentionModule):
     """P(P(strip-conv pyramid(x')) * x'), x' = channel-prior(GELU(P(x))), reduce 4."""
 
-    def __init__(self, c1: int, reduction: int = 4):
+    def __init__(self, c1: int, reduction: int = 4, min_channels: int = 8):
         super().__init__()
-        self.build_notes: list[str] = []
-        hidden = reduced_channels(c1, reduction)
-        if hidden != c1 // reduction:
-            self.build_notes.append(f"channel-prior hidden width {c1}//{reduction}={c1 // reduction} -> {hidden}")
+        hidden = hidden_width(self, c1, reduction, min_channels, "channel-prior hidden width")
         self.fc1 = nn.Conv2d(c1, hidden, 1, bias=True)
         self.fc2 = nn.Conv2d(hidden, c1, 1, bias=True)
         self.dw5 = _dw(c1, (5, 5))

@@ -18,6 +18,8 @@ Departures from the paper:
 - The energies (unscaled dot products) and their softmax are computed in fp32 with autocast off; the
   weights are cast back to the input dtype for the aggregation.
 - The CCNet head's reduce/expand 3x3 convs and the concat-bottleneck are not part of this module.
+- The Q/K width is ``max(C // reduction, min(min_channels, C))`` with ``min_channels=1``: exactly C // 8, never 0
+  (a floor is recorded in ``build_notes``).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from models.attention._common import at_least_fp32, autocast_off
+from models.attention._common import at_least_fp32, autocast_off, hidden_width
 from models.protocol import AttentionModule
 from models.registry import register_attention
 
@@ -33,9 +35,8 @@ from models.registry import register_attention
 class CrissCrossAttention(nn.Module):
     """One criss-cross pass: x + gamma * O."""
 
-    def __init__(self, c1: int, reduction: int = 8):
+    def __init__(self, c1: int, c_qk: int):
         super().__init__()
-        c_qk = max(c1 // reduction, 1)
         self.query = nn.Conv2d(c1, c_qk, 1)
         self.key = nn.Conv2d(c1, c_qk, 1)
         self.value = nn.Conv2d(c1, c1, 1)
@@ -77,24 +78,21 @@ class CrissCrossAttention(nn.Module):
 class CrissCross(AttentionModule):
     """RCCA: the same criss-cross module applied ``recurrence`` times (R = 2)."""
 
-    def __init__(self, c1: int, reduction: int = 8, recurrence: int = 2):
+    def __init__(self, c1: int, reduction: int = 8, recurrence: int = 2, min_channels: int = 1):
         super().__init__()
         if recurrence < 1:
             raise ValueError(f"recurrence must be >= 1, got {recurrence}")
-        self.cca = CrissCrossAttention(c1, reduction)
+        self.cca = CrissCrossAttention(c1, hidden_width(self, c1, reduction, min_channels, "q/k width"))
         self.recurrence = int(recurrence)
-        self.build_notes: list[str] = []
-        if c1 // reduction < 1:
-            self.build_notes.append(f"q/k width C//{reduction} -> 1 (C={c1})")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for _ in range(self.recurrence):
             x = self.cca(x)
         return x
 
-    def attention_maps(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    def attention_maps(self, x: torch.Tensor) -> dict:
         """The attention each position receives from its row and column, averaged over queries and over the
-        R passes: (B, H, W), for heatmaps."""
+        R passes: (B, H, W)."""
         h, w = x.shape[-2:]
         received = 0
         for _ in range(self.recurrence):

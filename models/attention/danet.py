@@ -21,9 +21,10 @@ Departures from the paper:
 - The PAM logits (unscaled dot products) and the whole CAM energy/softmax are computed in fp32 with
   autocast disabled, then the attention weights are cast back to the input dtype: E = A A^T sums N
   products and overflows fp16 (``model.half()``), unscaled logits can too.
-- Q/K width is ``max(C // 8, 1)``.
+- Q/K width is ``max(C // reduction, min(min_channels, C))`` with ``min_channels=1``: exactly C // 8, never 0 (a
+  floor is recorded in ``build_notes``).
 
-Dense: PAM builds a (B, N, N) map: place it at P5 (the registry says so; see ``_dense.py``).
+Dense: PAM builds a (B, N, N) map: place it at P5 (the registry says so; see ``models/dense_memory.py``).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from models.attention._common import at_least_fp32, autocast_off
+from models.attention._common import at_least_fp32, autocast_off, hidden_width
 from models.protocol import AttentionModule
 from models.registry import register_attention
 
@@ -39,9 +40,8 @@ from models.registry import register_attention
 class PositionAttention(nn.Module):
     """PAM without its residual: returns O = V softmax(Q^T K)^T as (B, C, H, W)."""
 
-    def __init__(self, c1: int, reduction: int = 8):
+    def __init__(self, c1: int, c_qk: int):
         super().__init__()
-        c_qk = max(c1 // reduction, 1)
         self.query = nn.Conv2d(c1, c_qk, 1)
         self.key = nn.Conv2d(c1, c_qk, 1)
         self.value = nn.Conv2d(c1, c1, 1)
@@ -97,23 +97,20 @@ class ChannelAttention(nn.Module):
 class DANet(AttentionModule):
     """x + gamma * PAM(x) + beta * CAM(x) (q/k reduction 8, gammas zero at init)."""
 
-    def __init__(self, c1: int, reduction: int = 8, cam_form: str = "official"):
+    def __init__(self, c1: int, reduction: int = 8, cam_form: str = "official", min_channels: int = 1):
         super().__init__()
         self.c = c1
-        self.pam = PositionAttention(c1, reduction)
+        self.pam = PositionAttention(c1, hidden_width(self, c1, reduction, min_channels, "PAM q/k width"))
         self.cam = ChannelAttention(cam_form)
         self.gamma_pam = nn.Parameter(torch.zeros(1))
         self.gamma_cam = nn.Parameter(torch.zeros(1))
-        self.build_notes: list[str] = []
-        if c1 // reduction < 1:
-            self.build_notes.append(f"PAM q/k width C//{reduction} -> 1 (C={c1})")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + self.gamma_pam * self.pam(x) + self.gamma_cam * self.cam(x)
 
-    def attention_maps(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        """For heatmaps: the attention each position receives in PAM (B, H, W) and each channel receives in CAM
-        (B, C), averaged over queries."""
+    def attention_maps(self, x: torch.Tensor) -> dict:
+        """The attention each position receives in PAM (B, H, W) and each channel receives in CAM (B, C), averaged
+        over queries."""
         b, c, h, w = x.shape
         return {"spatial": self.pam.attention(x).mean(1).reshape(b, h, w), "channel": self.cam.attention(x).mean(1),
                 "spatial_how": "PAM: attention each position receives, mean over queries",

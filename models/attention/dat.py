@@ -30,7 +30,10 @@ Departures from the paper:
 - Hk = 1 or Wk = 1 (1-pixel maps): the normalisation 1 / (Hk - 1) would divide by zero; the offset range
   is then 0 along that axis.
 - The pre-norm and residual of the DAT block are part of the module (the block's MLP is not);
-  ``init_identity()`` zeroes the output projection. Heads/groups clamp to divisors; softmax in fp32.
+  ``init_identity()`` zeroes the output projection. Heads/groups clamp to divisors (noted in ``build_notes``);
+  softmax in fp32.
+- Hyperparameter names are the project's: the official ``n_heads``, ``n_groups`` and ``ksize`` are ``num_heads``,
+  ``groups`` and ``kernel_size`` (the old names, ``heads``/``head`` and ``k_size`` are accepted in YAML rows).
 
 Dense: with stride 1 every query attends to Ns = N sampled keys (a (B, heads, N, N) map): P5 only.
 """
@@ -83,33 +86,31 @@ def bilinear_gather(feat: torch.Tensor, py: torch.Tensor, px: torch.Tensor) -> t
     notes="ODS/official use F.grid_sample (raises under CUDA deterministic mode), build the offset range in "
     "float32 (dtype promotion under .half()) and divide by Hk-1 (inf on 1-pixel maps); fixed_pe/rpe tables "
     "need a fixed size. Here: gather-based sampling, dwc_pe, pre-norm residual.",
+    renamed={"n_heads": "num_heads", "heads": "num_heads", "head": "num_heads", "n_groups": "groups",
+             "ksize": "kernel_size", "k_size": "kernel_size"},
 )
 class DAttention(AttentionModule):
     """x + DeformableAttention(LN(x)): 8 heads, 4 offset groups, stride 1, offset range 4, 3x3 offset conv."""
 
-    def __init__(self, c1: int, n_heads: int = 8, n_groups: int = 4, stride: int = 1,
-                 offset_range_factor: float = 4.0, ksize: int = 3):
+    def __init__(self, c1: int, num_heads: int = 8, groups: int = 4, stride: int = 1,
+                 offset_range_factor: float = 4.0, kernel_size: int = 3):
         super().__init__()
-        self.heads = divisor_at_most(c1, n_heads)
-        self.groups = divisor_at_most(self.heads, n_groups)
+        if kernel_size % 2 == 0 or stride < 1:
+            raise ValueError(f"DAttention needs an odd kernel_size and stride >= 1, got kernel_size={kernel_size}, "
+                             f"stride={stride}")
+        self.heads = self.clamp("heads", num_heads, divisor_at_most(c1, num_heads), f"C={c1}")
+        self.groups = self.clamp("offset groups", groups, divisor_at_most(self.heads, groups), f"heads={self.heads}")
         self.hc = c1 // self.heads
         self.cg = c1 // self.groups
-        self.stride, self.ksize = int(stride), int(ksize)
-        if ksize % 2 == 0 or stride < 1:
-            raise ValueError(f"DAttention needs an odd ksize and stride >= 1, got ksize={ksize}, stride={stride}")
-        self.pad = ksize // 2
+        self.stride, self.ksize = int(stride), int(kernel_size)
+        self.pad = kernel_size // 2
         self.factor = float(offset_range_factor)
-        self.build_notes: list[str] = []
-        if self.heads != n_heads:
-            self.build_notes.append(f"heads {n_heads} -> {self.heads} (C={c1})")
-        if self.groups != n_groups:
-            self.build_notes.append(f"offset groups {n_groups} -> {self.groups} (heads={self.heads})")
         self.norm = nn.LayerNorm(c1)
         self.proj_q = nn.Conv2d(c1, c1, 1)
         self.proj_k = nn.Conv2d(c1, c1, 1)
         self.proj_v = nn.Conv2d(c1, c1, 1)
         self.proj_out = nn.Conv2d(c1, c1, 1)
-        self.off_dw = nn.Conv2d(self.cg, self.cg, ksize, stride, self.pad, groups=self.cg)
+        self.off_dw = nn.Conv2d(self.cg, self.cg, kernel_size, stride, self.pad, groups=self.cg)
         self.off_norm = nn.LayerNorm(self.cg)
         self.off_pw = nn.Conv2d(self.cg, 2, 1, bias=False)
         self.rpe = nn.Conv2d(c1, c1, 3, padding=1, groups=c1)

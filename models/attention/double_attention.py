@@ -10,8 +10,9 @@ vector per position, normalised with a softmax **over the c_n maps**. Gather: G 
 the width and the block is residual: y = x + conv(Z).
 
 Departures from the paper:
-- c_m = c_n = max(C // 4, min(8, C)) by default (the paper reduces the width to a fraction of C; its exact
-  ratio per stage is not fixed for arbitrary C).
+- c_m = c_n = max(C // reduction, min(min_channels, C)) by default, reduction 4 and floor 8 (the paper reduces the
+  width to a fraction of C; its exact ratio per stage is not fixed for arbitrary C); a floor is recorded in
+  ``build_notes``. ``min_channels=1`` gives exactly C // reduction; explicit ``c_m``/``c_n`` are used as given.
 - The two softmaxes are evaluated in fp32 and cast back (``model.half()`` safety); gather/distribute
   are convex combinations, so they stay in the input dtype.
 - The reconstruct conv keeps PyTorch's default init (the paper defines no identity start);
@@ -27,7 +28,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from models.attention._common import at_least_fp32, reduced_channels
+from models.attention._common import at_least_fp32, hidden_width
 from models.protocol import AttentionModule
 from models.registry import register_attention
 
@@ -45,18 +46,15 @@ from models.registry import register_attention
 class DoubleAttention(AttentionModule):
     """y = x + conv(A softmax_N(B)^T softmax_cn(V)), c_m = c_n = C/4 (>= 8)."""
 
-    def __init__(self, c1: int, c_m: int | None = None, c_n: int | None = None, reduction: int = 4):
+    def __init__(self, c1: int, c_m: int | None = None, c_n: int | None = None, reduction: int = 4,
+                 min_channels: int = 8):
         super().__init__()
-        auto = not c_m
-        c_m = int(c_m) if c_m else reduced_channels(c1, reduction)
+        c_m = int(c_m) if c_m else hidden_width(self, c1, reduction, min_channels, "c_m")
         c_n = int(c_n) if c_n else c_m
         self.conv_a = nn.Conv2d(c1, c_m, 1)
         self.conv_b = nn.Conv2d(c1, c_n, 1)
         self.conv_v = nn.Conv2d(c1, c_n, 1)
         self.proj = nn.Conv2d(c_m, c1, 1)
-        self.build_notes: list[str] = []
-        if auto and c1 // reduction < c_m:
-            self.build_notes.append(f"c_m C//{reduction} -> {c_m} (C={c1}, floor min(8, C))")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, _, h, w = x.shape

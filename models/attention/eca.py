@@ -7,7 +7,7 @@ GAP, then a bias-free 1D convolution across channels with the paper's adaptive k
 k = |log2(C)/gamma + b/gamma|_odd (gamma=2, b=1), sigmoid, rescale.
 
 Departures from the paper: none in the maths. ``kernel_size`` overrides the adaptive rule (the official
-repository's ``k_size=3``). The squeeze is ``x.mean((2, 3))``.
+repository's ``k_size=3``; ``k_size`` is accepted in YAML rows). The squeeze is ``x.mean((2, 3))``.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from models.registry import register_attention
     year=2020,
     placement="backbone_end",
     notes="EAP's ECAAttention fixes k=3 and gives the Conv1d a bias; the paper adapts k to C and has no bias.",
+    renamed={"k_size": "kernel_size", "ksize": "kernel_size"},
 )
 class ECA(AttentionModule):
     """x * sigmoid(conv1d_k(GAP(x))), k adaptive to C (3 for C<=96, 5 for 128..1280, 7 for 2048)."""
@@ -43,3 +44,6 @@ class ECA(AttentionModule):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x * self.gate(x)
+
+    def attention_maps(self, x: torch.Tensor) -> dict:
+        return self.gate_maps(self.gate(x), "channel gate")

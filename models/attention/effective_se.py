@@ -15,9 +15,9 @@ ONNX-dynamic) instead of an adaptive pooling layer. ``add_maxpool=True`` is timm
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-from models.attention._common import HSigmoid
 from models.protocol import AttentionModule
 from models.registry import register_attention
 
@@ -36,21 +36,18 @@ class EffectiveSE(AttentionModule):
 
     def __init__(self, c1: int, add_maxpool: bool = False):
         super().__init__()
-        self.build_notes: list[str] = []
         self.add_maxpool = bool(add_maxpool)
         self.fc = nn.Conv2d(c1, c1, 1, bias=True)
-        self.gate = HSigmoid()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x * self._channel_gate(x)
 
-    def attention_maps(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        """The channel gate (B, C), for heatmaps (``self.gate`` is the hard-sigmoid layer, not a method)."""
-        return {"channel": self._channel_gate(x).flatten(1)}
+    def attention_maps(self, x: torch.Tensor) -> dict:
+        return self.gate_maps(self._channel_gate(x), "channel gate")
 
     def _channel_gate(self, x: torch.Tensor) -> torch.Tensor:
         """hsigmoid(W s), (B, C, 1, 1); s the mean (or mean/max blend) over positions."""
         s = x.mean((2, 3), keepdim=True)
         if self.add_maxpool:
             s = 0.5 * s + 0.5 * x.amax((2, 3), keepdim=True)
-        return self.gate(self.fc(s))
+        return F.hardsigmoid(self.fc(s))  # relu6(t + 3) / 6 in one kernel (one ONNX HardSigmoid node)

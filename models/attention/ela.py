@@ -44,6 +44,7 @@ from models.registry import register_attention
         "ODS ELA uses a dense kernel-1 Conv1d (C^2 params, no locality); some ports reshape a_w as (B,C,W,1). "
         "GN(16) fails at C=24: groups clamped to a divisor of C."
     ),
+    renamed={"k_size": "kernel_size", "ksize": "kernel_size"},
 )
 class ELA(AttentionModule):
     """x * sigmoid(GN(conv1d_k(mean_W x))) * sigmoid(GN(conv1d_k(mean_H x))), ELA-B: k=7, depthwise, GN 16."""
@@ -52,15 +53,11 @@ class ELA(AttentionModule):
         super().__init__()
         if kernel_size % 2 == 0:
             raise ValueError(f"ELA kernel_size must be odd, got {kernel_size}")
-        self.build_notes: list[str] = []
-        cg = divisor_at_most(c1, conv_groups) if conv_groups else c1
-        if conv_groups and cg != conv_groups:
-            self.build_notes.append(f"conv groups {conv_groups} -> {cg} (C={c1})")
+        cg = self.clamp("conv groups", conv_groups, divisor_at_most(c1, conv_groups), f"C={c1}") if conv_groups else c1
         # at least 2 channels per group: a 1-channel group on a length-1 sequence (1x1 map, batch 1) has a single
         # value, which GroupNorm refuses even in eval mode
-        ng = divisor_at_most(c1, min(num_groups, max(1, c1 // 2)))
-        if ng != num_groups:
-            self.build_notes.append(f"GroupNorm groups {num_groups} -> {ng} (C={c1})")
+        ng = self.clamp("GroupNorm groups", num_groups, divisor_at_most(c1, min(num_groups, max(1, c1 // 2))),
+                        f"C={c1}")
         self.conv = nn.Conv1d(c1, c1, kernel_size, padding=kernel_size // 2, groups=cg, bias=False)
         self.gn = nn.GroupNorm(ng, c1)
 
@@ -73,3 +70,7 @@ class ELA(AttentionModule):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         a_h, a_w = self.gates(x)
         return x * a_h * a_w
+
+    def attention_maps(self, x: torch.Tensor) -> dict:
+        a_h, a_w = self.gates(x)
+        return self.gate_maps(a_h * a_w, "product of the H and W gates")

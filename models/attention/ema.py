@@ -14,9 +14,9 @@ The channels are reshaped into G sub-feature groups (batch B*G, C/G channels). I
   goes through a sigmoid and gates the group.
 
 Departures from the paper:
-- G ("factor", 32 in the official code) is clamped to the largest divisor of C not above it, so any
-  width works (the official asserts only C // G > 0 and its reshape raises when G does not divide C);
-  noted in ``build_notes``.
+- G (``groups``; the official code calls it ``factor``, 32, still accepted in YAML rows) is clamped to the largest
+  divisor of C not above it, so any width works (the official asserts only C // G > 0 and its reshape raises when
+  G does not divide C); noted in ``build_notes``.
 - Directional and global pools are ``mean`` over H / W / both instead of ``AdaptiveAvgPool2d((None, 1))``,
   ``((1, None))`` and ``(1)``: deterministic on CUDA and exportable to ONNX with dynamic H, W.
 """
@@ -39,16 +39,14 @@ from models.registry import register_attention
     placement="backbone_end",
     notes="ODS defaults to factor 8 (official 32); official/ODS use adaptive pools (no dynamic ONNX, "
     "CUDA-nondeterministic backward). Registered as EMAttention to avoid YOLO's ModelEMA.",
+    renamed={"factor": "groups"},
 )
 class EMAttention(GroupedSpatialGate):
     """Grouped 1x1 (directional) + 3x3 branches fused by cross-spatial softmax attention."""
 
-    def __init__(self, c1: int, factor: int = 32):
+    def __init__(self, c1: int, groups: int = 32):
         super().__init__()
-        self.groups = divisor_at_most(c1, factor)
-        self.build_notes: list[str] = []
-        if self.groups != factor:
-            self.build_notes.append(f"factor (groups) {factor} -> {self.groups} (C={c1})")
+        self.groups = self.clamp("groups", groups, divisor_at_most(c1, groups), f"C={c1}")
         cg = c1 // self.groups
         self.conv1x1 = nn.Conv2d(cg, cg, 1)
         self.conv3x3 = nn.Conv2d(cg, cg, 3, padding=1)

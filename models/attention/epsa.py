@@ -10,7 +10,8 @@ across the four scales recalibrates them, and the re-weighted scales are concate
 
 Departures from the paper:
 - Each conv's group count is clamped to the largest divisor of gcd(C, C/4) not above the paper's value
-  (the defaults need C % 64 == 0); the SE hidden width is max(C/4 // 16, 1). Both noted in ``build_notes``.
+  (the defaults need C % 64 == 0); the SE hidden width is ``max(C/4 // r, min(min_channels, C/4))`` with
+  ``min_channels=1`` by default, i.e. exactly C/4 // r, never 0. Both noted in ``build_notes``.
 - The scales are concatenated in kernel order 3, 5, 7, 9 (the official loop prepends, giving 9, 7, 5, 3:
   a fixed channel permutation, the same function class).
 - The squeeze is ``x.mean((2, 3))`` instead of ``AdaptiveAvgPool2d(1)``; nothing is written in place
@@ -25,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.attention._common import divisor_at_most
+from models.attention._common import divisor_at_most, hidden_width
 from models.protocol import AttentionModule
 from models.registry import register_attention
 
@@ -61,6 +62,7 @@ class EPSA(AttentionModule):
         kernels: tuple[int, ...] = (3, 5, 7, 9),
         groups: tuple[int, ...] = (1, 4, 8, 16),
         reduction: int = 16,
+        min_channels: int = 1,
     ):
         super().__init__()
         if len(kernels) != len(groups):
@@ -71,16 +73,11 @@ class EPSA(AttentionModule):
         if c1 % s:
             raise ValueError(f"EPSA needs C divisible by the number of scales ({s}), got C={c1}")
         split = c1 // s
-        self.build_notes: list[str] = []
         self.convs = nn.ModuleList()
         for k, g in zip(kernels, groups):
-            gg = divisor_at_most(math.gcd(c1, split), g)
-            if gg != g:
-                self.build_notes.append(f"groups of the {k}x{k} conv {g} -> {gg} (C={c1})")
+            gg = self.clamp(f"groups of the {k}x{k} conv", g, divisor_at_most(math.gcd(c1, split), g), f"C={c1}")
             self.convs.append(nn.Conv2d(c1, split, k, padding=k // 2, groups=gg, bias=False))
-        hidden = max(split // reduction, 1)
-        if split // reduction < 1:
-            self.build_notes.append(f"SE hidden width {split}//{reduction}=0 -> 1")
+        hidden = hidden_width(self, split, reduction, min_channels, "SE hidden width")
         self.se = SEWeight(split, hidden)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

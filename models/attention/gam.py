@@ -21,6 +21,9 @@ Departures from the paper:
   the paper only says "group convolution with channel shuffle". Its group count is clamped to a divisor of
   both C and C/r (noted in ``build_notes``).
 - The BatchNorms are ``BatchNorm2dSafe`` (batch 1 on a 1x1 map in train mode uses the running statistics).
+- The hidden width is ``max(C // r, min(min_channels, C))`` with ``min_channels=1`` by default, i.e. exactly C // r
+  (never 0); a floor is recorded in ``build_notes``. The paper's ``rate`` is called ``reduction`` here, like every
+  other module's C -> C/r ratio (``rate`` is still accepted in YAML rows).
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ import math
 import torch
 from torch import nn
 
-from models.attention._common import BatchNorm2dSafe, channel_shuffle, divisor_at_most
+from models.attention._common import BatchNorm2dSafe, channel_shuffle, divisor_at_most, hidden_width
 from models.protocol import AttentionModule
 from models.registry import register_attention
 
@@ -56,19 +59,15 @@ class ChannelShuffle(nn.Module):
     placement="p5",
     notes="Some blog versions return x*x or skip the channel sigmoid; ODS has both sigmoids (same maths as here). "
     "~100C^2/r parameters: place at small C or use groups > 1.",
+    renamed={"rate": "reduction"},
 )
 class GAM(AttentionModule):
-    """x * M_c(x) then * M_s(.), both full-resolution sigmoid maps; rate r = 4."""
+    """x * M_c(x) then * M_s(.), both full-resolution sigmoid maps; reduction (the paper's rate) r = 4."""
 
-    def __init__(self, c1: int, rate: int = 4, groups: int = 1):
+    def __init__(self, c1: int, reduction: int = 4, groups: int = 1, min_channels: int = 1):
         super().__init__()
-        hidden = max(c1 // rate, 1)
-        self.build_notes: list[str] = []
-        if c1 % rate:
-            self.build_notes.append(f"hidden width C/r = {c1}/{rate} -> {hidden}")
-        g = divisor_at_most(math.gcd(c1, hidden), groups)
-        if g != groups:
-            self.build_notes.append(f"groups {groups} -> {g} (C={c1}, C/r={hidden})")
+        hidden = hidden_width(self, c1, reduction, min_channels)
+        g = self.clamp("groups", groups, divisor_at_most(math.gcd(c1, hidden), groups), f"C={c1}, C/r={hidden}")
         self.channel_mlp = nn.Sequential(nn.Conv2d(c1, hidden, 1), nn.ReLU(), nn.Conv2d(hidden, c1, 1))
         self.spatial = nn.Sequential(
             nn.Conv2d(c1, hidden, 7, padding=3, groups=g),
@@ -83,10 +82,10 @@ class GAM(AttentionModule):
         x = x * torch.sigmoid(self.channel_mlp(x))
         return x * torch.sigmoid(self.spatial(x))
 
-    def attention_maps(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        """The two gates the forward applies, for heatmaps: the channel gate is per pixel here, so both are
-        (B, C, H, W) maps; channel = the channel gate's mean over pixels, spatial = the spatial gate's mean over
-        channels."""
+    def attention_maps(self, x: torch.Tensor) -> dict:
+        """The two gates the forward applies; both are (B, C, H, W) maps here (the channel gate is per pixel):
+        channel = the channel gate's mean over pixels, spatial = the spatial gate's mean over channels."""
         mc = torch.sigmoid(self.channel_mlp(x))
         ms = torch.sigmoid(self.spatial(x * mc))
-        return {"channel": mc.mean((2, 3)), "spatial": ms.mean(1)}
+        return {"channel": mc.mean((2, 3)), "spatial": ms.mean(1),
+                "channel_how": "channel gate, mean over pixels", "spatial_how": "spatial gate, mean over channels"}

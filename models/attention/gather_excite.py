@@ -21,7 +21,8 @@ Departures from the paper:
   whole feature map, i.e. it needs a fixed input size (timm's ``feat_size``). The fork must run on any H, W
   (stride probe, multi-scale, rect validation), so ``extent=0`` with ``extra_params=True`` raises; use a finite
   extent with parameters, or the parameter-free global gather.
-- The hidden width is ``max(C // 16, min(8, C))`` (timm rounds C/16 and allows 1); a clamp is in ``build_notes``.
+- The hidden width is ``max(C // r, min(min_channels, C))``, default floor 8 (timm rounds C/16 and allows 1;
+  ``min_channels=1`` gives exactly C // r); a floor is recorded in ``build_notes``.
 - Global gathering is ``x.mean((2, 3))``; the local gather uses ``avg_pool2d`` (deterministic) and the resize is
   nearest ``interpolate`` (deterministic; the CUDA restriction covers only the linear/cubic modes).
 - The BNs of the parameterised gather are ``BatchNorm2dSafe`` (the stride-2 convs reach 1x1 on small maps).
@@ -35,7 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.attention._common import BatchNorm2dSafe, reduced_channels
+from models.attention._common import BatchNorm2dSafe, hidden_width
 from models.protocol import AttentionModule
 from models.registry import register_attention
 
@@ -56,7 +57,8 @@ class GatherExcite(AttentionModule):
     """x * sigmoid(resize(MLP(gather_e(x)))), extent 0 (global) by default."""
 
     def __init__(
-        self, c1: int, extent: int = 0, extra_params: bool = False, use_mlp: bool = True, reduction: float = 16
+        self, c1: int, extent: int = 0, extra_params: bool = False, use_mlp: bool = True, reduction: float = 16,
+        min_channels: int = 8,
     ):
         super().__init__()
         extent = int(extent)
@@ -69,7 +71,6 @@ class GatherExcite(AttentionModule):
             )
         if extra_params and extent & (extent - 1):
             raise ValueError(f"GatherExcite with extra_params needs a power-of-two extent, got {extent}")
-        self.build_notes: list[str] = []
         self.extent = extent
         self.gather = None
         if extra_params:
@@ -82,9 +83,7 @@ class GatherExcite(AttentionModule):
             self.gather = nn.Sequential(*layers)
         self.mlp = None
         if use_mlp:
-            hidden = reduced_channels(c1, reduction)
-            if hidden != int(c1 // reduction):
-                self.build_notes.append(f"hidden width {c1}//{reduction}={int(c1 // reduction)} -> {hidden}")
+            hidden = hidden_width(self, c1, reduction, min_channels)
             self.mlp = nn.Sequential(nn.Conv2d(c1, hidden, 1), nn.ReLU(), nn.Conv2d(hidden, c1, 1))
 
     def gathered(self, x: torch.Tensor) -> torch.Tensor:
@@ -107,3 +106,6 @@ class GatherExcite(AttentionModule):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x * self.gate(x)
+
+    def attention_maps(self, x: torch.Tensor) -> dict:
+        return self.gate_maps(self.gate(x), "excite gate")

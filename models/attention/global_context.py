@@ -16,8 +16,9 @@ init (``init_identity`` re-applies that).
 Departures from the paper:
 - The softmax over positions is computed in (at least) fp32 and cast back (exact in fp32; avoids fp16 rounding of the
   N-way normalisation under ``.half()``).
-- The hidden width is ``max(C // r, min(8, C))`` (the official code uses ``int(C * ratio)``, which is 1 at
-  C=24, r=16); a clamp is recorded in ``build_notes``.
+- The hidden width is ``max(C // r, min(min_channels, C))``, default floor 8 (the official code uses
+  ``int(C * ratio)``, which is 1 at C=24, r=16; ``min_channels=1`` reproduces it); a floor is recorded in
+  ``build_notes``.
 - ODS ``GC.py`` (timm ``GlobalContext`` with its defaults) is the multiplicative variant with ratio 1/8 and no
   zero-initialised add branch; here the paper's additive default is used.
 """
@@ -28,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.attention._common import reduced_channels
+from models.attention._common import hidden_width
 from models.protocol import AttentionModule
 from models.registry import register_attention
 
@@ -65,16 +66,13 @@ class _Transform(nn.Module):
 class GCBlock(AttentionModule):
     """x + T(softmax-attention-pooled context), r=16, zero-initialised last conv."""
 
-    def __init__(self, c1: int, reduction: int = 16, pooling: str = "att", fusion: str = "add"):
+    def __init__(self, c1: int, reduction: int = 16, pooling: str = "att", fusion: str = "add", min_channels: int = 8):
         super().__init__()
         if pooling not in ("att", "avg"):
             raise ValueError(f"GCBlock pooling must be 'att' or 'avg', got {pooling!r}")
         if fusion not in ("add", "mul", "both"):
             raise ValueError(f"GCBlock fusion must be 'add', 'mul' or 'both', got {fusion!r}")
-        self.build_notes: list[str] = []
-        hidden = reduced_channels(c1, reduction)
-        if hidden != c1 // reduction:
-            self.build_notes.append(f"hidden width {c1}//{reduction}={c1 // reduction} -> {hidden}")
+        hidden = hidden_width(self, c1, reduction, min_channels)
         self.pooling, self.fusion = pooling, fusion
         if pooling == "att":
             self.conv_mask = nn.Conv2d(c1, 1, 1)
@@ -105,8 +103,8 @@ class GCBlock(AttentionModule):
         ctx = torch.matmul(x.flatten(2), self.context_weights(x).transpose(1, 2))  # (B, C, 1)
         return ctx.unsqueeze(-1)
 
-    def attention_maps(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        """The context-pooling weights over positions (B, H, W), for heatmaps (none with pooling="avg")."""
+    def attention_maps(self, x: torch.Tensor) -> dict:
+        """The context-pooling weights over positions (B, H, W) (none with pooling="avg")."""
         if self.pooling == "avg":
             return {}
         return {"spatial": self.context_weights(x).reshape(x.shape[0], *x.shape[2:]),

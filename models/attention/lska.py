@@ -5,9 +5,9 @@ Expert Systems with Applications 2024, arXiv:2309.01439. Official code: StevenLa
 
 VAN's large-kernel attention with every 2-D depthwise kernel split into a 1xk and a kx1 depthwise conv:
 ``attn = 1x1( DW kx1 dil d( DW 1xk dil d( DW k0x1( DW 1xk0(x) ) ) ) )`` and ``y = x * attn`` (no sigmoid:
-the gate is unbounded). The effective kernel size k_size maps to (k0, k, d) as
-7 -> (3, 3, 2), 11 -> (3, 5, 2), 23 -> (5, 7, 3), 35 -> (5, 11, 3), 41 -> (5, 13, 3), 53 -> (5, 17, 3).
-Default k_size = 7 (the official training script and the VAN constructor default).
+the gate is unbounded). The effective kernel size (``kernel_size``; the official ``k_size`` is accepted in YAML
+rows) maps to (k0, k, d) as 7 -> (3, 3, 2), 11 -> (3, 5, 2), 23 -> (5, 7, 3), 35 -> (5, 11, 3),
+41 -> (5, 13, 3), 53 -> (5, 17, 3). Default 7 (the official training script and the VAN constructor default).
 
 In VAN-LSKA the module always sits inside ``x + proj_2(LSKA(GELU(proj_1(x))))`` with 1x1 convs proj_1,
 proj_2 (``Attention`` in the official code). ``wrapped=True`` (the default) builds that residual form,
@@ -17,7 +17,7 @@ which keeps the unbounded gate on a residual path and supports :meth:`LSKA.init_
 Departures from the paper:
 - The residual form omits the BatchNorm in front of it and the layer scale (1e-2) of the VAN Block, which
   belong to the backbone block around it; the feed-forward sub-block is not included either.
-- An unsupported k_size raises ValueError at construction (the official/ODS code fails later with
+- An unsupported kernel_size raises ValueError at construction (the official/ODS code fails later with
   AttributeError).
 """
 
@@ -36,11 +36,11 @@ LSKA_KERNELS = {7: (3, 3, 2), 11: (3, 5, 2), 23: (5, 7, 3), 35: (5, 11, 3), 41: 
 class SeparableLKA(nn.Module):
     """The bare LSKA: x * 1x1(DW kx1 dil(DW 1xk dil(DW k0x1(DW 1xk0(x)))))."""
 
-    def __init__(self, c1: int, k_size: int = 7):
+    def __init__(self, c1: int, kernel_size: int = 7):
         super().__init__()
-        if k_size not in LSKA_KERNELS:
-            raise ValueError(f"LSKA k_size must be one of {sorted(LSKA_KERNELS)}, got {k_size}")
-        k0, k, d = LSKA_KERNELS[k_size]
+        if kernel_size not in LSKA_KERNELS:
+            raise ValueError(f"LSKA kernel_size must be one of {sorted(LSKA_KERNELS)}, got {kernel_size}")
+        k0, k, d = LSKA_KERNELS[kernel_size]
         p0, p = (k0 - 1) // 2, (k - 1) * d // 2
         self.conv0h = nn.Conv2d(c1, c1, (1, k0), padding=(0, p0), groups=c1)
         self.conv0v = nn.Conv2d(c1, c1, (k0, 1), padding=(p0, 0), groups=c1)
@@ -62,18 +62,19 @@ class SeparableLKA(nn.Module):
     placement="backbone_end",
     notes="ODS/blog ports use the bare LSKA (unbounded x * attn gate, no residual) and raise AttributeError on an "
     "unsupported k_size; default here is VAN-LSKA's residual form (wrapped=False for the bare module).",
+    renamed={"k_size": "kernel_size", "ksize": "kernel_size"},
 )
 class LSKA(VANResidual):
-    """LSKA, by default in VAN's residual form x + proj_2(LSKA(GELU(proj_1(x)))); k_size = 7."""
+    """LSKA, by default in VAN's residual form x + proj_2(LSKA(GELU(proj_1(x)))); kernel_size = 7."""
 
-    def __init__(self, c1: int, k_size: int = 7, wrapped: bool = True):
+    def __init__(self, c1: int, kernel_size: int = 7, wrapped: bool = True):
         super().__init__()
-        self.k_size = k_size
-        self.lska = SeparableLKA(c1, k_size)
+        self.kernel_size = kernel_size
+        self.lska = SeparableLKA(c1, kernel_size)
         self._wrap(c1, wrapped)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self._run(self.lska, x)
 
     def extra_repr(self) -> str:
-        return f"k_size={self.k_size}, wrapped={self.wrapped}"
+        return f"kernel_size={self.kernel_size}, wrapped={self.wrapped}"

@@ -67,7 +67,6 @@ class MLCA(AttentionModule):
 
     def __init__(self, c1: int, local_size: int = 5, gamma: float = 2, b: float = 1, local_weight: float = 0.5):
         super().__init__()
-        self.build_notes: list[str] = []
         k = eca_kernel_size(c1, gamma, b)
         self.c, self.local_size, self.local_weight = c1, int(local_size), float(local_weight)
         self.conv = nn.Conv1d(1, 1, k, padding=(k - 1) // 2, bias=False)  # global (over channels)
@@ -96,3 +95,6 @@ class MLCA(AttentionModule):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x * self.gate(x)
+
+    def attention_maps(self, x: torch.Tensor) -> dict:
+        return self.gate_maps(self.gate(x), "mixed local/global gate")

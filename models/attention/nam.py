@@ -24,7 +24,6 @@ Departures from the paper:
 from __future__ import annotations
 
 import torch
-from torch import nn
 
 from models.attention._common import BatchNorm2dSafe
 from models.protocol import AttentionModule
@@ -48,7 +47,6 @@ class NAM(AttentionModule):
 
     def __init__(self, c1: int):
         super().__init__()
-        self.build_notes: list[str] = []
         self.bn = BatchNorm2dSafe(c1, affine=True)
 
     def channel_weights(self) -> torch.Tensor:
@@ -66,3 +64,6 @@ class NAM(AttentionModule):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x * self.gate(x)
+
+    def attention_maps(self, x: torch.Tensor) -> dict:
+        return self.gate_maps(self.gate(x), "normalisation gate")

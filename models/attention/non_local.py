@@ -15,9 +15,10 @@ Departures from the paper:
   autocast off, and the weights are cast back to the input dtype.
 - The output BN is ``BatchNorm2dSafe`` (PyTorch defaults eps 1e-5, momentum 0.1; ultralytics'
   ``initialize_weights`` leaves it alone; a single-value batch in train mode uses running statistics).
-- Inner width is ``max(C // 2, 1)``.
+- Inner width is ``max(C // reduction, min(min_channels, C))`` with ``min_channels=1``: exactly C // 2, never 0 (a
+  floor is recorded in ``build_notes``).
 
-Dense: the (B, N, N') map makes this a P5 module (see ``_dense.py``).
+Dense: the (B, N, N') map makes this a P5 module (see ``models/dense_memory.py``).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.attention._common import BatchNorm2dSafe, at_least_fp32, autocast_off
+from models.attention._common import BatchNorm2dSafe, at_least_fp32, autocast_off, hidden_width
 from models.protocol import AttentionModule
 from models.registry import register_attention
 
@@ -44,9 +45,9 @@ from models.registry import register_attention
 class NonLocal(AttentionModule):
     """z = x + BN(W_z softmax(theta^T phi) g), embedded Gaussian, BN zero-initialised."""
 
-    def __init__(self, c1: int, reduction: int = 2, sub_sample: bool = True):
+    def __init__(self, c1: int, reduction: int = 2, sub_sample: bool = True, min_channels: int = 1):
         super().__init__()
-        ci = max(c1 // reduction, 1)
+        ci = hidden_width(self, c1, reduction, min_channels, "inner width")
         self.sub_sample = bool(sub_sample)
         self.theta = nn.Conv2d(c1, ci, 1)
         self.phi = nn.Conv2d(c1, ci, 1)
@@ -55,9 +56,6 @@ class NonLocal(AttentionModule):
         self.w_z = nn.Conv2d(ci, c1, 1)
         self.bn = BatchNorm2dSafe(c1)
         self.init_identity()
-        self.build_notes: list[str] = []
-        if c1 // reduction < 1:
-            self.build_notes.append(f"inner width C//{reduction} -> 1 (C={c1})")
 
     def affinity(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
         """(softmax(theta^T phi) of shape (B, N, N'), rows = queries; the key grid (H', W'))."""

@@ -52,7 +52,6 @@ class ParNetAttention(AttentionModule):
         self.bn3x3 = BatchNorm2dSafe(c1)
         self.bn_skip = BatchNorm2dSafe(c1)
         self.sse = nn.Conv2d(c1, c1, 1, bias=False)
-        self.build_notes: list[str] = []
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         skip = self.bn_skip(x)

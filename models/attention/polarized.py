@@ -44,7 +44,6 @@ class _PolarizedBase(AttentionModule):
         self.ch_norm = nn.LayerNorm(c1)
         self.sp_wq = nn.Conv2d(c1, ci, 1, bias=False)
         self.sp_wv = nn.Conv2d(c1, ci, 1, bias=False)
-        self.build_notes: list[str] = []
 
     def channel_gate(self, x: torch.Tensor) -> torch.Tensor:
         """A_ch, shape (B, C, 1, 1)."""
@@ -83,9 +82,10 @@ class PolarizedSA_P(_PolarizedBase):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x * self.channel_gate(x) + x * self.spatial_gate(x)
 
-    def attention_maps(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        """A_ch (B, C) and A_sp (B, H, W), both computed from x, for heatmaps."""
-        return {"channel": self.channel_gate(x).flatten(1), "spatial": self.spatial_gate(x)[:, 0]}
+    def attention_maps(self, x: torch.Tensor) -> dict:
+        """A_ch (B, C) and A_sp (B, H, W), both computed from x."""
+        return {"channel": self.channel_gate(x).flatten(1), "spatial": self.spatial_gate(x)[:, 0],
+                "channel_how": "channel gate A_ch", "spatial_how": "spatial gate A_sp"}
 
 
 @register_attention(
@@ -104,7 +104,8 @@ class PolarizedSA_S(_PolarizedBase):
         z = x * self.channel_gate(x)
         return z * self.spatial_gate(z)
 
-    def attention_maps(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        """A_ch(x) (B, C) and A_sp(z) (B, H, W), the gates the forward applies, for heatmaps."""
+    def attention_maps(self, x: torch.Tensor) -> dict:
+        """A_ch(x) (B, C) and A_sp(z) (B, H, W), the gates the forward applies."""
         a = self.channel_gate(x)
-        return {"channel": a.flatten(1), "spatial": self.spatial_gate(x * a)[:, 0]}
+        return {"channel": a.flatten(1), "spatial": self.spatial_gate(x * a)[:, 0],
+                "channel_how": "channel gate A_ch", "spatial_how": "spatial gate A_sp (of x * A_ch)"}

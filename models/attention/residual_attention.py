@@ -133,9 +133,7 @@ class ResidualAttention(AttentionModule):
         self.head_bn2 = BatchNorm2dSafe(c1)
         self.head_conv2 = nn.Conv2d(c1, c1, 1, bias=False)
         self.post = _units(c1, p)
-        self.build_notes: list[str] = []
-        if c1 // 4 < 1:
-            self.build_notes.append(f"bottleneck width C//4 -> 1 (C={c1})")
+        self.clamp("bottleneck width", c1 // 4, max(c1 // 4, 1), f"C={c1}")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.pre(x)

@@ -72,7 +72,6 @@ class S2Attention(AttentionModule):
         self.attn_fc1 = nn.Conv2d(c1, c1, 1, bias=False)
         self.attn_fc2 = nn.Conv2d(c1, 3 * c1, 1, bias=False)
         self.mlp2 = nn.Conv2d(c1, c1, 1)
-        self.build_notes: list[str] = []
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, c = x.shape[:2]

@@ -21,6 +21,10 @@ Departures from the paper:
   normalisation during training is gone. Parameter count: C*d + d instead of the paper's C*d + 2d.
 - The group count is clamped to the largest divisor of C that is <= G (``divisor_at_most``), recorded in
   ``build_notes`` (e.g. C=40: 32 -> 20 groups).
+- The paper's L is ``min_channels`` (formerly ``min_dim``, still accepted in YAML rows), the name every module
+  uses for the floor of its hidden width. Unlike the other modules' floors (departures, recorded in
+  ``build_notes``) it is the paper's own d = max(C / r, L), not capped at C: below 32 channels z is wider than C,
+  as in the paper, and nothing is noted.
 - The branch BatchNorms are ``BatchNorm2dSafe`` (PyTorch default eps/momentum, left alone by YOLO's
   ``initialize_weights``) so a 1x1 map at batch 1 in train mode works.
 - Pooling is ``mean`` over H, W (CUDA-deterministic, ONNX-dynamic). ReLU is functional (never in-place).
@@ -50,19 +54,17 @@ from models.registry import register_attention
         "EAP/ODS SKAttention use 4 dense branches (kernels 1,3,5,7, groups=1): 84*C^2 params (22.1M at C=512). "
         "Paper form here: 2 grouped 3x3 branches (dilation 1 and 2), G=32, d=max(C/16,32); BN on z dropped (batch-1 safe)."
     ),
+    renamed={"min_dim": "min_channels"},
 )
 class SK(AttentionModule):
     """Selective Kernel convolution: softmax-weighted sum of M grouped 3x3 branches with growing dilation."""
 
-    def __init__(self, c1: int, groups: int = 32, reduction: int = 16, min_dim: int = 32, branches: int = 2):
+    def __init__(self, c1: int, groups: int = 32, reduction: int = 16, min_channels: int = 32, branches: int = 2):
         super().__init__()
         if branches < 1:
             raise ValueError(f"SK needs at least one branch, got {branches}")
-        self.build_notes: list[str] = []
-        g = divisor_at_most(c1, groups)
-        if g != groups:
-            self.build_notes.append(f"groups {groups} -> {g} (C={c1})")
-        d = max(c1 // reduction, min_dim)
+        g = self.clamp("groups", groups, divisor_at_most(c1, groups), f"C={c1}")
+        d = max(c1 // reduction, min_channels)  # the paper's d = max(C / r, L), L not capped at C: no clamp, no note
         self.m = branches
         self.c = c1
         self.convs = nn.ModuleList(

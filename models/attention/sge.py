@@ -40,10 +40,7 @@ class SGE(GroupedSpatialGate):
 
     def __init__(self, c1: int, groups: int = 64):
         super().__init__()
-        self.groups = divisor_at_most(c1, groups)
-        self.build_notes: list[str] = []
-        if self.groups != groups:
-            self.build_notes.append(f"groups {groups} -> {self.groups} (C={c1})")
+        self.groups = self.clamp("groups", groups, divisor_at_most(c1, groups), f"C={c1}")
         self.weight = nn.Parameter(torch.zeros(1, self.groups, 1, 1))
         self.bias = nn.Parameter(torch.ones(1, self.groups, 1, 1))
 

@@ -41,10 +41,7 @@ class ShuffleAttention(AttentionModule):
         super().__init__()
         if c1 % 2:
             raise ValueError(f"ShuffleAttention needs an even channel count, got {c1}")
-        self.groups = divisor_at_most(c1 // 2, groups)
-        self.build_notes: list[str] = []
-        if self.groups != groups:
-            self.build_notes.append(f"groups {groups} -> {self.groups} (C={c1}, needs C % 2G == 0)")
+        self.groups = self.clamp("groups", groups, divisor_at_most(c1 // 2, groups), f"C={c1}, needs C % 2G == 0")
         half = c1 // (2 * self.groups)
         self.cweight = nn.Parameter(torch.zeros(1, half, 1, 1))
         self.cbias = nn.Parameter(torch.ones(1, half, 1, 1))

@@ -17,7 +17,6 @@ Departures from the paper:
 from __future__ import annotations
 
 import torch
-from torch import nn
 
 from models.attention._common import spatial_dof
 from models.protocol import AttentionModule
@@ -39,7 +38,6 @@ class SimAM(AttentionModule):
     def __init__(self, c1: int, e_lambda: float = 1e-4):
         super().__init__()
         self.e_lambda = e_lambda
-        self.build_notes: list[str] = []
 
     def gate(self, x: torch.Tensor) -> torch.Tensor:
         """sigmoid(1 / E) per element, (B, C, H, W)."""
@@ -51,6 +49,9 @@ class SimAM(AttentionModule):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x * self.gate(x)
+
+    def attention_maps(self, x: torch.Tensor) -> dict:
+        return self.gate_maps(self.gate(x), "energy gate")
 
     def extra_repr(self) -> str:
         return f"e_lambda={self.e_lambda}"

@@ -27,7 +27,8 @@ Departures from the paper:
 - SAN's hand-written autograd Functions (Covpool/Sqrtm) are not ported; autograd differentiates the iteration.
   (Their ``iterN < 2`` backward path references an undefined name.)
 - Default reduction r = 16: the value SAN trains with (``--reduction`` default 16, passed to SOCA); the SOCA
-  class's own keyword default is 8. The hidden width is ``max(C // r, min(8, C))`` (clamp in ``build_notes``).
+  class's own keyword default is 8. The hidden width is ``max(C // r, min(min_channels, C))``, default floor 8
+  (``min_channels=1``: exactly C // r); a floor is recorded in ``build_notes``.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.attention._common import reduced_channels
+from models.attention._common import hidden_width
 from models.protocol import AttentionModule
 from models.registry import register_attention
 
@@ -77,14 +78,11 @@ def _ns_from_trace(cov, trace, iterations, eps, eye):
 class SOCA(AttentionModule):
     """x * sigmoid(MLP(row-mean(sqrtm_NS(cov(x))))), T=5 Newton-Schulz iterations, r=16."""
 
-    def __init__(self, c1: int, reduction: int = 16, iterations: int = 5, eps: float = 1e-5):
+    def __init__(self, c1: int, reduction: int = 16, iterations: int = 5, eps: float = 1e-5, min_channels: int = 8):
         super().__init__()
         if iterations < 1:
             raise ValueError(f"SOCA needs at least one Newton-Schulz iteration, got {iterations}")
-        self.build_notes: list[str] = []
-        hidden = reduced_channels(c1, reduction)
-        if hidden != c1 // reduction:
-            self.build_notes.append(f"hidden width {c1}//{reduction}={c1 // reduction} -> {hidden}")
+        hidden = hidden_width(self, c1, reduction, min_channels)
         self.iterations, self.eps = int(iterations), float(eps)
         self.fc1 = nn.Conv2d(c1, hidden, 1)
         self.fc2 = nn.Conv2d(hidden, c1, 1)

@@ -54,6 +54,7 @@ class ZPoolGate(nn.Module):
     year=2021,
     placement="backbone_end",
     notes="EAP matches the official code; ultralytics' initialize_weights would reset its BN momentum to 0.03.",
+    renamed={"k_size": "kernel_size", "ksize": "kernel_size"},
 )
 class TripletAttention(AttentionModule):
     """Average of the C-W, H-C and H-W Z-pool gates (the last one dropped with ``no_spatial``); 300 params."""
@@ -65,7 +66,6 @@ class TripletAttention(AttentionModule):
         self.cw = ZPoolGate(kernel_size)  # H rotated into the channel axis: map over (C, W)
         self.hc = ZPoolGate(kernel_size)  # W rotated into the channel axis: map over (H, C)
         self.hw = None if no_spatial else ZPoolGate(kernel_size)  # plain spatial gate over (H, W)
-        self.build_notes: list[str] = []
 
     def gate(self, x: torch.Tensor) -> torch.Tensor:
         """The mean of the branch gates, (B, C, H, W)."""
@@ -78,3 +78,6 @@ class TripletAttention(AttentionModule):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x * self.gate(x)
+
+    def attention_maps(self, x: torch.Tensor) -> dict:
+        return self.gate_maps(self.gate(x), "mean of the branch gates")

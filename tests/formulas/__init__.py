@@ -1,17 +1,51 @@
-"""Parameter-count formulas from the papers, one file per attention family.
+"""Parameter counts from the papers, one file per attention family.
 
-Each file defines ``PARAMS = {"Name": lambda c: <count at c channels>, ...}`` with the paper's
-formula (biases and norm affine parameters included, written out as the paper's terms). The module
-test matrix checks every registered module against its line here at ``REFERENCE_C``.
+Each family file defines three tables:
+
+- ``PAPER``: ``{"Name": lambda c: <count at c channels>}``, the paper's formula (or the official code's, where the
+  paper gives none) written as its terms: weights, biases, norm affines. It must hold exactly at
+  :data:`REFERENCE_C`, where every ratio and group count divides C and no floor or clamp applies.
+- ``DEPARTURES``: ``{"Name": {"what the code changes": lambda c: <parameters it adds (+) or removes (-)>}}``, the
+  named structural differences from the paper that hold at every width (a dropped BatchNorm, a bias in its place,
+  a block's LayerNorm kept inside the module).
+- ``CLAMPED``: ``{"Name": <count at SMALL_C>}`` for the modules whose floors or clamps apply at :data:`SMALL_C`,
+  spelled out with the clamped widths (each line's comment names the clamp; departures included).
+
+A module's expected count at ``c`` is ``CLAMPED[name]`` at ``SMALL_C`` where given, else ``PAPER[name](c)`` plus its
+departures. Every module shipped with the project (:data:`SHIPPED`) must have a ``PAPER`` line; a formula for a
+module of your own is optional (the test matrix reports it as skipped).
 """
 
 import importlib
 import pkgutil
 
-REFERENCE_C = 256
-PARAMS: dict = {}
-for _info in pkgutil.iter_modules(__path__):
+REFERENCE_C = 256  # r = 16, r = 32, 32 or 64 groups, C/4 splits, C/2 halves: all exact, nothing clamped
+SMALL_C = 24  # below every default floor (8, 32) and most group counts: the clamps of the implementations apply
+
+# The 39 modules the project ships; each has a paper formula (deleting one fails the matrix).
+SHIPPED = (
+    "ACmix", "BAM", "BiLevelRoutingAttention", "BoTMHSA", "CAA", "CBAM", "CPCA", "CoT", "CoordAtt", "CrissCross",
+    "DANet", "DAttention", "DoubleAttention", "ECA", "ELA", "EMAttention", "EPSA", "EffectiveSE", "ExternalAttention",
+    "GAM", "GCBlock", "GatherExcite", "LSKA", "LSKBlock", "MLCA", "NAM", "NonLocal", "ParNetAttention",
+    "PolarizedSA_P", "PolarizedSA_S", "ResidualAttention", "S2Attention", "SE", "SGE", "SK", "SOCA",
+    "ShuffleAttention", "SimAM", "TripletAttention",
+)
+
+PAPER: dict = {}
+DEPARTURES: dict = {}
+CLAMPED: dict = {}
+for _info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
     _mod = importlib.import_module(f"{__name__}.{_info.name}")
-    _dup = set(PARAMS) & set(_mod.PARAMS)
-    assert not _dup, f"formulas defined twice: {_dup}"
-    PARAMS.update(_mod.PARAMS)
+    for _table, _mine in ((PAPER, _mod.PAPER), (DEPARTURES, getattr(_mod, "DEPARTURES", {})),
+                          (CLAMPED, getattr(_mod, "CLAMPED", {}))):
+        _dup = set(_table) & set(_mine)
+        assert not _dup, f"formulas defined twice: {_dup}"
+        _table.update(_mine)
+assert set(DEPARTURES) <= set(PAPER) and set(CLAMPED) <= set(PAPER), "departures/clamps of a module without a formula"
+
+
+def expected_params(name: str, c: int) -> int:
+    """The parameter count the formulas give for module ``name`` at ``c`` channels."""
+    if c == SMALL_C and name in CLAMPED:
+        return CLAMPED[name]
+    return PAPER[name](c) + sum(delta(c) for delta in DEPARTURES.get(name, {}).values())

@@ -1,24 +1,36 @@
-"""SE, CBAM, ECA, Coordinate Attention (hidden widths clamped as documented in each module)."""
+"""SE, CBAM, ECA, Coordinate Attention."""
 
 import math
 
 
-def _hidden(c, r=16):
-    return max(c // r, min(8, c))
+def _mlp(c, h):
+    """Two 1x1 convs (the papers' FC layers) C -> h -> C, with biases."""
+    return (c * h + h) + (h * c + c)
 
 
-def _eca_k(c):
-    t = int(abs((math.log2(c) + 1) / 2))
+def _eca_k(c, gamma=2, b=1):
+    """ECA-Net's adaptive kernel size |log2(C)/gamma + b/gamma|, rounded up to odd."""
+    t = int(abs((math.log2(c) + b) / gamma))
     return t if t % 2 else t + 1
 
 
-PARAMS = {
-    # 2C^2/r plus the biases of the two FC layers
-    "SE": lambda c: 2 * c * _hidden(c) + _hidden(c) + c,
-    # shared MLP 2C^2/r (+ biases), 7x7 conv on 2 maps (98), BN on 1 map (2)
-    "CBAM": lambda c: 2 * c * _hidden(c) + _hidden(c) + c + 98 + 2,
-    # one bias-free 1D kernel of adaptive size
-    "ECA": lambda c: _eca_k(c),
-    # conv1 C*mip + mip, BN 2*mip, two heads mip*C + C each; mip = max(8, C//32)
-    "CoordAtt": lambda c: c * max(8, c // 32) + max(8, c // 32) * 3 + 2 * (max(8, c // 32) * c + c),
+def _cbam(c, h, k=7):
+    return _mlp(c, h) + 2 * k * k + 2  # shared MLP, k x k conv 2 -> 1 (no bias), BN on one map
+
+
+def _coord(c, mip):
+    return (c * mip + mip) + 2 * mip + 2 * (mip * c + c)  # shared 1x1 C -> mip + BN, one 1x1 mip -> C per direction
+
+
+PAPER = {
+    "SE": lambda c: _mlp(c, c // 16),  # 2C^2/r + C/r + C, r = 16
+    "CBAM": lambda c: _cbam(c, c // 16),
+    "ECA": lambda c: _eca_k(c),  # one bias-free Conv1d of the adaptive size
+    "CoordAtt": lambda c: _coord(c, c // 32),  # mip = C / r, r = 32
+}
+
+CLAMPED = {  # at SMALL_C = 24
+    "SE": _mlp(24, 8),  # hidden width floored at min(8, C): 24 // 16 = 1 -> 8
+    "CBAM": _cbam(24, 8),  # hidden width floored at min(8, C): 24 // 16 = 1 -> 8
+    "CoordAtt": _coord(24, 8),  # mip floored at 8 (the official max(8, C // r)): 24 // 32 = 0 -> 8
 }

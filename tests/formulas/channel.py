@@ -1,75 +1,64 @@
-"""SK, BAM, GCBlock, SOCA, NAM, EffectiveSE, GatherExcite, ELA, CPCA, MLCA.
+"""SK, BAM, GCBlock, SOCA, NAM, EffectiveSE, GatherExcite, ELA, CPCA, MLCA."""
 
-Each line is the paper's parameter count written as its terms (biases and norm affines included), with the
-same width/group clamps the modules apply (see each module's docstring for the departures).
-"""
-
-import math
+from tests.formulas.basic import _eca_k, _mlp
 
 
-def _hidden(c, r):
-    """Hidden width of a bottleneck: max(C // r, min(8, C)) (models.attention._common.reduced_channels)."""
-    return max(int(c // r), min(8, c))
-
-
-def _divisor_at_most(c, g):
-    g = max(1, min(int(g), c))
-    while c % g:
-        g -= 1
-    return g
-
-
-def _eca_k(c, gamma=2, b=1):
-    t = int(abs((math.log2(c) + b) / gamma))
-    return t if t % 2 else t + 1
-
-
-def _sk(c, groups=32, r=16, L=32, m=2):
-    g, d = _divisor_at_most(c, groups), max(c // r, L)
-    convs = m * 9 * c * (c // g)  # M grouped 3x3 convs, no bias
+def _sk(c, g, d, m=2):
+    convs = m * 9 * c * (c // g)  # M grouped 3x3 convs (dilation 1, 2), no bias
     bns = m * 2 * c  # their BN affines
-    fuse = c * d + d  # W: C -> d; bias instead of the paper's BN on z (2d)
+    fuse = c * d + 2 * d  # W: C -> d, then BN on z
     select = m * d * c  # A_m: d -> C, no bias
     return convs + bns + fuse + select
 
 
-def _bam(c, r=16, n_dil=2):
-    h = _hidden(c, r)
-    channel = (c * h + h) + (h * c + c)  # FC C->C/r, FC C/r->C (biases); no BN on the pooled vector
+def _bam(c, h, n_dil=2):
+    channel = (c * h + h) + 2 * h + (h * c + c)  # FC C -> C/r, BN on the pooled vector, FC C/r -> C (biases)
     spatial = (c * h + h) + 2 * h  # 1x1 reduce + BN
     spatial += n_dil * (9 * h * h + h + 2 * h)  # dilated 3x3 + BN, twice
     spatial += h + 1  # 1x1 C/r -> 1
     return channel + spatial
 
 
-def _gc(c, r=16):
-    h = _hidden(c, r)
-    return (c + 1) + (c * h + h) + 2 * h + (h * c + c)  # mask conv, conv1, LayerNorm([h,1,1]), conv2
+def _gc(c, h):
+    return (c + 1) + (c * h + h) + 2 * h + (h * c + c)  # mask conv C -> 1, conv1, LayerNorm([h, 1, 1]), conv2
 
 
-def _cpca(c, r=4):
-    h = _hidden(c, r)
+def _ela(c, k=7):
+    return k * c + 2 * c  # depthwise Conv1d (no bias) + GroupNorm affine
+
+
+def _cpca(c, h):
     proj = c * c + c  # the shared 1x1 conv P
-    prior = (c * h + h) + (h * c + c)  # shared MLP of the channel prior
+    prior = _mlp(c, h)  # shared MLP of the channel prior, C -> C/4 -> C
     dw = (25 * c + c) + sum(2 * (k * c + c) for k in (7, 11, 21))  # DW 5x5 and the 1xk / kx1 strip pairs
     return proj + prior + dw
 
 
-PARAMS = {
-    "SK": _sk,
-    "BAM": _bam,
-    "GCBlock": _gc,
-    # 2C^2/r + C/r + C
-    "SOCA": lambda c: (c * _hidden(c, 16) + _hidden(c, 16)) + (_hidden(c, 16) * c + c),
-    # BN affine gamma, beta
-    "NAM": lambda c: 2 * c,
-    # one C x C FC with bias
-    "EffectiveSE": lambda c: c * c + c,
-    # default: parameter-free global gather + excite MLP (C -> C/16 -> C, biases)
-    "GatherExcite": lambda c: (c * _hidden(c, 16) + _hidden(c, 16)) + (_hidden(c, 16) * c + c),
-    # depthwise Conv1d k*C (no bias) + GroupNorm affine 2C
-    "ELA": lambda c: 7 * c + 2 * c,
-    "CPCA": _cpca,
-    # two bias-free Conv1d of the ECA kernel size
-    "MLCA": lambda c: 2 * _eca_k(c),
+PAPER = {
+    "SK": lambda c: _sk(c, 32, max(c // 16, 32)),  # G = 32, d = max(C / r, L), r = 16, L = 32
+    "BAM": lambda c: _bam(c, c // 16),
+    "GCBlock": lambda c: _gc(c, c // 16),
+    "SOCA": lambda c: _mlp(c, c // 16),  # 2C^2/r + C/r + C
+    "NAM": lambda c: 2 * c,  # BN affine gamma, beta
+    "EffectiveSE": lambda c: c * c + c,  # one C x C FC with bias
+    "GatherExcite": lambda c: _mlp(c, c // 16),  # parameter-free global gather + excite MLP C -> C/16 -> C
+    "ELA": _ela,
+    "CPCA": lambda c: _cpca(c, c // 4),
+    "MLCA": lambda c: 2 * _eca_k(c),  # two bias-free Conv1d of the ECA kernel size
+}
+
+DEPARTURES = {
+    "SK": {"no BN on z, a bias on W instead (BN raises at batch 1): C*d + d, not C*d + 2d":
+           lambda c: -max(c // 16, 32)},
+    "BAM": {"no BatchNorm on the pooled channel vector (raises at batch 1)": lambda c: -2 * (c // 16)},
+}
+
+CLAMPED = {  # at SMALL_C = 24
+    "SK": _sk(24, 24, 32) - 32,  # groups 32 -> 24 (largest divisor of C <= G); d = L = 32; no BN on z (-d)
+    "BAM": _bam(24, 8) - 2 * 8,  # hidden width floored at min(8, C): 24 // 16 = 1 -> 8; no BN on the vector (-2h)
+    "GCBlock": _gc(24, 8),  # hidden width floored at min(8, C): 24 // 16 = 1 -> 8
+    "SOCA": _mlp(24, 8),  # hidden width floored at min(8, C): 24 // 16 = 1 -> 8
+    "GatherExcite": _mlp(24, 8),  # hidden width floored at min(8, C): 24 // 16 = 1 -> 8
+    "ELA": _ela(24),  # GroupNorm groups 16 -> 12 (two channels a group at least); the count does not change
+    "CPCA": _cpca(24, 8),  # channel-prior hidden width floored at min(8, C): 24 // 4 = 6 -> 8
 }
