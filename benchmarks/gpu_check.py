@@ -329,8 +329,11 @@ def module_matrix(ctx: Context, names: list[str] | None = None, device: str = "c
     from models.registry import attention_specs
 
     specs = [s for s in attention_specs() if names is None or s.name in names]
-    rows, failures = [], []
-    for spec in specs:
+    rows, failures, t0 = [], [], time.monotonic()
+    for k, spec in enumerate(specs):
+        if ctx is not None and time.monotonic() - t0 > ctx.step_limit_s:  # in-process: no subprocess timeout here
+            failures.append(f"module matrix stopped after {k} of {len(specs)} modules: past its {ctx.step_limit_s:.0f} s")
+            break
         for hw in ((20, 20), (13, 31)):
             try:
                 row = module_case(spec, device, hw=hw)
@@ -460,7 +463,10 @@ def train_step(cfg: str, data: str = "shapes.yaml", epochs: int = 2, imgsz: int 
         if any(not (v == v and abs(v) < float("inf")) for v in losses.values()):
             failures.append(f"{cfg}: non-finite training loss {losses}")
         last = rows[-1] if rows else {}
+        # train.py trains with deterministic=True, which ultralytics sets with warn_only=True: collect the warnings
+        nondeterministic = sorted({ln.strip()[:300] for ln in text.splitlines() if "deterministic implementation" in ln})
         return {"weights": str(weights), "amp_log": amp, "epochs": len(rows), "final_losses": losses,
+                "nondeterministic_warnings": nondeterministic,
                 "map50": float(last.get("metrics/mAP50(B)", "nan") or "nan"),
                 "map50_95": float(last.get("metrics/mAP50-95(B)", "nan") or "nan"), "failures": failures}
 
@@ -712,6 +718,61 @@ def build_steps(patterns: list[str] | None = None, configs=CONFIGS, data: str = 
     return steps
 
 
+PAGE_SECTION = "## GPU check"
+
+
+def summary_section(report: dict | None, rel: str = "benchmarks") -> str:
+    """The "GPU check" section of the benchmarks page (docs/benchmarks.md): what the check does, the last result."""
+    if report and report.get("steps"):
+        steps = report["steps"]
+        env = next((s.get("environment", {}) for s in steps if s["step"] == "environment"), {})
+        counts = {k: sum(s["status"] == k for s in steps) for k in ("ok", "failed", "error", "skipped")}
+        n_fail = sum(len(s.get("failures", [])) for s in steps)
+        last = (f"Last run: **{env.get('gpu', '?')}**, torch {env.get('torch', '?')} (CUDA {env.get('cuda_build') or '–'}), "
+                f"{env.get('date', '?')}: {counts['ok']} steps ok, {counts['failed']} failed, {counts['error']} errors, "
+                f"{counts['skipped']} skipped; {n_fail} failure(s) named in [`{rel}/gpu_check.md`]({rel}/gpu_check.md) "
+                f"(data: [`{rel}/gpu_check.json`]({rel}/gpu_check.json)).")
+    else:
+        last = "Not run on a GPU yet: the report appears here after the first run."
+    return f"""{PAGE_SECTION}
+
+`python benchmarks/gpu_check.py` is the one command that checks the project on a CUDA GPU (training, validation,
+detection and export unchanged on GPU). Steps, most important first: every registered module in fp32, fp16 and bf16
+autocast (forward+backward finite and close to fp32), under `model.half()`, and twice under
+`torch.use_deterministic_algorithms(True)` (bit-equal); `train.py` 2 epochs with AMP, `val.py` (fp32 and `--half`),
+`detect.py` on images and a video and `export.py` to ONNX (checked in onnxruntime) for yolov5s-cbam and
+yolov5s-cbam-anchor on the built-in dataset; fp16 latency of our models and modules against ultralytics' yolov5su and
+timm/torchvision; the CUDA columns of the profiler and the overhead table at batch 1 and 32; a CPU-side audit of
+operations that raise in CUDA's deterministic mode. Each step is isolated (a failure is recorded and the next step
+runs), the budget (`--budget-s`, 480 s by default) is checked between steps and skips the rest with a note, the
+report is rewritten after every step, nothing is downloaded (the trainer's own AMP check compares fp32 and fp16 on
+the model being trained instead of ultralytics' yolo26n.pt check). Without CUDA it reports "no CUDA device" and
+writes the report. `--steps 'train:*' --append` re-runs some steps and keeps the rest.
+
+On a bare GPU machine the packages the image lacks go first (`pip install ultralytics==8.4.190 ultralytics-thop
+polars`, offline: as wheels), then `python benchmarks/gpu_check.py --out <folder>`. Training speed against
+ultralytics' own trainer: `python benchmarks/train_speed.py` (writes `{rel}/train_speed.md`).
+
+{last}
+"""
+
+
+def update_page(out: Path, section: str) -> Path | None:
+    """Put ``section`` into the benchmarks page ``<out>.md`` (replacing an earlier GPU-check section), if it exists."""
+    page = out.with_suffix(".md")
+    if not page.is_file():
+        return None
+    text = page.read_text()
+    start = text.find(PAGE_SECTION + "\n")
+    if start < 0:
+        text = text.rstrip("\n") + "\n\n" + section
+    else:
+        end = text.find("\n## ", start + len(PAGE_SECTION))
+        text = text[:start] + section + (text[end + 1:] if end >= 0 else "")
+    page.write_text(text)
+    return page
+
+
 def write_report(out: Path, report: dict) -> tuple[Path, Path]:
     out.mkdir(parents=True, exist_ok=True)
     jp, mp = out / "gpu_check.json", out / "gpu_check.md"
@@ -723,6 +784,9 @@ def write_report(out: Path, report: dict) -> tuple[Path, Path]:
     except Exception as e:  # the JSON above has everything; a rendering bug must not lose the run
         text = f"# GPU check\n\nThe markdown could not be rendered ({type(e).__name__}: {e}); see {jp.name}.\n"
     mp.write_text(text)
+    section = summary_section(report, out.name)
+    (out / "gpu_check.summary.md").write_text(section)
+    update_page(out, section)
     return jp, mp
 
 
@@ -807,6 +871,9 @@ def render_markdown(report: dict) -> str:
         lines.append("\n## Train, val, detect, export (2 epochs, AMP, 320 px, shapes dataset)\n")
         lines.append(markdown_table(["Config", "train", "epochs", "mAP50", "AMP check", "val", "detect", "export (ONNX)"],
                                     run_rows, "llrrllll"))
+        warned = sorted({w for cfg in CONFIGS for w in by.get(f"train:{_tag(cfg)}", {}).get("nondeterministic_warnings", [])})
+        lines.append("\nDeterministic-mode warnings while training (ultralytics sets `warn_only=True`): "
+                     + ("; ".join(f"`{w}`" for w in warned) if warned else "none") + ".\n")
     fm = by.get("fp16_models", {})
     if fm.get("rows"):
         lines.append("\n## fp16 latency: models (ratios to our yolov5s, same rounds)\n")
@@ -864,7 +931,9 @@ def render_markdown(report: dict) -> str:
 def parse_opt(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--budget-s", type=float, default=480, help="seconds for all steps (checked between steps)")
-    ap.add_argument("--out", type=Path, default=DEFAULT_OUT, help="folder for gpu_check.json and gpu_check.md")
+    ap.add_argument("--out", type=Path, default=None,
+                    help="folder for gpu_check.json/.md (default docs/benchmarks; without CUDA: the --work folder, so a "
+                         "CPU run never replaces a GPU report)")
     ap.add_argument("--work", type=Path, default=None, help="folder for runs, logs, exports (default: a temporary one)")
     ap.add_argument("--device", default="0", help="CUDA device for train/val/detect")
     ap.add_argument("--steps", nargs="+", help="run only these steps (glob patterns, e.g. 'train:*' module_matrix)")
@@ -879,9 +948,10 @@ def main(argv=None) -> int:
     work = args.work or Path(tempfile.mkdtemp(prefix="gpu_check_"))
     work.mkdir(parents=True, exist_ok=True)
     ctx = Context(budget_s=args.budget_s, cuda=torch.cuda.is_available(), work=work, device=args.device)
+    out = args.out or (DEFAULT_OUT if ctx.cuda else work)
     previous = []
-    if args.append and (args.out / "gpu_check.json").is_file():
-        previous = json.loads((args.out / "gpu_check.json").read_text()).get("steps", [])
+    if args.append and (out / "gpu_check.json").is_file():
+        previous = json.loads((out / "gpu_check.json").read_text()).get("steps", [])
     names = [s.name for s in steps]
     report = {"command": "python benchmarks/gpu_check.py " + " ".join(argv if argv is not None else sys.argv[1:]),
               "budget_s": args.budget_s, "cuda": ctx.cuda, "work": str(work), "seconds": 0.0,
@@ -893,10 +963,10 @@ def main(argv=None) -> int:
     def save(rec):
         report["steps"].append(rec)
         report["seconds"] = round(time.monotonic() - t0, 1)
-        write_report(args.out, report)
+        write_report(out, report)
 
     run_steps(steps, ctx, save)
-    jp, mp = write_report(args.out, report)
+    jp, mp = write_report(out, report)
     failures = [f for s in report["steps"] for f in s.get("failures", [])]
     print(f"[gpu_check] wrote {jp} and {mp}: {len(failures)} failure(s) in {report['seconds']:.0f} s")
     return 1 if failures else 0

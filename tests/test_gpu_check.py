@@ -100,6 +100,14 @@ def test_without_cuda_the_report_says_so_and_is_written(tmp_path, monkeypatch):
     assert {s["step"] for s in again["steps"]} == set(by)
 
 
+def test_a_cpu_run_never_replaces_the_gpu_report_in_the_docs(tmp_path, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(gc, "DEFAULT_OUT", tmp_path / "docs" / "benchmarks")
+    gc.main(["--work", str(tmp_path / "work"), "--steps", "module_matrix"])
+    assert not (tmp_path / "docs").exists()
+    assert json.loads((tmp_path / "work" / "gpu_check.json").read_text())["steps"][0]["note"] == "no CUDA device"
+
+
 def test_unknown_step_names_list_the_steps():
     with pytest.raises(SystemExit, match="no step matches; steps are environment, module_matrix"):
         gc.build_steps(["trian:*"])
@@ -204,7 +212,8 @@ def test_report_renders_every_section_and_names_every_failure(tmp_path):
                       "bf16_out": float("inf"), "bf16_grad": None, "half": "ok", "deterministic": "error: x",
                       "failures": ["x"]}]},
         {"step": "train:yolov5s-cbam", "status": "ok", "seconds": 50, "note": "", "failures": [], "epochs": 2,
-         "map50": 0.123, "amp_log": ["AMP: checks passed on this model"]},
+         "map50": 0.123, "amp_log": ["AMP: checks passed on this model"],
+         "nondeterministic_warnings": ["UserWarning: upsample_x_backward does not have a deterministic implementation"]},
         {"step": "export:yolov5s-cbam", "status": "ok", "seconds": 9, "note": "", "failures": [],
          "providers": ["CUDAExecutionProvider"], "max_abs_diff": 2e-3},
         {"step": "fp16_models", "status": "ok", "seconds": 20, "note": "", "failures": [], "rows": [
@@ -229,11 +238,32 @@ def test_report_renders_every_section_and_names_every_failure(tmp_path):
     for text in ("GPU: **NVIDIA H200**, 139.8 GiB, compute capability 9.0", "## Failures (1)",
                  "- CBAM: deterministic mode: error: adaptive_max_pool2d_backward_cuda", "| CBAM | 20x20 | ok | 4.0e-04 |",
                  "| inf |", "| yolov5s-cbam | ok | 2 | 0.123 | AMP: checks passed on this model |",
-                 "CUDAExecutionProvider, max diff 2.0e-03", "| yolov5s | 32 | 5.00 | 1.00 | 30.00 | 1.00 |",
+                 "CUDAExecutionProvider, max diff 2.0e-03",
+                 "while training (ultralytics sets `warn_only=True`): `UserWarning: upsample_x_backward does not have", "| yolov5s | 32 | 5.00 | 1.00 | 30.00 | 1.00 |",
                  "| SE | timm SEModule | 1 | 0.050 | 0.97 |", "| SE | 1 | 0.040 | 0.200 | 0.3 | timm 0.98 / 1.02 | ok |",
                  "| yolov5s | 4.50 ms |", "| yolov5s + SE | 1.021 |",
                  "| profile_b32 | skipped | 0 | budget: needs about 45 s, 10 s of 480 s left |"):
         assert text in md, text
+
+
+def test_the_benchmarks_page_gets_one_gpu_check_section_with_the_last_result(tmp_path):
+    page = tmp_path / "bench.md"
+    page.write_text("# Benchmarks\n\n## Module profiler\n\ntable\n")
+    report = {"steps": [{"step": "environment", "status": "ok", "failures": [],
+                         "environment": {"gpu": "NVIDIA H200", "torch": "2.11.0", "cuda_build": "13.0", "date": "d"}},
+                        {"step": "module_matrix", "status": "failed", "failures": ["a", "b"]}]}
+    gc.write_report(tmp_path / "bench", report)
+    gc.write_report(tmp_path / "bench", report)  # rewritten, not appended twice
+    page.write_text(page.read_text() + "\n## Later section\n\nkept\n")
+    gc.write_report(tmp_path / "bench", {"steps": []})
+    text = page.read_text()
+    assert text.count("## GPU check") == 1 and "## Module profiler\n\ntable" in text and "## Later section\n\nkept" in text
+    assert "Not run on a GPU yet" in text
+    gc.write_report(tmp_path / "bench", report)
+    text = page.read_text()
+    assert "Last run: **NVIDIA H200**, torch 2.11.0 (CUDA 13.0), d: 1 steps ok, 1 failed, 0 errors, 0 skipped; " \
+           "2 failure(s) named in [`bench/gpu_check.md`](bench/gpu_check.md)" in text
+    assert (tmp_path / "bench" / "gpu_check.summary.md").read_text().startswith("## GPU check")
 
 
 def test_a_rendering_bug_still_leaves_the_json(tmp_path, monkeypatch):
