@@ -11,7 +11,7 @@ ultralytics' predictor (and ``detect.py --weights best.onnx``) reads.
 
 The exported files are written next to the weights (``best.onnx``, ``best.torchscript``, ``best_openvino_model/``);
 an existing one is never replaced unless ``--exist-ok`` is given. Packages a format needs (openvino, tensorrt,
-coremltools, onnxslim for ``--simplify``) are never installed automatically: a missing one is named.
+coremltools, ...) are never installed automatically: a missing one is named.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ def parse_opt(argv=None):
     p.add_argument("--int8", action="store_true", help="INT8 quantisation (OpenVINO, TensorRT, CoreML, TF formats; needs --data)")
     p.add_argument("--data", default="", help="dataset YAML for INT8 calibration")
     p.add_argument("--dynamic", action="store_true", help="dynamic batch and image size (ONNX, TorchScript, OpenVINO, TensorRT)")
-    p.add_argument("--simplify", action="store_true", help="simplify the ONNX graph (needs the onnxslim package)")
+    p.add_argument("--simplify", action="store_true", help="simplify the ONNX graph with onnxslim (absent: ultralytics warns and exports unsimplified)")
     p.add_argument("--opset", type=int, default=None, help="ONNX opset (default: ultralytics' choice for the installed torch)")
     p.add_argument("--optimize", action="store_true", help="TorchScript: optimise for mobile")
     p.add_argument("--nms", action="store_true", help="embed NMS in the exported graph (anchor-free heads only)")
@@ -61,23 +61,20 @@ def export_format(name: str) -> str:
     return fmt
 
 
-def export_target(weights: Path, fmt: str) -> Path | None:
-    """Where ultralytics will write ``fmt`` for these weights (None for a format it does not know)."""
+def format_info(fmt: str, column: str):
+    """One column of ultralytics' export table ("Suffix", "Arguments") for ``fmt``; None for an unknown format."""
     from ultralytics.engine.exporter import export_formats
 
     table = export_formats()
-    suffix = dict(zip(table["Argument"], table["Suffix"])).get({"tflite": "litert", "tfjs": "litert"}.get(fmt, fmt))
+    return dict(zip(table["Argument"], table[column])).get({"tflite": "litert", "tfjs": "litert"}.get(fmt, fmt))
+
+
+def export_target(weights: Path, fmt: str) -> Path | None:
+    """Where ultralytics will write ``fmt`` for these weights (None for a format it does not know)."""
+    suffix = format_info(fmt, "Suffix")
     if suffix is None:
         return None
     return weights.with_suffix(suffix) if suffix.startswith(".") else weights.with_name(weights.stem + suffix)
-
-
-def format_arguments(fmt: str) -> list[str]:
-    """The export arguments ultralytics accepts for ``fmt`` (empty for a format it does not know)."""
-    from ultralytics.engine.exporter import export_formats
-
-    table = export_formats()
-    return dict(zip(table["Argument"], table["Arguments"])).get(fmt, [])
 
 
 def prepare_for_export(model, weights: Path):
@@ -107,7 +104,7 @@ def export_one(weights: Path, fmt: str, opt) -> str:
     asked = {"dynamic": opt.dynamic, "opset": opt.opset, "optimize": opt.optimize, "nms": opt.nms or None,
              "quantize": 8 if opt.int8 else 16 if opt.half else None, "workspace": opt.workspace}
     overrides.update({k: v for k, v in asked.items() if v})
-    if "simplify" in format_arguments(fmt):  # YOLOv5's default is no simplification (ultralytics': simplify)
+    if "simplify" in (format_info(fmt, "Arguments") or []):  # YOLOv5's default is no simplification (ultralytics': simplify)
         overrides["simplify"] = opt.simplify
     if opt.data:
         from data.datasets import prepare_data
