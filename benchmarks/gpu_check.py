@@ -750,7 +750,8 @@ the model being trained instead of ultralytics' yolo26n.pt check). Without CUDA 
 writes the report. `--steps 'train:*' --append` re-runs some steps and keeps the rest.
 
 On a bare GPU machine the packages the image lacks go first (`pip install ultralytics==8.4.190 ultralytics-thop
-polars`, offline: as wheels), then `python benchmarks/gpu_check.py --out <folder>`. Training speed against
+polars`, offline: as wheels), then `python benchmarks/gpu_check.py --out <folder>`; a report copied into
+`docs/benchmarks/` is rendered here by `python benchmarks/gpu_check.py --render-only`. Training speed against
 ultralytics' own trainer: `python benchmarks/train_speed.py` (writes `{rel}/train_speed.md`).
 
 {last}
@@ -939,11 +940,19 @@ def parse_opt(argv=None):
     ap.add_argument("--steps", nargs="+", help="run only these steps (glob patterns, e.g. 'train:*' module_matrix)")
     ap.add_argument("--append", action="store_true", help="keep the other steps' results of an existing report")
     ap.add_argument("--overhead-modules", nargs="+", help="model_overhead.py --modules (default: every module)")
+    ap.add_argument("--render-only", action="store_true",
+                    help="run nothing: re-render <out>/gpu_check.md and the benchmarks page from <out>/gpu_check.json "
+                         "(after copying a GPU machine's report into docs/benchmarks/)")
     return ap.parse_args(argv)
 
 
 def main(argv=None) -> int:
     args = parse_opt(argv)
+    if args.render_only:
+        out = args.out or DEFAULT_OUT
+        jp, mp = write_report(out, json.loads((out / "gpu_check.json").read_text()))
+        print(f"[gpu_check] rendered {mp} from {jp}")
+        return 0
     steps = build_steps(args.steps, overhead_modules=args.overhead_modules)
     work = args.work or Path(tempfile.mkdtemp(prefix="gpu_check_"))
     work.mkdir(parents=True, exist_ok=True)

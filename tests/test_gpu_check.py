@@ -264,6 +264,10 @@ def test_the_benchmarks_page_gets_one_gpu_check_section_with_the_last_result(tmp
     assert "Last run: **NVIDIA H200**, torch 2.11.0 (CUDA 13.0), d: 1 steps ok, 1 failed, 0 errors, 0 skipped; " \
            "2 failure(s) named in [`bench/gpu_check.md`](bench/gpu_check.md)" in text
     assert (tmp_path / "bench" / "gpu_check.summary.md").read_text().startswith("## GPU check")
+    # a report copied back from a GPU machine is re-rendered in place, nothing run
+    (tmp_path / "bench" / "gpu_check.md").unlink()
+    assert gc.main(["--render-only", "--out", str(tmp_path / "bench")]) == 0
+    assert "| module_matrix | failed |" in (tmp_path / "bench" / "gpu_check.md").read_text()
 
 
 def test_a_rendering_bug_still_leaves_the_json(tmp_path, monkeypatch):
