@@ -8,7 +8,9 @@ ultralytics' DDP launcher pickles the class by reference.
 from __future__ import annotations
 
 import os
+from copy import deepcopy
 
+import torch
 from ultralytics.models.yolo.detect import DetectionTrainer
 from ultralytics.utils import LOGGER, RANK
 
@@ -28,6 +30,49 @@ def warn_dense_attention(model, imgsz, batch) -> list[str]:
     return msgs
 
 
+AMP_TOLERANCE = 0.1  # relative L2 difference; fp16 gives at most ~3e-2 on randomly initialised models at 256 px
+
+
+def amp_disagreement(model: torch.nn.Module, imgsz: int, dtype: torch.dtype = torch.float16) -> tuple[float, str]:
+    """How far autocast (``dtype``) moves the training-mode outputs of ``model`` from fp32.
+
+    A copy of the model (so BatchNorm statistics stay untouched) runs in training mode, as AMP training does;
+    batch statistics keep the activations of an untrained model O(1), where eval mode would let them underflow
+    fp16. Returns the largest relative L2 difference over the head's output tensors (inf where the AMP output is
+    not finite) and the name of that output.
+    """
+    device = next(model.parameters()).device
+    x = torch.rand(2, 3, imgsz, imgsz, generator=torch.Generator().manual_seed(0)).to(device)
+    copy = deepcopy(model).train()
+    with torch.no_grad():
+        ref = copy(x)
+        with torch.autocast(device.type, dtype=dtype):
+            amp = copy(x)
+    worst, where = 0.0, ""
+    for i, (a, r) in enumerate(zip(torch.utils._pytree.tree_leaves(amp), torch.utils._pytree.tree_leaves(ref))):
+        a, r = a.float(), r.float()
+        d = float("inf") if not torch.isfinite(a).all() else float((a - r).norm() / r.norm().clamp_min(1e-12))
+        if d >= worst:
+            worst, where = d, f"output {i} {tuple(r.shape)}"
+    return worst, where
+
+
+def amp_verdict(model: torch.nn.Module, imgsz: int, dtype: torch.dtype = torch.float16) -> bool:
+    """Whether to train ``model`` with AMP: the outputs agree within :data:`AMP_TOLERANCE` (logged either way)."""
+    try:
+        worst, where = amp_disagreement(model, imgsz, dtype)
+    except Exception as e:  # the check could not run (out of memory, say): keep AMP, as ultralytics does then
+        LOGGER.warning(f"AMP: check skipped ({type(e).__name__}: {e}); training with AMP as asked. "
+                       "If losses turn NaN, train with --no-amp.")
+        return True
+    if worst <= AMP_TOLERANCE:
+        LOGGER.info(f"AMP: checks passed on this model (autocast vs fp32 relative difference {worst:.1e}) ✅")
+        return True
+    LOGGER.warning(f"AMP: checks failed: autocast changes this model's {where} by {worst:.3g} (relative, limit "
+                   f"{AMP_TOLERANCE}); AMP is disabled for this run")
+    return False
+
+
 class AttentionTrainer(DetectionTrainer):
     """DetectionTrainer that builds :class:`AttentionDetectionModel` and writes checkpoints atomically."""
 
@@ -45,6 +90,24 @@ class AttentionTrainer(DetectionTrainer):
             self.transfer_report = transfer_weights(model, weights, identity_init=identity_init_enabled(),
                                                     verbose=verbose and RANK in {-1, 0})
         return model
+
+    def check_amp(self, model) -> bool:
+        """Our AMP check, in place of ultralytics' ``check_amp`` (which loads yolo26n.pt, downloading it when absent,
+        and only tolerates a ConnectionError): fp32 against fp16 autocast on the model being trained. CUDA only."""
+        device = next(model.parameters()).device
+        if device.type != "cuda":
+            return False  # as ultralytics: AMP only on CUDA
+        return amp_verdict(model, imgsz=max(256, int(model.stride.max() * 4)))
+
+    def _setup_train(self):
+        """ultralytics' set-up with :meth:`check_amp` in place of its own AMP check (nothing is downloaded)."""
+        import ultralytics.engine.trainer as engine
+
+        original, engine.check_amp = engine.check_amp, self.check_amp
+        try:
+            return super()._setup_train()
+        finally:
+            engine.check_amp = original
 
     def save_model(self):
         """Write last.pt/best.pt through a temporary file and an atomic rename.
