@@ -87,3 +87,18 @@ def test_model_overhead_quick_reports_ratios_and_the_ultralytics_control(tmp_pat
     g = {m: float(by[(m, "False")]["gflops_all"]) for m in models}
     assert g["yolov5s"] == g["yolov5su (ultralytics)"] > 0 and g["yolov5s + SE"] > g["yolov5s"]
     assert "ultralytics yolov5su / our yolov5s" in (out / "model_overhead.summary.md").read_text()
+
+
+def test_benchmarks_index_keeps_sections_it_does_not_write(tmp_path):
+    """Re-generating docs/benchmarks.md from the profiler summaries keeps the GPU-check section another script owns."""
+    from tools import measure
+
+    out = tmp_path / "benchmarks"
+    out.mkdir()
+    (out / "modules.summary.md").write_text("module figures v1\n")
+    page = out.with_suffix(".md")
+    page.write_text("intro\n\n## Module profiler\n\nold figures\n\n## GPU check\n\nran on an H200\n")
+    measure.write_index(out)
+    text = page.read_text()
+    assert "module figures v1" in text and "old figures" not in text
+    assert text.count("## GPU check") == 1 and text.rstrip().endswith("ran on an H200")

@@ -392,17 +392,30 @@ def finish(csv_path: Path, rows: list[dict], columns: list[str], meta_path: Path
     return 0
 
 
+INDEX_SECTIONS = (("modules", "Module profiler"), ("model_overhead", "Model overhead"))
+
+
 def write_index(out_dir: Path) -> Path:
-    """``<out_dir>.md`` (docs/benchmarks.md for docs/benchmarks/): includes each report's summary, links the rest."""
+    """``<out_dir>.md`` (docs/benchmarks.md for docs/benchmarks/): includes each report's summary, links the rest.
+
+    Sections of the existing page that this index does not write (e.g. "## GPU check", kept by benchmarks/gpu_check.py)
+    are carried over unchanged, after the generated ones.
+    """
     out_dir = Path(out_dir)
+    index = out_dir.with_suffix(".md")
+    generated = {title for _, title in INDEX_SECTIONS}
+    kept = []
+    if index.is_file():
+        for block in index.read_text().split("\n## ")[1:]:
+            if block.split("\n", 1)[0].strip() not in generated:
+                kept.append("\n## " + block.rstrip("\n") + "\n")
     parts = [INDEX_INTRO]
-    for stem, title in (("modules", "Module profiler"), ("model_overhead", "Model overhead")):
+    for stem, title in INDEX_SECTIONS:
         summary = out_dir / f"{stem}.summary.md"
         if not summary.exists():
             continue
         rel = out_dir.name
         parts.append(f"\n## {title}\n\nFull tables: [`{rel}/{stem}.md`]({rel}/{stem}.md), data: "
                      f"[`{rel}/{stem}.csv`]({rel}/{stem}.csv).\n\n" + summary.read_text())
-    index = out_dir.with_suffix(".md")
-    index.write_text("".join(parts))
+    index.write_text("".join(parts + kept))
     return index
