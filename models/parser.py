@@ -108,7 +108,10 @@ def _parse_rows(d, rows, ch, depth, width, max_channels, verbose):
             raise ConfigError(f"{where}: args must be a list, got {args!r}")
         args = parse_arg(args, symbols, where)
         if spec.dispatch is not None:  # one YAML name, several classes: Detect [nc, anchors] -> AnchorDetect
-            spec = LAYERS.get(spec.dispatch(args))
+            try:
+                spec = LAYERS.get(spec.dispatch(args, d))
+            except ConfigError as e:
+                raise ConfigError(f"{where}: {e}") from None
         c_from = [ch if j == INPUT else chs[j] for j in inputs]
         c1 = c_from[0]
         n_ = n = max(round(n * depth), 1) if n > 1 else n
