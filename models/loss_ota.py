@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torchvision.ops import box_iou
+from ultralytics.utils.metrics import box_iou
 from ultralytics.utils.ops import xywh2xyxy
 
 from models.loss import AnchorLoss

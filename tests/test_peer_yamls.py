@@ -165,3 +165,47 @@ def test_reparameterize_aux_model_into_deploy_model_keeps_outputs(tmp_path):
         e["params"] for e in ENTRIES if e["yaml"] == "yolov7-p6-deploy.yaml")
     assert max_difference(trained, deploy) < 1e-3  # pixels, on boxes of up to 128 px
     assert not hasattr(deploy.model[-1], "m2") and not hasattr(deploy.model[-1], "ia")
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Training the YOLOv7 heads through the ultralytics criterion hook
+
+
+def _toy(model, imgsz=64):
+    from types import SimpleNamespace
+
+    model.args = SimpleNamespace(imgsz=imgsz)
+    return {"img": torch.rand(2, 3, imgsz, imgsz), "batch_idx": torch.tensor([0.0, 0.0, 1.0]),
+            "cls": torch.tensor([[0.0], [1.0], [1.0]]),
+            "bboxes": torch.tensor([[0.5, 0.5, 0.2, 0.3], [0.2, 0.7, 0.1, 0.1], [0.6, 0.4, 0.5, 0.4]])}
+
+
+def test_aux_model_trains_both_heads_with_aux_ota_and_validates_on_the_lead():
+    from models.loss_ota import AuxOTALoss
+
+    model = build("yolov7-p6-aux.yaml")
+    batch = _toy(model)
+    model.train()
+    loss, items = model.loss(batch)
+    assert isinstance(model.criterion, AuxOTALoss) and list(items) == ["box_loss", "obj_loss", "cls_loss"]
+    loss.sum().backward()
+    head = model.model[-1]
+    assert head.m[0].weight.grad.abs().sum() > 0 and head.m2[0].weight.grad.abs().sum() > 0
+    model.eval()
+    with torch.no_grad():
+        _, eval_items = model.loss(batch, model(batch["img"]))
+    assert all(torch.isfinite(v) for v in eval_items.values())
+
+
+def test_p5_heads_switch_to_ota_with_the_hyp_key():
+    from models.loss import AnchorLoss
+    from models.loss_ota import OTALoss
+
+    plain = build("yolov5-csp-focus.yaml")
+    _toy(plain)
+    assert type(plain.init_criterion()) is AnchorLoss
+    model = build("yolov5-csp-focus.yaml", hyp={"loss_ota": 1})
+    batch = _toy(model)
+    assert type(model.init_criterion()) is OTALoss
+    loss, items = model.train().loss(batch)
+    assert float(items["box_loss"]) > 0
