@@ -209,3 +209,22 @@ def test_p5_heads_switch_to_ota_with_the_hyp_key():
     assert type(model.init_criterion()) is OTALoss
     loss, items = model.train().loss(batch)
     assert float(items["box_loss"]) > 0
+
+
+def test_reparameterize_cli_writes_a_loadable_deploy_checkpoint_and_never_overwrites(tmp_path):
+    from models.checkpoint import load_model
+    from tools import reparameterize
+
+    trained = build("yolov7-p6-aux.yaml")
+    fill(trained)
+    torch.save({"model": trained.eval(), "train_args": {"imgsz": 64}}, tmp_path / "best.pt")
+    out = tmp_path / "deploy.pt"
+    args = [str(tmp_path / "best.pt"), str(YAMLS / "yolov7-p6-deploy.yaml"), "-o", str(out)]
+    assert reparameterize.main(args) == 0
+    deploy = load_model(out)
+    assert type(deploy.model[-1]).__name__ == "AnchorDetect"
+    assert reparameterize.max_difference(trained, deploy) < 1e-3
+    before = out.read_bytes()
+    with pytest.raises(SystemExit, match="exists"):
+        reparameterize.main(args)
+    assert out.read_bytes() == before
