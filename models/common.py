@@ -10,14 +10,17 @@ from torch import nn
 from ultralytics.nn import modules as um
 
 from models.registry import LAYERS, RowContext
+from models.yolov5_legacy import bottleneck_csp_name, bottleneck_name
 
 # c1, c2 = in/out channels; the YAML's first argument is the nominal output width (scaled by width_multiple)
-for _cls in (um.Conv, um.DWConv, um.GhostConv, um.Focus, um.SPP, um.Bottleneck, um.GhostBottleneck,
-             um.ConvTranspose, um.RepConv):
+for _cls in (um.Conv, um.DWConv, um.GhostConv, um.Focus, um.SPP, um.GhostBottleneck, um.ConvTranspose):
     LAYERS.add(_cls, kind="conv")
 # as above, with the (depth-scaled) repeat count inserted as the third argument
-for _cls in (um.C1, um.C2, um.C2f, um.C3, um.C3x, um.C3Ghost, um.C3TR, um.BottleneckCSP, um.RepC3):
+for _cls in (um.C1, um.C2, um.C2f, um.C3, um.C3x, um.C3Ghost, um.C3TR, um.RepC3):
     LAYERS.add(_cls, kind="repeat")
+# Same name, different layer in YOLOv5: YOLOv5/YOLOv7 YAMLs (no 'scales:') get YOLOv5's (models/yolov5_legacy.py)
+LAYERS.add(um.Bottleneck, kind="conv", dispatch=bottleneck_name)
+LAYERS.add(um.BottleneckCSP, kind="repeat", dispatch=bottleneck_csp_name)
 LAYERS.add(um.Concat, kind="concat")
 
 
@@ -37,7 +40,7 @@ def _detect_args(args: list, row: RowContext) -> tuple[list, None]:
     return [*args[:1], row.model.get("reg_max", 16), row.model.get("end2end"), row.c_from], None
 
 
-def _detect_class(args: list) -> str:
+def _detect_class(args: list, model: dict) -> str:
     """``Detect [nc, anchors]`` (YOLOv5/YOLOv7 YAMLs) is the anchor-based head of models/heads.py; ``[nc]`` is ours."""
     return "AnchorDetect" if len(args) > 1 else "Detect"
 

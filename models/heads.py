@@ -1,4 +1,4 @@
-"""Anchor-based detection heads: YOLOv5's ``Detect`` and YOLOv7's ``IDetect``.
+"""Anchor-based detection heads: YOLOv5's ``Detect`` and YOLOv7's ``IDetect`` and ``IAuxDetect``.
 
 A YAML row ``[[17, 20, 23], 1, Detect, [nc, anchors]]`` (YOLOv5 v6.0 and YOLOv7 files) builds
 :class:`AnchorDetect`; ``Detect`` with ``[nc]`` stays ultralytics' anchor-free head (the registry entry
@@ -146,8 +146,13 @@ class AnchorHead(nn.Module):
 
     # -- training ------------------------------------------------------------------------------------------------------
 
-    def make_criterion(self, model: nn.Module) -> AnchorLoss:
-        """The loss for this head (AttentionDetectionModel.init_criterion calls this)."""
+    def make_criterion(self, model: nn.Module):
+        """The loss for this head (AttentionDetectionModel.init_criterion calls this): YOLOv5's assignment, or
+        YOLOv7's OTA assignment when the model YAML's ``hyp:`` has ``loss_ota: 1`` (models/loss_ota.py)."""
+        if loss_hyp(model.yaml)["loss_ota"]:
+            from models.loss_ota import OTALoss
+
+            return OTALoss(model)
         return AnchorLoss(model)
 
     def extra_repr(self) -> str:
@@ -187,6 +192,57 @@ class IDetect(AnchorHead):
             self.ia[i], self.im[i] = nn.Identity(), nn.Identity()
 
 
+class IAuxDetect(IDetect):
+    """YOLOv7's training head with auxiliary outputs (yolov7-w6/e6/d6/e6e): IDetect on the first ``nl`` inputs (the
+    lead head) and a plain 1x1 conv per level on the other ``nl`` inputs (the auxiliary head), same anchors.
+
+    A row lists ``2 * nl`` inputs, lead levels first: ``[[114, ..., 121], 1, IAuxDetect, [nc, anchors]]``.
+    Training returns the ``nl`` lead maps followed by the ``nl`` auxiliary maps; YOLOv7's lead-guided assignment
+    (``ComputeLossAuxOTA``, :class:`models.loss_ota.AuxOTALoss`) trains both. Inference uses the lead head alone
+    (the auxiliary convs are not run); the deploy model (tools/reparameterize.py) keeps only the lead head.
+    """
+
+    def __init__(self, nc: int = 80, anchors=3, ch: tuple[int, ...] = ()):
+        ch = tuple(ch)
+        if len(ch) % 2:
+            raise ValueError(f"IAuxDetect takes 2 x nl inputs (lead levels, then auxiliary levels), got {len(ch)}")
+        nl = len(ch) // 2
+        if isinstance(anchors, (list, tuple)) and len(anchors) != nl:
+            raise ValueError(f"IAuxDetect: anchors has {len(anchors)} rows but the row lists {len(ch)} inputs, "
+                             f"i.e. {nl} lead + {nl} auxiliary levels; give one anchors row per lead level")
+        super().__init__(nc, anchors, ch[:nl])
+        self.m2 = nn.ModuleList(nn.Conv2d(c, self.no * self.na, 1) for c in ch[nl:])
+
+    def forward(self, x: list[torch.Tensor]):
+        if not self.training:
+            return super().forward(x[: self.nl])
+        raw = super().forward(x[: self.nl])
+        for i in range(self.nl):
+            p = self.m2[i](x[self.nl + i])
+            b, _, ny, nx = p.shape
+            raw.append(p.view(b, self.na, self.no, ny, nx).permute(0, 1, 3, 4, 2).contiguous())
+        return raw
+
+    def setup_strides(self, strides: torch.Tensor) -> torch.Tensor:
+        lead, aux = strides[: self.nl], strides[self.nl:]
+        if not torch.equal(lead, aux):
+            raise ValueError(f"IAuxDetect: auxiliary inputs must have the lead inputs' strides, got {lead.tolist()} "
+                             f"and {aux.tolist()}")
+        return super().setup_strides(lead)
+
+    def init_biases(self) -> None:
+        super().init_biases()
+        for conv, s in zip(self.m2, self.stride.tolist()):
+            b = conv.bias.data.view(self.na, self.no)
+            b[:, 4] += math.log(8 / (640 / s) ** 2)
+            b[:, 5:] += math.log(0.6 / (self.nc - 0.99999))
+
+    def make_criterion(self, model: nn.Module):
+        from models.loss_ota import AuxOTALoss
+
+        return AuxOTALoss(model)
+
+
 def _anchor_head_args(args: list, row: RowContext) -> tuple[list, None]:
     """YAML ``[nc, anchors]`` -> ``(nc, anchors, ch)``; also checks the YAML's ``hyp:`` loss settings now, not at epoch 1."""
     try:
@@ -199,3 +255,4 @@ def _anchor_head_args(args: list, row: RowContext) -> tuple[list, None]:
 
 LAYERS.add(AnchorDetect, kind="head", make_args=_anchor_head_args)
 LAYERS.add(IDetect, kind="head", make_args=_anchor_head_args)
+LAYERS.add(IAuxDetect, kind="head", make_args=_anchor_head_args)

@@ -194,7 +194,10 @@ def plan_rows(d: dict, rows: list, ch: int, depth: float, width: float, max_chan
             raise ConfigError(f"{where}: args must be a list, got {args!r}")
         args = parse_arg(args, symbols, where)
         if spec.dispatch is not None:  # one YAML name, several classes: Detect [nc, anchors] -> AnchorDetect
-            spec = LAYERS.get(spec.dispatch(args))
+            try:
+                spec = LAYERS.get(spec.dispatch(args, d))
+            except ConfigError as e:
+                raise ConfigError(f"{where}: {e}") from None
         c_from = [ch if j == INPUT else chs[j] for j in inputs]
         c1 = c_from[0]
         n_ = n = max(round(n * depth), 1) if n > 1 else n

@@ -80,7 +80,9 @@ class LayerSpec:
     kind: str
     # Parser hooks (None / False: not used)
     make_args: Callable[[list, RowContext], tuple[list, int | None]] | None = None
-    dispatch: Callable[[list], str] | None = None  # one YAML name, several classes: args -> registered name
+    # one YAML name, several classes: (args, model dict) -> registered name (Detect [nc, anchors] -> AnchorDetect;
+    # Bottleneck in a YAML without 'scales:' -> yolov5.Bottleneck)
+    dispatch: Callable[[list, dict], str] | None = None
     post_build: Callable[[Any, list], None] | None = None  # adjust the built module (e.g. SPPF's YOLOv5 activation)
     shape_preserving: bool = False  # may be inserted anywhere (attention, norms, wrappers)
     legacy: bool | None = None  # value of the head class's ``legacy`` flag while building (ultralytics Detect)

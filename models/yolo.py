@@ -6,18 +6,19 @@ Trainer, validator, predictor and exporter use it unchanged. The layer contract 
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from copy import deepcopy
 from pathlib import Path
 
 from torch import nn
 from ultralytics.nn.modules import Detect
 from ultralytics.nn.tasks import DetectionModel
-from ultralytics.utils import LOGGER
+from ultralytics.utils import LOGGER, torch_utils
 from ultralytics.utils.torch_utils import initialize_weights
 
 from models.config import load_config
 from models.parser import parse_model
-from models.probe import head_strides
+from models.probe import head_strides, input_channels
 from models.registry import LAYERS, ConfigError
 
 
@@ -53,6 +54,17 @@ class AttentionDetectionModel(DetectionModel):
             self.info()
             LOGGER.info("")
 
+    def info(self, detailed: bool = False, verbose: bool = True, imgsz=640):
+        """ultralytics' model summary with GFLOPs probed on an image of the model's real input channels.
+
+        ultralytics' probe takes the channel count from the first weight, which is 12 for YOLOv5's Focus stem
+        (it reads 4 x 3 channels after the space-to-depth), so its probe fails and it reports no GFLOPs.
+        """
+        if not verbose:
+            return None
+        with _true_input_channels(self):
+            return super().info(detailed=detailed, verbose=verbose, imgsz=imgsz)
+
     def init_criterion(self):
         """The head's own loss when it has one (anchor-based heads: YOLOv5's loss), else ultralytics' default."""
         head = self.model[-1]
@@ -64,6 +76,39 @@ class AttentionDetectionModel(DetectionModel):
         if not isinstance(head, Detect) and hasattr(head, "fuse"):
             head.fuse()
         return super().fuse(verbose=verbose, imgsz=imgsz)
+
+
+def model_flops(model: nn.Module, imgsz=640) -> float:
+    """GFLOPs of ``model`` at ``imgsz`` (an int or (h, w)), probed with thop as ultralytics does, on an image with the
+    model's real input channels; 0.0 when thop is missing or the probe fails (as ultralytics')."""
+    try:
+        import thop
+    except ImportError:
+        return 0.0
+    try:
+        p = next(model.parameters())
+        h, w = (imgsz, imgsz) if isinstance(imgsz, int) else imgsz
+        stride = max(int(model.stride.max()), 32) if hasattr(model, "stride") else 32
+        im = torch.empty((1, input_channels(model), h, w), device=p.device, dtype=p.dtype)
+        return thop.profile(model, inputs=[im], stride=stride, verbose=False)[0] / 1e9 * 2
+    except Exception:
+        return 0.0
+
+
+@contextmanager
+def _true_input_channels(model: nn.Module):
+    """ultralytics' ``get_flops`` makes its probe image from ``next(model.parameters()).shape[1]``, which is 12 for a
+    Focus stem; while this is active, ultralytics' summary uses :func:`model_flops` for ``model``. Restored on exit."""
+    original = torch_utils.get_flops
+
+    def get_flops(m, imgsz=640):
+        return model_flops(m, imgsz) if m is model else original(m, imgsz)
+
+    torch_utils.get_flops = get_flops
+    try:
+        yield
+    finally:
+        torch_utils.get_flops = original
 
 
 def build_model(cfg: str | Path | dict, nc: int | None = None, ch: int = 3, verbose: bool = False) -> AttentionDetectionModel:
