@@ -422,6 +422,10 @@ def load_model(path: str | Path, device="cpu", trust: bool | None = None):
 # ----------------------------------------------------------------------------------------------------------------------
 # Rebuilding foreign models as ours
 
+# Module names in a peer's model YAML that this project registers under another name (peer name -> registered
+# name). Empty while every supported peer layer has a registered layer of the same name; YOLOv5 v3.x's BottleneckCSP
+# goes here if its legacy layer is registered under a name of its own.
+ROW_NAMES: dict[str, str] = {}
 # YOLOv7's RepConv branches -> ultralytics' RepConv (3x3 conv+BN, 1x1 conv+BN, identity BN; fused conv)
 RENAMED = {"RepConv": {"rbr_dense.0": "conv1.conv", "rbr_dense.1": "conv1.bn", "rbr_1x1.0": "conv2.conv",
                        "rbr_1x1.1": "conv2.bn", "rbr_identity": "bn", "rbr_reparam": "conv"}}
@@ -574,6 +578,9 @@ def _rebuild(src: nn.Module, path, family: str):
     d["yaml_file"] = f"{name} ({family} model YAML)"
     if family != "ultralytics":
         _model_activation(d, list(layers))
+        for key in ("backbone", "head"):
+            d[key] = [[*r[:2], ROW_NAMES.get(r[2], r[2]), *r[3:]] if isinstance(r, list) and len(r) == 4 and
+                      isinstance(r[2], str) else r for r in d.get(key) or []]
     try:
         model = AttentionDetectionModel(d, ch=int(d.get("channels", d.get("ch", 3))), verbose=False)
     except ConfigError as e:
