@@ -354,6 +354,12 @@ def read_checkpoint(path: str | Path, trust: bool | None = None) -> dict:
         ckpt = torch.load(path, map_location="cpu", pickle_module=resolver.pickle_module(), weights_only=False)
     except CheckpointError:
         raise
+    except RuntimeError as e:
+        if "explicit pickle_module" not in str(e):
+            raise CheckpointError(f"{path}: not a readable checkpoint (truncated, or not written by torch.save): "
+                                  f"{e}") from e
+        raise CheckpointError(f"{path}: TORCH_FORCE_WEIGHTS_ONLY_LOAD is set, which forbids this project's restricted "
+                              "loader (it never runs code from a file either); unset it") from None
     except Exception as e:
         raise CheckpointError(f"{path}: not a readable checkpoint (empty, truncated, or not written by torch.save): "
                               f"{type(e).__name__}: {e}") from e
