@@ -16,7 +16,8 @@ import tools.common as common
 
 def parse_opt(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--weights", required=True, help="model .pt (our runs' best.pt/last.pt)")
+    p.add_argument("--weights", required=True,
+                   help="model .pt: our runs' best.pt/last.pt, or a released YOLOv5/YOLOv7/ultralytics checkpoint (local file)")
     p.add_argument("--source", default=str(common.ROOT / "data" / "images"), help="file/dir/glob/video/webcam index")
     common.add_imgsz(p)
     p.add_argument("--conf-thres", type=float, default=0.25, help="confidence threshold")
@@ -35,18 +36,17 @@ def parse_opt(argv=None):
     p.add_argument("--line-thickness", type=int, default=None, help="bounding box thickness (pixels)")
     p.add_argument("--heatmap", action="store_true", help="also save Grad-CAM and attention maps (tools/heatmap.py)")
     p.add_argument("--heatmap-every", type=int, default=30, help="--heatmap on videos: every n-th frame")
+    common.add_trust_weights(p)
     return p.parse_args(argv)
 
 
 def main(opt):
     from pathlib import Path
 
-    from ultralytics import YOLO
-
     source = opt.source
     if not source.isdigit() and not any(c in source for c in "*?") and "://" not in source and not Path(source).exists():
         raise SystemExit(f"error: --source {source}: no such file or folder")
-    model = YOLO(common.check_weights(opt.weights))
+    model = common.yolo(opt.weights, trust=opt.trust_weights)
     results = model.predict(
         source=source,
         imgsz=opt.imgsz,
@@ -70,7 +70,7 @@ def main(opt):
         from tools.heatmap import save_heatmaps
 
         save_heatmaps(opt.weights, source, save_dir, opt.imgsz, opt.conf_thres, opt.iou_thres, opt.device,
-                      opt.heatmap_every)
+                      opt.heatmap_every, trust=opt.trust_weights)
     return n
 
 

@@ -24,7 +24,9 @@ YOLOV5_LOSS_KEYS = {"box", "cls", "obj", "cls_pw", "obj_pw", "iou_t", "anchor_t"
 def parse_opt(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--cfg", default="", help="model YAML: a path or a name in configs/ (e.g. yolov5s-cbam.yaml)")
-    p.add_argument("--weights", default="", help="initial weights (local .pt); with --cfg, transferred into that model")
+    p.add_argument("--weights", default="",
+                   help="initial weights, a local .pt: our runs', or released YOLOv5/YOLOv7/ultralytics checkpoints; with "
+                        "--cfg or --attention, transferred into that model")
     p.add_argument("--data", default="shapes.yaml", help="dataset YAML: path, name in data/, or coco128.yaml/VOC.yaml/coco.yaml")
     p.add_argument("--hyp", default="", help="hyperparameter YAML (YOLOv5 or ultralytics keys)")
     p.add_argument("--epochs", type=int, default=100)
@@ -49,6 +51,7 @@ def parse_opt(argv=None):
     p.add_argument("--identity-blend", action="store_true",
                    help="with --attention: wrap inserted modules that cannot start as the identity in ResidualBlend")
     p.add_argument("--noautoanchor", action="store_true", help="anchor-based heads: keep the YAML's anchors (no AutoAnchor)")
+    common.add_trust_weights(p)
     return p.parse_args(argv)
 
 
@@ -80,15 +83,32 @@ def latest_last(project: str) -> str:
     return str(runs[-1])
 
 
+def check_resume(path: str, trust: bool) -> str:
+    """``path`` when it is a run of this project to continue (read through the checkpoint loader), else a clear exit."""
+    from models.checkpoint import checkpoint_format
+
+    ckpt = common.read_weights(path, "--resume", trust)
+    kind = checkpoint_format(ckpt)
+    if kind != "ours":
+        raise SystemExit(f"error: --resume {path}: {'a ' + kind + ' checkpoint' if kind else 'no model'}, not a run of "
+                         f"this project; --resume continues one. To start from its weights: --weights {path}")
+    return path
+
+
 def build_overrides(opt) -> dict:
     from data.datasets import prepare_data
+    from models.checkpoint import TRUST_ENV
 
+    os.environ[TRUST_ENV] = "1" if opt.trust_weights else "0"  # read by every checkpoint load (and DDP workers)
     project = common.run_dir(opt.project, "train")
     if opt.resume:
-        last = latest_last(project) if opt.resume is True else common.check_weights(opt.resume, "--resume")
+        last = latest_last(project) if opt.resume is True else opt.resume
+        last = check_resume(last, opt.trust_weights)
         return {"model": last, "resume": last}
     if not opt.cfg and not opt.weights:
         raise SystemExit("error: give --cfg (a model YAML) and/or --weights (a .pt file)")
+    if opt.weights:  # read once now: a missing, foreign-unsupported or refused file fails before any run folder exists
+        common.load_weights(opt.weights, "--weights", opt.trust_weights)
     overrides = {
         "data": prepare_data(opt.data),
         "epochs": opt.epochs,

@@ -12,7 +12,8 @@ import tools.common as common
 
 def parse_opt(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--weights", required=True, help="model .pt (our runs' best.pt/last.pt)")
+    p.add_argument("--weights", required=True,
+                   help="model .pt: our runs' best.pt/last.pt, or a released YOLOv5/YOLOv7/ultralytics checkpoint (local file)")
     p.add_argument("--data", default="shapes.yaml", help="dataset YAML: path, name in data/, or an ultralytics dataset name")
     common.add_imgsz(p)
     p.add_argument("--batch-size", type=int, default=32)
@@ -24,15 +25,14 @@ def parse_opt(argv=None):
     p.add_argument("--project", default=None, help="save to project/name (default runs/val)")
     p.add_argument("--name", default="exp", help="save to project/name")
     p.add_argument("--exist-ok", action="store_true", help="existing project/name ok, do not increment")
+    common.add_trust_weights(p)
     return p.parse_args(argv)
 
 
 def main(opt):
-    from ultralytics import YOLO
-
     from data.datasets import prepare_data
 
-    model = YOLO(common.check_weights(opt.weights))
+    model = common.yolo(opt.weights, trust=opt.trust_weights)
     return model.val(
         data=prepare_data(opt.data),
         imgsz=opt.imgsz,

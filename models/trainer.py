@@ -1,20 +1,24 @@
 """Our model on the ultralytics engine: a ``DetectionTrainer`` whose ``get_model`` builds our parser's model.
 
 Everything else (data loading, augmentation, loss of the anchor-free head, optimiser, EMA, AMP, DDP,
-validation, metrics, plots, checkpoints, resume) is ultralytics' own. Kept in an importable module so
-ultralytics' DDP launcher pickles the class by reference.
+validation, metrics, plots, checkpoints, resume) is ultralytics' own; the checkpoints its resume and
+pretrained paths read go through :mod:`models.checkpoint` (restricted unpickling, foreign formats rebuilt
+as our model). Kept in an importable module so ultralytics' DDP launcher pickles the class by reference.
 """
 
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from copy import deepcopy
+from pathlib import Path
 
 import torch
 from ultralytics.models.yolo.detect import DetectionTrainer
 from ultralytics.utils import LOGGER, RANK
 
 from models.autoanchor import autoanchor_before_training
+from models.checkpoint import model_from_checkpoint, read_checkpoint
 from models.run_config import restore_run_yaml
 from models.transfer import identity_init_enabled, transfer_weights
 from models.yolo import AttentionDetectionModel
@@ -73,6 +77,35 @@ def amp_verdict(model: torch.nn.Module, imgsz: int, dtype: torch.dtype = torch.f
     return False
 
 
+def _load_checkpoint(weight, device=None, inplace=True, fuse=False):
+    """ultralytics' ``load_checkpoint`` contract (model, checkpoint dict), read by :mod:`models.checkpoint`: restricted
+    unpickling, any supported format, the path used as given."""
+    ckpt = read_checkpoint(weight)
+    model = model_from_checkpoint(ckpt, weight).to(device)
+    return (model.fuse() if fuse else model), ckpt
+
+
+def _local_file(file, *args, **kwargs) -> str:
+    """``check_file`` for weights: the local file as given, never renamed (yolov5s.pt -> yolov5su.pt) or downloaded."""
+    if not Path(str(file)).is_file():
+        raise FileNotFoundError(f"{file}: no such file (weights are never downloaded)")
+    return str(file)
+
+
+@contextmanager
+def project_checkpoints():
+    """While active, the ultralytics trainer's resume and pretrained paths read checkpoints through
+    :mod:`models.checkpoint` and take weight paths literally (the names its module looks up are swapped back after)."""
+    import ultralytics.engine.trainer as engine
+
+    saved = engine.load_checkpoint, engine.check_file
+    engine.load_checkpoint, engine.check_file = _load_checkpoint, _local_file
+    try:
+        yield
+    finally:
+        engine.load_checkpoint, engine.check_file = saved
+
+
 class AttentionTrainer(DetectionTrainer):
     """DetectionTrainer that builds :class:`AttentionDetectionModel` and writes checkpoints atomically."""
 
@@ -80,6 +113,14 @@ class AttentionTrainer(DetectionTrainer):
         super().__init__(*args, **kwargs)
         self.add_callback("on_pretrain_routine_end", autoanchor_before_training)  # anchor-based heads only
         self.add_callback("on_pretrain_routine_start", restore_run_yaml)
+
+    def check_resume(self, overrides):
+        with project_checkpoints():
+            super().check_resume(overrides)
+
+    def setup_model(self):
+        with project_checkpoints():
+            return super().setup_model()
 
     def get_model(self, cfg=None, weights=None, verbose=True):
         model = AttentionDetectionModel(cfg, nc=self.data["nc"], ch=self.data["channels"], verbose=verbose and RANK == -1)

@@ -17,9 +17,10 @@ layer after the insertion point. Here the two layer lists are aligned structural
    (looking through unpaired single-input layers, i.e. inserted or removed attention). A pair with
    tensors that fails is dropped, until nothing changes (a rewired Concat has no tensors and stays). A tensor is therefore only ever loaded into the layer that plays the same
    role, never into a different layer that merely has the same shape.
-4. The detection heads are paired by role (last layer, same class, same inputs); their tensors load
-   where key and shape agree (a new class count leaves the class-logit convs skipped), after
-   ultralytics' own class-name remapping.
+4. The detection heads are paired by role (last layer, same class, same inputs; YOLOv5's Detect and
+   YOLOv7's IDetect pair with each other: an IDetect is folded into plain convs, a Detect's convs go into an
+   IDetect whose implicit layers start as the identity); their tensors load where key and shape agree (a
+   new class count leaves the class-logit convs skipped), after ultralytics' own class-name remapping.
 
 Identity start: after the transfer, every layer that received nothing (or only part of its tensors)
 is asked to compute the identity (``init_identity()``: zero gamma / zero last layer), so the new model
@@ -185,11 +186,13 @@ def load_source(weights) -> tuple[nn.Module, str]:
         from models.checkpoint import load_model
 
         return load_model(weights), Path(weights).name
-    if isinstance(weights, dict):
-        model = weights.get("ema") or weights.get("model")
-        if not isinstance(model, nn.Module):
-            raise TransferError("checkpoint dict has no 'model' or 'ema' module")
-        return model.float(), "checkpoint"
+    if isinstance(weights, dict):  # a models.checkpoint.read_checkpoint dict (any supported format)
+        from models.checkpoint import CheckpointError, model_from_checkpoint
+
+        try:
+            return model_from_checkpoint(weights), "checkpoint"
+        except CheckpointError as e:
+            raise TransferError(str(e)) from None
     if isinstance(weights, nn.Module):
         name = getattr(weights, "pt_path", None)
         return weights, Path(name).name if name else "pretrained model"
@@ -242,7 +245,7 @@ def align(base: list[Layer], new: list[Layer]) -> list[tuple[int, int, str]]:
     """Pairs (base index, new index, kind) of layers that play the same role in both models."""
     pairs = _align_sequences(base[:-1], new[:-1])
     hb, hn = base[-1], new[-1]
-    if hb.signature[0] == hn.signature[0]:
+    if hb.signature[0] == hn.signature[0] or _anchor_heads(hb.module, hn.module):
         pairs.append((hb.index, hn.index, "same" if hb.signature == hn.signature else "head"))
 
     while True:  # drop pairs whose inputs are not paired with each other, until stable
@@ -303,6 +306,48 @@ def _match_class_branch_width(head: nn.Module, src: nn.Module) -> bool:
     return changed
 
 
+def _anchor_heads(base: nn.Module, new: nn.Module) -> bool:
+    """YOLOv5's Detect and YOLOv7's IDetect: the same head but for IDetect's implicit layers (folded into the convs
+    in YOLOv7 deploy files)."""
+    from models.heads import AnchorHead
+
+    return isinstance(base, AnchorHead) and isinstance(new, AnchorHead)
+
+
+def _head_source(base: nn.Module, new: nn.Module, name: str, n: int, notes: list[str]) -> dict[str, torch.Tensor]:
+    """The base head's tensors as the new head names them: an IDetect loading into a Detect is folded first
+    (its implicit layers become part of the convs, YOLOv7's reparameterisation); a Detect loading into an IDetect
+    leaves the implicit layers to start as the identity (see :func:`_implicit_identity`)."""
+    from copy import deepcopy
+
+    from models.heads import IDetect
+
+    if isinstance(base, IDetect) and not isinstance(new, IDetect):
+        folded = deepcopy(base)
+        folded.fuse()
+        notes.append(f"{n} {type(new).__name__}: {name}'s IDetect implicit layers folded into its convs")
+        return folded.state_dict()
+    return base.state_dict()
+
+
+@torch.no_grad()
+def _implicit_identity(base: nn.Module, new: nn.Module, name: str, n: int, notes: list[str]) -> set[str]:
+    """A Detect (no implicit layers) transferred into an IDetect: ImplicitA starts at 0 and ImplicitM at 1, so the
+    head computes exactly the Detect's convs. Returns the keys set."""
+    from models.heads import IDetect
+
+    if not isinstance(new, IDetect) or isinstance(base, IDetect):
+        return set()
+    done = set()
+    for attr, value in (("ia", 0.0), ("im", 1.0)):
+        for j, layer in enumerate(getattr(new, attr)):
+            if hasattr(layer, "implicit"):
+                layer.implicit.fill_(value)
+                done.add(f"{attr}.{j}.implicit")
+    notes.append(f"{n} {type(new).__name__}: implicit layers start as the identity ({name} has a plain Detect head)")
+    return done
+
+
 def transfer_weights(model: nn.Module, weights, identity_init: bool = True, verbose: bool = True) -> TransferReport:
     """Load ``weights`` (path, checkpoint dict or model) into ``model`` by structural alignment; see the module doc."""
     src, name = load_source(weights)
@@ -317,6 +362,10 @@ def transfer_weights(model: nn.Module, weights, identity_init: bool = True, verb
             report.notes.append(f"{n} {new[n].type}: class branch rebuilt at {name}'s hidden width to keep its hidden "
                                 "layers (ultralytics does the same)")
         bsd, nsd = base[b].module.state_dict(), new[n].module.state_dict()
+        identity_keys = set()
+        if kind == "head" and _anchor_heads(base[b].module, new[n].module):
+            bsd = _head_source(base[b].module, new[n].module, name, n, report.notes)
+            identity_keys = _implicit_identity(base[b].module, new[n].module, name, n, report.notes)
         if kind == "head" and hasattr(model, "_remap_cls_by_names"):  # ultralytics: class-logit rows by class name
             csd = {f"model.{n}.{k}": v.float() for k, v in bsd.items()}
             remapped = model._remap_cls_by_names(csd, src, verbose=verbose)
@@ -326,7 +375,7 @@ def transfer_weights(model: nn.Module, weights, identity_init: bool = True, verb
             done = set()
         got = len(done)
         for k, v in nsd.items():
-            if k in done:
+            if k in done or (k in identity_keys and k not in bsd):
                 continue
             if k in bsd and bsd[k].shape == v.shape:
                 updates[f"model.{n}.{k}"] = bsd[k]

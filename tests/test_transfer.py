@@ -187,3 +187,73 @@ def test_yolov7_tiny_into_yolov7_tiny_cbam():
     assert report.total - report.transferred == sum(1 for _ in new.model[38].state_dict())
     assert report.mapping[77] == 78  # the anchor-based head, anchors included
     assert same_tensors(layer_sd(base, 77), layer_sd(new, 78))
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# End to end: checkpoints in the trainer's own save format, transferred by train.py's own code path
+
+
+@pytest.fixture(scope="module")
+def saved_base(tiny_data, tmp_path_factory) -> dict[str, Path]:
+    """best.pt of yolov5n-anchor and yolov7-tiny as a training run leaves it: written by AttentionTrainer.save_model
+    (EMA in fp16, optimizer, train_args) after the trainer's own set-up, then stripped as at the end of training."""
+    from ultralytics.utils.torch_utils import strip_optimizer
+
+    from models.trainer import AttentionTrainer
+
+    project = tmp_path_factory.mktemp("base")
+    out = {}
+    for cfg in ("yolov5n-anchor.yaml", "yolov7-tiny.yaml"):
+        trainer = AttentionTrainer(overrides={"model": str(ROOT / "configs" / cfg), "data": tiny_data, "epochs": 1,
+                                              "imgsz": 64, "batch": 8, "workers": 0, "project": str(project),
+                                              "name": Path(cfg).stem, "plots": False})
+        trainer._setup_train()
+        trainer.epoch, trainer.metrics, trainer.fitness, trainer.best_fitness = 0, {}, 0.0, 0.0
+        trainer.save_model()
+        strip_optimizer(trainer.best)
+        out[cfg] = trainer.best
+    return out
+
+
+@pytest.mark.parametrize("base_cfg, variant, position, index", [
+    ("yolov5n-anchor.yaml", "yolov5n-cbam-anchor.yaml", "backbone_end", 10),
+    ("yolov7-tiny.yaml", "yolov7-tiny-cbam.yaml", "37", 38),
+])
+def test_saved_checkpoint_transfers_every_tensor_into_its_attention_variant(saved_base, tiny_data, tmp_path,
+                                                                            base_cfg, variant, position, index):
+    """train.py --cfg <variant> --weights best.pt and train.py --weights best.pt --attention CBAM@<position>: every
+    tensor of the saved model is transferred (our loader never flips the 'inplace' flags that broke the matching)."""
+    import train
+    from models.checkpoint import load_model
+    from models.trainer import AttentionTrainer
+
+    best = saved_base[base_cfg]
+    n_base = len(load_model(best).state_dict())
+    n_cbam = len(build_model(variant, nc=5).model[index].state_dict())
+    for k, args in enumerate((["--cfg", variant, "--weights", str(best)],
+                              ["--weights", str(best), "--attention", f"CBAM@{position}"])):
+        opt = train.parse_opt([*args, "--data", tiny_data, "--epochs", "1", "--img", "64", "--project", str(tmp_path),
+                               "--name", f"run{k}"])
+        trainer = AttentionTrainer(overrides=train.build_overrides(opt))
+        trainer.setup_model()
+        report = trainer.transfer_report
+        assert str(report) == (f"transferred {n_base}/{n_base + n_cbam} tensors from best.pt; new layers: {index} CBAM; "
+                               "skipped: none"), args
+
+
+@pytest.mark.slow
+def test_train_cli_transfers_fully_from_a_trained_yolov7_tiny(tiny_data, tmp_path):
+    """The path users reported (13/343 tensors): a real run's best.pt into yolov7-tiny-cbam, both through train.py."""
+    import subprocess
+    import sys
+
+    def train(*args):
+        done = subprocess.run([sys.executable, "train.py", *args, "--data", tiny_data, "--epochs", "1", "--img", "64",
+                               "--batch-size", "8", "--workers", "0", "--project", str(tmp_path)],
+                              cwd=ROOT, capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stderr[-3000:]
+        return done.stdout + done.stderr
+
+    train("--cfg", "yolov7-tiny.yaml", "--name", "base")
+    log = train("--cfg", "yolov7-tiny-cbam.yaml", "--weights", str(tmp_path / "base/weights/best.pt"), "--name", "cbam")
+    assert "transferred 343/353 tensors from best.pt; new layers: 38 CBAM; skipped: none" in log, log[-3000:]

@@ -38,11 +38,11 @@ EPS = 1e-8
 # --------------------------------------------------------------------------------------------- model side
 
 
-def load_model(weights: str, device: str = "cpu"):
+def load_model(weights: str, device: str = "cpu", trust: bool = False):
     """Our checkpoint as an fp32 eval model whose parameters take gradients (Grad-CAM needs them)."""
     from models.checkpoint import load_model as load_checkpoint_model
 
-    model = load_checkpoint_model(common.check_weights(weights), device=device)
+    model = load_checkpoint_model(common.check_weights(weights), device=device, trust=trust)
     for p in model.parameters():
         p.requires_grad_(True)
     return model
@@ -247,13 +247,13 @@ def attention_figure(path: Path, frame, spatial, s_how: str, channel, c_how: str
 
 
 def save_heatmaps(weights: str, source: str, save_dir: str | Path, imgsz: int = 640, conf: float = 0.25,
-                  iou: float = 0.45, device: str = "", every: int = 30) -> list[Path]:
+                  iou: float = 0.45, device: str = "", every: int = 30, trust: bool = False) -> list[Path]:
     """Write the Grad-CAM image and the attention figures of every image/frame of ``source``; return the paths."""
     import cv2
 
     device = device or ("cuda:0" if torch.cuda.is_available() else "cpu")
     device = f"cuda:{device}" if device.isdigit() else device
-    model = load_model(weights, device)
+    model = load_model(weights, device, trust)
     names = dict(getattr(model, "names", {}) or {})
     if isinstance(names, list):
         names = dict(enumerate(names))
@@ -303,13 +303,14 @@ def parse_opt(argv=None):
     p.add_argument("--project", default=None, help="save to project/name (default runs/heatmap)")
     p.add_argument("--name", default="exp")
     p.add_argument("--exist-ok", action="store_true")
+    common.add_trust_weights(p)
     return p.parse_args(argv)
 
 
 def main(opt) -> list[Path]:
     save_dir = common.save_dir(opt.project, "heatmap", opt.name, opt.exist_ok)
     return save_heatmaps(opt.weights, opt.source, save_dir, opt.imgsz, opt.conf_thres, opt.iou_thres, opt.device,
-                         opt.every)
+                         opt.every, trust=opt.trust_weights)
 
 
 if __name__ == "__main__":
