@@ -18,7 +18,8 @@ ULTRALYTICS_HYP = {
     "dfl", "hsv_h", "hsv_s", "hsv_v", "degrees", "translate", "scale", "shear", "perspective", "flipud", "fliplr",
     "mosaic", "mixup", "copy_paste", "close_mosaic", "label_smoothing", "nbs",
 }
-YOLOV5_LOSS_KEYS = {"box", "cls", "obj", "cls_pw", "obj_pw", "iou_t", "anchor_t", "fl_gamma", "anchors", "label_smoothing"}
+YOLOV5_LOSS_KEYS = {"box", "cls", "obj", "cls_pw", "obj_pw", "iou_t", "anchor_t", "fl_gamma", "anchors", "label_smoothing",
+                    "loss_ota"}
 
 
 def parse_opt(argv=None):

@@ -60,3 +60,21 @@ def test_ota_is_selected_by_the_hyp_key_and_rejects_other_values():
     assert loss_hyp({})["loss_ota"] == 0
     with pytest.raises(ValueError, match="loss_ota"):
         loss_hyp({"hyp": {"loss_ota": 2}})
+
+
+def test_a_yolov7_hyp_file_switches_train_py_to_ota(tmp_path):
+    """``--hyp`` with YOLOv7's ``loss_ota: 1`` reaches the run's model YAML, and the model then trains with OTA."""
+    from types import SimpleNamespace
+
+    from models.loss_ota import OTALoss
+    from models.run_config import write_run_yaml
+    from models.yolo import build_model
+    from train import load_hyp
+
+    hyp = tmp_path / "hyp.scratch.p5.yaml"
+    hyp.write_text("lr0: 0.01\nbox: 0.05\ncls: 0.3\nobj: 0.7\nanchor_t: 4.0\nloss_ota: 1\n")
+    overrides, loss = load_hyp(str(hyp))
+    assert loss["loss_ota"] == 1 and "loss_ota" not in overrides
+    model = build_model(write_run_yaml(tmp_path / "exp", cfg="yolov7-tiny.yaml", hyp=loss), nc=2)
+    model.args = SimpleNamespace(imgsz=64)
+    assert model.yaml["hyp"]["loss_ota"] == 1 and type(model.init_criterion()) is OTALoss
