@@ -15,16 +15,20 @@ Formats, recognised by what the file contains, never by its name:
 
 - this project's checkpoints (``models.yolo.AttentionDetectionModel``): the pickled model is used as it is;
 - ultralytics checkpoints (``ultralytics.nn.tasks.DetectionModel``, e.g. yolov5su.pt);
-- classic YOLOv5 (v5.0 to v7.0: ``models.yolo.Model``/``DetectionModel``, ``models.common.*``) and YOLOv7
-  (training files with ``IDetect``, deploy files with ``Detect``; ``RepConv`` with ``rbr_dense``/``rbr_1x1``).
+- classic YOLOv5 (v3.0 to v7.0: ``models.yolo.Model``/``DetectionModel``, ``models.common.*``) and YOLOv7
+  (P5 and P6 training files with ``IDetect`` / ``IAuxDetect``, deploy files with ``Detect``; ``RepConv`` with
+  ``rbr_dense``/``rbr_1x1`` and, where c1 == c2 at stride 1, ``rbr_identity``).
   Those pickles name the other projects' ``models.*`` modules, the name of this project's package too: their
   classes are read as inert stand-ins (:class:`PeerModule`, attributes and tensors, none of their code).
 
 Foreign models (ultralytics, YOLOv5, YOLOv7) are rebuilt as this project's model from the model YAML stored in
 the checkpoint (``model.yaml``), through the same parser as any YAML, and their tensors are mapped in layer by
-layer: key names (YOLOv7's ``RepConv`` branches renamed to ultralytics' ``conv1``/``conv2``, ``anchor_grid``
-dropped: it is ``anchors * stride``), shapes and every torch layer's settings (kernel, stride, padding, groups,
-activation) must agree, or loading fails naming the layer. The rebuilt model computes what the original did.
+layer: key names (YOLOv7's ``RepConv`` branches renamed to ultralytics' ``conv1``/``conv2``/``bn``; ``anchor_grid``
+is not a tensor of ours: the anchors are taken from it, see :func:`_peer_anchors`), shapes and every torch layer's
+settings (kernel, stride, padding, groups, activation) must agree, or loading fails naming the layer. What the
+YAMLs of YOLOv5 before v6.1 do not say is read from the layers: the activation of every Conv (``activation:``,
+v3.0 LeakyReLU(0.1), v3.1 Hardswish) and BottleneckCSP's own (``csp_activation:``, LeakyReLU(0.1) up to v6.0).
+The rebuilt model computes what the original did.
 """
 
 from __future__ import annotations
@@ -429,15 +433,18 @@ def load_model(path: str | Path, device="cpu", trust: bool | None = None):
 # Rebuilding foreign models as ours
 
 # Module names in a peer's model YAML that this project registers under another name (peer name -> registered
-# name). Empty while every supported peer layer has a registered layer of the same name; YOLOv5 v3.x's BottleneckCSP
-# goes here if its legacy layer is registered under a name of its own.
+# name). Empty: every supported peer layer is found under its own name. The names ultralytics uses for other layers
+# (Bottleneck, BottleneckCSP, RepConv) pick the peer's layer by the YAML rule (no ``scales:`` table: YOLOv5's /
+# YOLOv7's, models/yolov5_legacy.py), and ``csp_activation:`` picks BottleneckCSP's activation.
 ROW_NAMES: dict[str, str] = {}
 # YOLOv7's RepConv branches -> ultralytics' RepConv (3x3 conv+BN, 1x1 conv+BN, identity BN; fused conv)
 RENAMED = {"RepConv": {"rbr_dense.0": "conv1.conv", "rbr_dense.1": "conv1.bn", "rbr_1x1.0": "conv2.conv",
                        "rbr_1x1.1": "conv2.bn", "rbr_identity": "bn", "rbr_reparam": "conv"}}
-DROPPED = {"Detect": ("anchor_grid",), "IDetect": ("anchor_grid",)}  # anchors * stride, kept by v5.0 and YOLOv7
+# anchor_grid (anchors in pixels, a buffer up to YOLOv5 v5.0 and in YOLOv7) is not a tensor of ours: the anchors are
+# taken from it (_peer_anchors)
+DROPPED = {"Detect": ("anchor_grid",), "IDetect": ("anchor_grid",)}
 YOLOV7_ONLY = frozenset({"IDetect", "MP", "SP", "SPPCSPC", "RepConv", "ImplicitA", "ImplicitM", "IAuxDetect", "ReOrg",
-                         "DownC", "SPPCSPC", "Shortcut", "IBin", "IKeypoint"})
+                         "DownC", "Shortcut", "IBin", "IKeypoint"})
 # not compared: settings that do not change what a layer computes at inference (BatchNorm eps/momentum are copied),
 # that old pickles may lack, and the parsers' per-layer tags (index, 'from', type name, parameter count)
 NOT_COMPARED = frozenset({"training", "inplace", "eps", "momentum", "recompute_scale_factor", "name", "i", "f", "type",
@@ -541,20 +548,53 @@ def _activation_row(act: nn.Module) -> str | None:
     return f"nn.{name}()"
 
 
-def _model_activation(d: dict, layers: list[nn.Module]) -> None:
-    """Classic YOLOv5 before v4.0 used LeakyReLU / Hardswish in every Conv without saying so in its YAML: when all of
-    a peer model's Convs share one activation other than SiLU and no row names one, write it as ``activation:``."""
-    if d.get("activation") or any("nn." in str(r[-1]) for r in [*d.get("backbone", []), *d.get("head", [])]):
+def _shared_activation(acts: list[nn.Module]) -> nn.Module | None:
+    """The one activation all of ``acts`` are (same class and LeakyReLU slope), else None."""
+    kinds = {(type(a), getattr(a, "negative_slope", None)) for a in acts}
+    return acts[0] if len(kinds) == 1 else None
+
+
+def _peer_activations(d: dict, layers: list[nn.Module]) -> None:
+    """The activations a classic YOLOv5 release ran without its YAML saying so, written as model keys.
+
+    - ``activation:``: every Conv's (v3.0: LeakyReLU(0.1), v3.1: Hardswish), when all Convs share one other than
+      SiLU and no row names an activation (YOLOv7 rows do: their Convs differ by design);
+    - ``csp_activation:``: BottleneckCSP's own, after the BatchNorm of its concatenated branches (LeakyReLU(0.1) up to
+      v6.0), when it is not SiLU.
+    A key the YAML already has is kept; an activation this project cannot write stops the load at the settings check.
+    """
+    modules = [m for layer in layers for m in layer.modules()]
+    rows_name_one = any("nn." in str(r[-1]) for r in [*d.get("backbone", []), *d.get("head", [])])
+    if not d.get("activation") and not rows_name_one:
+        act = _shared_activation([m.act for m in modules if peer_class_name(m) == "Conv"
+                                  and isinstance(getattr(m, "act", None), nn.Module)
+                                  and not isinstance(m.act, nn.Identity)])  # Conv(act=False) is Identity anywhere
+        if act is not None and not isinstance(act, nn.SiLU) and _activation_row(act):
+            d["activation"] = _activation_row(act)
+    if not d.get("csp_activation"):
+        act = _shared_activation([m.act for m in modules if peer_class_name(m) == "BottleneckCSP"
+                                  and isinstance(getattr(m, "act", None), nn.Module)])
+        if act is not None and not isinstance(act, nn.SiLU) and _activation_row(act):
+            d["csp_activation"] = _activation_row(act)
+
+
+def _peer_anchors(head, peer_head: nn.Module, path) -> None:
+    """Anchors from the peer head's ``anchor_grid`` (pixels, what its forward multiplies by) when it has one.
+
+    YOLOv5 v3.0/v3.1 put anchors in stride units before checking their order, so a YAML listing them P5 first
+    (yolov5-panet.yaml) saved an ``anchors`` buffer flipped with the wrong strides (P3's anchors / 32, P5's / 8) and
+    a correct ``anchor_grid``; its forward read ``anchor_grid``, as do YOLOv5 up to v5.0 and YOLOv7.
+    """
+    from ultralytics.utils import LOGGER
+
+    grid = peer_head.__dict__.get("_buffers", {}).get("anchor_grid")
+    if not isinstance(grid, torch.Tensor) or grid.numel() != head.anchors.numel():
         return
-    acts = {(type(m.act), getattr(m.act, "negative_slope", None))
-            for layer in layers for m in layer.modules() if peer_class_name(m) == "Conv" and hasattr(m, "act")}
-    if len(acts) == 1:
-        (cls, _), = acts
-        if cls is not nn.SiLU:
-            act = next(m.act for layer in layers for m in layer.modules() if peer_class_name(m) == "Conv")
-            row = _activation_row(act)
-            if row:
-                d["activation"] = row
+    anchors = grid.float().view_as(head.anchors) / head.stride.view(-1, 1, 1)
+    if not torch.allclose(anchors, head.anchors, rtol=1e-3):
+        LOGGER.info(f"{Path(str(path)).name}: its 'anchors' buffer is not anchor_grid / stride (YOLOv5 v3.x saved it "
+                    "mis-scaled for YAMLs listing P5 first); using anchor_grid, which its forward used")
+    head.anchors.copy_(anchors)
 
 
 def _names(src: nn.Module, nc: int) -> dict[int, str]:
@@ -583,7 +623,7 @@ def _rebuild(src: nn.Module, path, family: str):
     d = copy.deepcopy(d)
     d["yaml_file"] = f"{name} ({family} model YAML)"
     if family != "ultralytics":
-        _model_activation(d, list(layers))
+        _peer_activations(d, list(layers))
         for key in ("backbone", "head"):
             d[key] = [[*r[:2], ROW_NAMES.get(r[2], r[2]), *r[3:]] if isinstance(r, list) and len(r) == 4 and
                       isinstance(r[2], str) else r for r in d.get(key) or []]
@@ -606,12 +646,10 @@ def _rebuild(src: nn.Module, path, family: str):
         raise CheckpointError(f"{path}: strides {stride.tolist()} in the checkpoint, {model.stride.tolist()} rebuilt")
     if isinstance(head, AnchorHead):
         head.anchors_from_data = False  # the checkpoint's anchors, not placeholders for AutoAnchor
+        with torch.no_grad():
+            _peer_anchors(head, layers[-1], path)
         if not isinstance(model.yaml.get("anchors"), list):  # 'anchors: 3' in the YAML: write the learned ones
             model.yaml["anchors"] = (head.anchors * head.stride.view(-1, 1, 1)).flatten(1).tolist()
-        grid = layers[-1].__dict__.get("_buffers", {}).get("anchor_grid")
-        if isinstance(grid, torch.Tensor) and grid.numel() == head.anchors.numel():
-            if not torch.allclose(grid.float().view_as(head.anchors), head.anchors * head.stride.view(-1, 1, 1), rtol=1e-3):
-                LOGGER.warning(f"{path}: its anchor_grid is not anchors x stride; using the anchors")
     model.names = _names(src, head.nc if hasattr(head, "nc") else model.yaml["nc"])
     total = len(model.state_dict())
     LOGGER.info(f"{name}: {family} checkpoint ({type(src).peer_class if isinstance(src, PeerModule) else type(src).__name__}), "

@@ -1,5 +1,6 @@
-"""Checkpoints from this project, ultralytics, classic YOLOv5 (v5.0, v6.0, v7.0) and YOLOv7 (training, deploy) load as
-our model and predict what they predicted; a checkpoint that names anything else is refused before it runs.
+"""Checkpoints from this project, ultralytics, classic YOLOv5 (v3.0, v3.1, v5.0, v6.0, v7.0) and YOLOv7 (training,
+deploy) load as our model and predict what they predicted; a checkpoint that names anything else is refused before it
+runs.
 
 The YOLOv5 / YOLOv7 files are made here, without their code: the model is built with our parser (whose layers have
 the same tensors as theirs), then written with the other project's object layout (module names ``models.yolo.Model``,
@@ -31,7 +32,12 @@ from models.transfer import transfer_weights
 from models.yolo import AttentionDetectionModel, build_model
 
 ROOT = Path(__file__).resolve().parents[1]
+PEER_YAMLS = ROOT / "tests" / "fixtures" / "peer_yamls"
 NC = 5
+LEAKY = "nn.LeakyReLU(0.1)"
+# what YOLOv5 v3.x's code ran and its YAMLs do not say (Conv's activation, BottleneckCSP's own)
+RELEASE_ACTIVATIONS = {"v3.0": {"activation": LEAKY, "csp_activation": LEAKY},
+                       "v3.1": {"activation": "nn.Hardswish()", "csp_activation": LEAKY}}
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
@@ -68,6 +74,13 @@ def classic_yaml(cfg: str = "yolov5n-anchor.yaml", version: str = "v7.0") -> dic
     return d
 
 
+def fixture_yaml(name: str) -> dict:
+    """A test YAML of tests/fixtures/peer_yamls/ as the peer stores it in ``model.yaml`` (YOLOv5 v3.x: no 'ch')."""
+    d = {k: v for k, v in load_config(PEER_YAMLS / name).items() if k not in ("yaml_file", "scale")}
+    d["nc"] = NC
+    return d
+
+
 def yolov7_yaml(cfg: str = "yolov7-tiny.yaml", deploy: bool = False) -> dict:
     d = {k: v for k, v in load_config(cfg).items() if k != "yaml_file"}
     d["nc"], d["ch"] = NC, 3
@@ -91,7 +104,10 @@ PEER_CLASS = {  # our class -> the module path the other project pickles it unde
     "SPP": "models.common", "Focus": "models.common", "Concat": "models.common", "MP": "models.common",
     "SP": "models.common", "SPPCSPC": "models.common", "RepConv": "models.common", "ImplicitA": "models.common",
     "ImplicitM": "models.common", "AnchorDetect": "models.yolo", "IDetect": "models.yolo",
+    "BottleneckCSP": "models.common", "BottleneckCSPLeaky": "models.common",
 }
+PEER_NAME = {"AnchorDetect": "Detect", "BottleneckCSPLeaky": "BottleneckCSP"}  # ours -> theirs, where they differ
+HEADS = ("AnchorDetect", "IDetect")
 
 
 def _module_dict() -> dict:
@@ -105,16 +121,16 @@ def _peer(m: nn.Module, family: str) -> nn.Module:
         out.__dict__ = {**vars(m), "_modules": {k: _peer(c, family) for k, c in m._modules.items()}}
         return out
     name = type(m).__name__
-    peer_name = "Detect" if name == "AnchorDetect" else name
+    peer_name = PEER_NAME.get(name, name)
     cls = stand_in(PEER_CLASS[name], peer_name)
     out = cls.__new__(cls)
     state = {**vars(m), "_modules": {k: _peer(c, family) for k, c in m._modules.items()}}
     state["type"] = f"{PEER_CLASS[name]}.{peer_name}"
-    if name in ("AnchorDetect", "IDetect"):  # buffers: anchors (+ anchor_grid in v5.0 and YOLOv7); stride: attribute
+    if name in HEADS:  # buffers: anchors (+ anchor_grid up to v5.0 and in YOLOv7); stride: attribute
         anchors = m.anchors.detach().clone()
         buffers = {"anchors": anchors}
         grid = (anchors * m.stride.view(-1, 1, 1)).view(m.nl, 1, -1, 1, 1, 2)
-        if family in ("v5.0", "yolov7"):
+        if family in ("v3.0", "v3.1", "v5.0", "yolov7"):
             buffers["anchor_grid"] = grid
         state.update(_buffers=buffers, _non_persistent_buffers_set=set(), stride=m.stride.clone(),
                      grid=[torch.zeros(1)] * m.nl)
@@ -143,10 +159,12 @@ def peer_model(model: AttentionDetectionModel, family: str, yaml: dict) -> nn.Mo
     state.update(yaml=deepcopy(yaml), save=list(model.save), names=[f"class{i}" for i in range(NC)],
                  stride=model.stride.clone(), nc=NC, hyp={"lr0": 0.01, "box": 0.05, "obj": 1.0, "cls": 0.5},
                  class_weights=torch.ones(NC))
-    if family in ("v5.0", "yolov7"):
+    if family in ("v3.0", "v3.1", "v5.0", "yolov7"):
         state["gr"] = 1.0
     if family == "yolov7":
         state.update(traced=False, yaml_file="yolov7-tiny.yaml")
+    elif family in ("v3.0", "v3.1"):
+        state["yaml_file"] = "yolov5s.yaml"
     else:
         state["inplace"] = True
     out.__dict__ = state
@@ -180,6 +198,11 @@ def release_dict(family: str, model: nn.Module, ema: nn.Module | None = None, st
     ckpt = {"epoch": -1 if stripped else 2, "best_fitness": None if stripped else np.array([0.25]), "model": half,
             "ema": None if stripped else deepcopy(ema if ema is not None else model).half(),
             "updates": None if stripped else 30, "optimizer": None if stripped else {"state": {}, "param_groups": []}}
+    if family in ("v3.0", "v3.1"):  # train.py saved the fp32 EMA as 'model' (no 'ema' key); strip_optimizer halved it
+        return {"epoch": ckpt["epoch"], "best_fitness": np.array([0.25]),
+                "training_results": None if stripped else "0/2 ...\n",
+                "model": half if stripped else deepcopy(ema if ema is not None else model),
+                "optimizer": ckpt["optimizer"]}
     if family in ("v5.0", "yolov7"):
         ckpt.update(training_results=None if stripped else "0/2 ...\n", wandb_id=None)
     elif family == "v6.0":
@@ -194,7 +217,7 @@ def release_dict(family: str, model: nn.Module, ema: nn.Module | None = None, st
 
 
 def save_peer(path: Path, family: str, model: AttentionDetectionModel, yaml: dict, **kw) -> Path:
-    """Write ``model`` as a ``family`` checkpoint (v5.0, v6.0, v7.0, yolov7) with the peer's module names."""
+    """Write ``model`` as a ``family`` checkpoint (v3.0, v3.1, v5.0, v6.0, v7.0, yolov7) with the peer's module names."""
     peer = peer_model(model, family, yaml)
     ema = peer_model(kw.pop("ema"), family, yaml) if "ema" in kw else None
     torch.save(release_dict(family, peer, ema, **kw), path, pickle_module=peer_pickle_module())
@@ -226,6 +249,8 @@ X = torch.rand(1, 3, 96, 128, generator=torch.Generator().manual_seed(3))
 
 
 FORMATS = {  # name -> (family, model dict)
+    "yolov5-v3.0": ("v3.0", lambda: fixture_yaml("yolov5-csp-focus.yaml")),
+    "yolov5-v3.1": ("v3.1", lambda: fixture_yaml("yolov5-csp-focus.yaml")),
     "yolov5-v5.0": ("v5.0", lambda: classic_yaml(version="v5.0")),
     "yolov5-v6.0": ("v6.0", lambda: classic_yaml(version="v6.0")),
     "yolov5-v7.0": ("v7.0", lambda: classic_yaml(version="v7.0")),
@@ -239,14 +264,18 @@ FORMATS = {  # name -> (family, model dict)
 def test_peer_checkpoint_loads_as_our_model_and_predicts_the_same(fmt, tmp_path):
     family, make_yaml = FORMATS[fmt]
     d = make_yaml()
-    ref = reference(d)
+    ran = RELEASE_ACTIVATIONS.get(family, {})
+    ref = reference({**d, **ran})  # the layers that release's code built; its YAML (d) does not name them
     path = save_peer(tmp_path / f"{fmt}.pt", family, ref, d)
     model = load_model(path)
     assert type(model) is AttentionDetectionModel and not model.training
     assert all(p.dtype == torch.float32 for p in model.parameters())
     assert type(model.model[-1]) is type(ref.model[-1])
+    read = {k: model.yaml.get(k) for k in ("activation", "csp_activation")}
+    assert read == {"activation": None, "csp_activation": None, **ran}  # read from the file's layers
     assert model.names == {i: f"class{i}" for i in range(NC)}
     assert torch.equal(model.stride, ref.stride)
+    assert len(model.state_dict()) == len(ref.state_dict())
     assert torch.equal(predict(model, X), predict(ref, X))
     assert checkpoint_format(read_checkpoint(path)) == ("YOLOv7" if family == "yolov7" else "YOLOv5")
 
@@ -297,6 +326,34 @@ def test_activation_of_older_yolov5_is_read_from_its_layers(tmp_path):
     ref = reference({**d, "activation": "nn.LeakyReLU(0.1)"})
     model = load_model(save_peer(tmp_path / "v3.pt", "v6.0", ref, d))
     assert model.yaml["activation"] == "nn.LeakyReLU(0.1)"
+    assert torch.equal(predict(model, X), predict(ref, X))
+
+
+def test_yolov5_v3_anchors_come_from_anchor_grid(tmp_path):
+    """YOLOv5 v3.x's yolov5-panet.yaml lists anchors P5 first: that release saved its 'anchors' buffer flipped with the
+    wrong strides (P3's anchors / 32, P5's / 8) and a correct anchor_grid, which its forward used."""
+    d = fixture_yaml("yolov5-csp-focus.yaml")
+    d["anchors"] = d["anchors"][::-1]  # P5/32 first, as yolov5-panet.yaml of v3.0/v3.1
+    ref = reference({**d, **RELEASE_ACTIVATIONS["v3.1"]})
+    peer = peer_model(ref, "v3.1", d)
+    head = peer.model[-1]
+    grid = head._buffers["anchor_grid"].view(head.nl, -1, 2)
+    head._buffers["anchors"] = grid / head.stride.flip(0).view(-1, 1, 1)  # what v3.x saved
+    assert not torch.allclose(head._buffers["anchors"], ref.model[-1].anchors)
+    torch.save(release_dict("v3.1", peer), tmp_path / "yolov5-panet.pt", pickle_module=peer_pickle_module())
+    model = load_model(tmp_path / "yolov5-panet.pt")
+    assert torch.equal(model.model[-1].anchors, ref.model[-1].anchors)
+    assert torch.equal(predict(model, X), predict(ref, X))
+    rebuilt = build_model(model.yaml)  # the stored YAML (anchors P5 first) rebuilds the same anchors
+    assert torch.allclose(rebuilt.model[-1].anchors, ref.model[-1].anchors)
+
+
+def test_yolov5_v4_to_v6_bottleneck_csp_activation_is_read_apart_from_conv(tmp_path):
+    """YOLOv5 v4.0-v6.0: SiLU in every Conv, LeakyReLU(0.1) after BottleneckCSP's BatchNorm: only csp_activation."""
+    d = fixture_yaml("yolov5-csp-focus.yaml")
+    ref = reference({**d, "csp_activation": LEAKY})
+    model = load_model(save_peer(tmp_path / "v4.pt", "v5.0", ref, d))
+    assert model.yaml["csp_activation"] == LEAKY and "activation" not in model.yaml
     assert torch.equal(predict(model, X), predict(ref, X))
 
 
