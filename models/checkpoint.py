@@ -442,7 +442,7 @@ RENAMED = {"RepConv": {"rbr_dense.0": "conv1.conv", "rbr_dense.1": "conv1.bn", "
                        "rbr_1x1.1": "conv2.bn", "rbr_identity": "bn", "rbr_reparam": "conv"}}
 # anchor_grid (anchors in pixels, a buffer up to YOLOv5 v5.0 and in YOLOv7) is not a tensor of ours: the anchors are
 # taken from it (_peer_anchors)
-DROPPED = {"Detect": ("anchor_grid",), "IDetect": ("anchor_grid",)}
+DROPPED = {"Detect": ("anchor_grid",), "IDetect": ("anchor_grid",), "IAuxDetect": ("anchor_grid",)}
 YOLOV7_ONLY = frozenset({"IDetect", "MP", "SP", "SPPCSPC", "RepConv", "ImplicitA", "ImplicitM", "IAuxDetect", "ReOrg",
                          "DownC", "Shortcut", "IBin", "IKeypoint"})
 # not compared: settings that do not change what a layer computes at inference (BatchNorm eps/momentum are copied),

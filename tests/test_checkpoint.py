@@ -1,6 +1,6 @@
-"""Checkpoints from this project, ultralytics, classic YOLOv5 (v3.0, v3.1, v5.0, v6.0, v7.0) and YOLOv7 (training,
-deploy) load as our model and predict what they predicted; a checkpoint that names anything else is refused before it
-runs.
+"""Checkpoints from this project, ultralytics, classic YOLOv5 (v3.0, v3.1, v5.0, v6.0, v7.0) and YOLOv7 (P5 and P6,
+training, deploy) load as our model and predict what they predicted; a checkpoint that names anything else is refused
+before it runs.
 
 The YOLOv5 / YOLOv7 files are made here, without their code: the model is built with our parser (whose layers have
 the same tensors as theirs), then written with the other project's object layout (module names ``models.yolo.Model``,
@@ -89,6 +89,15 @@ def yolov7_yaml(cfg: str = "yolov7-tiny.yaml", deploy: bool = False) -> dict:
     return d
 
 
+REPCONV_ID_YAML = {  # RepConv with c1 == c2 at stride 1: YOLOv7's identity BatchNorm branch (rbr_identity)
+    "nc": NC, "depth_multiple": 1.0, "width_multiple": 1.0, "ch": 3,
+    "anchors": [[10, 13, 16, 30, 33, 23], [30, 61, 62, 45, 59, 119], [116, 90, 156, 198, 373, 326]],
+    "backbone": [[-1, 1, "Conv", [16, 3, 2]], [-1, 1, "Conv", [32, 3, 2]], [-1, 1, "Conv", [32, 3, 2]],
+                 [-1, 1, "RepConv", [32, 3, 1]], [-1, 1, "Conv", [64, 3, 2]], [-1, 1, "RepConv", [64, 3, 1]],
+                 [-1, 1, "Conv", [48, 3, 2]], [-1, 1, "RepConv", [64, 3, 1]]],  # the last one without identity
+    "head": [[[3, 5, 7], 1, "IDetect", ["nc", "anchors"]]],
+}
+
 REPCONV_YAML = {  # a small YOLOv7-style model with RepConv rows (YOLOv7's P3-P5 heads), for the branch renaming
     "nc": NC, "depth_multiple": 1.0, "width_multiple": 1.0, "ch": 3,
     "anchors": [[10, 13, 16, 30, 33, 23], [30, 61, 62, 45, 59, 119], [116, 90, 156, 198, 373, 326]],
@@ -104,10 +113,11 @@ PEER_CLASS = {  # our class -> the module path the other project pickles it unde
     "SPP": "models.common", "Focus": "models.common", "Concat": "models.common", "MP": "models.common",
     "SP": "models.common", "SPPCSPC": "models.common", "RepConv": "models.common", "ImplicitA": "models.common",
     "ImplicitM": "models.common", "AnchorDetect": "models.yolo", "IDetect": "models.yolo",
-    "BottleneckCSP": "models.common", "BottleneckCSPLeaky": "models.common",
+    "BottleneckCSP": "models.common", "BottleneckCSPLeaky": "models.common", "ReOrg": "models.common",
+    "DownC": "models.common", "Shortcut": "models.common", "IAuxDetect": "models.yolo",
 }
 PEER_NAME = {"AnchorDetect": "Detect", "BottleneckCSPLeaky": "BottleneckCSP"}  # ours -> theirs, where they differ
-HEADS = ("AnchorDetect", "IDetect")
+HEADS = ("AnchorDetect", "IDetect", "IAuxDetect")
 
 
 def _module_dict() -> dict:
@@ -137,11 +147,15 @@ def _peer(m: nn.Module, family: str) -> nn.Module:
         state.pop("anchors_from_data", None)
         if family in ("v6.0", "v7.0"):
             state.update(anchor_grid=[torch.zeros(1)] * m.nl, inplace=True)
-    if name == "RepConv":  # YOLOv7's layout: rbr_dense (3x3 conv, BN), rbr_1x1 (1x1 conv, BN), no identity branch
+    if name == "RepConv":  # YOLOv7's layout: rbr_dense (3x3 conv, BN), rbr_1x1 (1x1 conv, BN), identity BN or None
         kids = state["_modules"]
         seq = lambda c: nn.Sequential(c._modules["conv"], c._modules["bn"])  # noqa: E731
         state["_modules"] = {"act": kids["act"], "rbr_dense": seq(kids["conv1"]), "rbr_1x1": seq(kids["conv2"])}
-        state.update(rbr_identity=None, deploy=False, groups=1, in_channels=m.conv1.conv.in_channels,
+        if kids.get("bn") is not None:
+            state["_modules"]["rbr_identity"] = kids["bn"]
+        else:
+            state["rbr_identity"] = None
+        state.update(deploy=False, groups=1, in_channels=m.conv1.conv.in_channels,
                      out_channels=m.conv1.conv.out_channels)
         for k in ("bn", "c1", "c2", "g"):
             state.pop(k, None)
@@ -242,6 +256,7 @@ def reference(cfg, seed: int = 0) -> AttentionDetectionModel:
 
 
 X = torch.rand(1, 3, 96, 128, generator=torch.Generator().manual_seed(3))
+X6 = torch.rand(1, 3, 128, 192, generator=torch.Generator().manual_seed(3))  # P6 models: sides divisible by 64
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -257,6 +272,9 @@ FORMATS = {  # name -> (family, model dict)
     "yolov7-tiny-training": ("yolov7", lambda: yolov7_yaml()),
     "yolov7-tiny-deploy": ("yolov7", lambda: yolov7_yaml(deploy=True)),
     "yolov7-repconv": ("yolov7", lambda: deepcopy(REPCONV_YAML)),
+    "yolov7-repconv-identity": ("yolov7", lambda: deepcopy(REPCONV_ID_YAML)),
+    "yolov7-p6-training": ("yolov7", lambda: fixture_yaml("yolov7-p6-aux.yaml")),
+    "yolov7-p6-deploy": ("yolov7", lambda: fixture_yaml("yolov7-p6-deploy.yaml")),
 }
 
 
@@ -276,7 +294,8 @@ def test_peer_checkpoint_loads_as_our_model_and_predicts_the_same(fmt, tmp_path)
     assert model.names == {i: f"class{i}" for i in range(NC)}
     assert torch.equal(model.stride, ref.stride)
     assert len(model.state_dict()) == len(ref.state_dict())
-    assert torch.equal(predict(model, X), predict(ref, X))
+    x = X6 if int(ref.stride.max()) == 64 else X
+    assert torch.equal(predict(model, x), predict(ref, x))
     assert checkpoint_format(read_checkpoint(path)) == ("YOLOv7" if family == "yolov7" else "YOLOv5")
 
 
