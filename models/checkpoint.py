@@ -20,6 +20,8 @@ Formats, recognised by what the file contains, never by its name:
   ``rbr_dense``/``rbr_1x1`` and, where c1 == c2 at stride 1, ``rbr_identity``).
   Those pickles name the other projects' ``models.*`` modules, the name of this project's package too: their
   classes are read as inert stand-ins (:class:`PeerModule`, attributes and tensors, none of their code).
+  A model saved after their ``model.fuse()`` (layers whose forward is ``fuseforward``) is refused with a message:
+  released files are not fused.
 
 Foreign models (ultralytics, YOLOv5, YOLOv7) are rebuilt as this project's model from the model YAML stored in
 the checkpoint (``model.yaml``), through the same parser as any YAML, and their tensors are mapped in layer by
@@ -137,6 +139,11 @@ def _latin1_encode(text, encoding="latin1"):
 
 def _bound_method(path, obj, name):
     """``builtins.getattr`` restricted to the forward methods a fused layer stores on itself."""
+    if isinstance(obj, PeerModule) and name in BOUND_METHODS:  # nothing to call: a stand-in has no code
+        raise CheckpointError(
+            f"{path}: holds a model after YOLOv5/YOLOv7's model.fuse() (its {obj.peer_class} runs {name}: BatchNorm "
+            "and implicit layers already folded into the convs), which only that project's inference uses; no "
+            "released file is fused. Pass the checkpoint its training wrote (last.pt/best.pt) or the released file")
     if isinstance(obj, nn.Module) and not isinstance(obj, PeerModule) and name in BOUND_METHODS:
         return getattr(obj, name)
     raise UnsafeCheckpointError(path, f"builtins.getattr({type(obj).__name__}, {name!r})")

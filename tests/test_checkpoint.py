@@ -409,6 +409,28 @@ def test_unreadable_files_fail_clearly(tmp_path):
         load_model(tmp_path / "yolov5s.pt")
 
 
+class BoundForward:
+    """Pickles as ``getattr(layer, name)``: a layer whose forward YOLOv5/YOLOv7's ``model.fuse()`` replaced."""
+
+    def __init__(self, layer, name):
+        self.layer, self.name = layer, name
+
+    def __reduce__(self):
+        return getattr, (self.layer, self.name)
+
+
+def test_a_fused_peer_model_is_refused_with_what_to_pass_instead(tmp_path):
+    d = deepcopy(REPCONV_ID_YAML)
+    ckpt = release_dict("yolov7", peer_model(reference(d), "yolov7", d))
+    conv = ckpt["model"].model[0]
+    conv.__dict__["forward"] = BoundForward(conv, "fuseforward")
+    torch.save(ckpt, tmp_path / "fused.pt", pickle_module=peer_pickle_module())
+    with pytest.raises(CheckpointError, match=r"fused.pt: holds a model after YOLOv5/YOLOv7's model.fuse\(\).*"
+                                              r"models.common.Conv runs fuseforward.*Pass the checkpoint") as e:
+        load_model(tmp_path / "fused.pt")
+    assert not isinstance(e.value, UnsafeCheckpointError)
+
+
 # ----------------------------------------------------------------------------------------------------------------------
 # Transfer into attention variants
 
