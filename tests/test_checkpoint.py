@@ -453,6 +453,30 @@ def test_released_weights_transfer_fully_into_attention_variants(tmp_path):
     assert (report.transferred, report.total) == (n7, n7 + 10) and "skipped: none" in str(report)
 
 
+@pytest.mark.parametrize("fmt", ["yolov5-v3.1", "yolov7-p6-training", "yolov7-p6-deploy"])
+def test_older_and_p6_weights_transfer_fully_into_attention_variants(fmt, tmp_path):
+    """CBAM after the backbone of the checkpoint's own model YAML: every tensor of the file is transferred, and with
+    the new layer cut out of the graph the model still predicts what the file did."""
+    from models.insertion import insert
+
+    family, make_yaml = FORMATS[fmt]
+    d = make_yaml()
+    ref = reference({**d, **RELEASE_ACTIVATIONS.get(family, {})})
+    path = save_peer(tmp_path / f"{fmt}.pt", family, ref, d, ema=ref, stripped=False)
+    loaded = load_model(path)
+    n_base = len(loaded.state_dict())
+    variant = build_model(insert(loaded.yaml, ["CBAM@backbone_end"]).cfg)
+    report = transfer_weights(variant, path, verbose=False)
+    (i, name), = report.new_layers
+    assert name == "CBAM" and report.skipped_tensors == [] and "skipped: none" in str(report)
+    assert (report.transferred, report.total) == (n_base, n_base + len(variant.model[i].state_dict()))
+    assert variant.yaml.get("activation") == loaded.yaml.get("activation")
+    assert variant.yaml.get("csp_activation") == loaded.yaml.get("csp_activation")
+    variant.model[i].forward = lambda x: x  # the inserted layer alone differs from the file's model
+    x = X6 if int(ref.stride.max()) == 64 else X
+    assert torch.equal(predict(variant, x), predict(ref, x))
+
+
 def test_deploy_detect_transfers_into_idetect_with_identity_implicit_layers(tmp_path):
     """A YOLOv7 deploy file (implicit layers folded into the head convs) into a training config with IDetect:
     the implicit layers start as the identity, so with an identity-start insertion the model predicts what the

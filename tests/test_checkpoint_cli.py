@@ -1,6 +1,7 @@
 """The command lines a user types, each in its own interpreter: a checkpoint with a payload is refused by every script
-that reads weights (the payload's marker file never appears), a classic YOLOv5 ``yolov5s.pt`` is validated and
-detected with as it is, and our checkpoints load in ``ultralytics.YOLO`` under ``ULTRALYTICS_SAFE_LOAD=1``."""
+that reads weights (the payload's marker file never appears), a classic YOLOv5 ``yolov5s.pt`` (v7.0 and v3.1) is
+validated and detected with as it is, a YOLOv7 P6 training file trains a variant with CBAM from all its tensors, and
+our checkpoints load in ``ultralytics.YOLO`` under ``ULTRALYTICS_SAFE_LOAD=1``."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_checkpoint import MARKER, classic_yaml, payloads, plant, reference, save_ours, save_peer
+from tests.test_checkpoint import (MARKER, PEER_YAMLS, RELEASE_ACTIVATIONS, classic_yaml, fixture_yaml, payloads, plant,
+                                   reference, save_ours, save_peer)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -106,6 +108,40 @@ def test_released_yolov5s_detects(tmp_path):
               "--project", "det", cwd=tmp_path)
     assert out.returncode == 0 and "yolov5su" not in out.stdout + out.stderr, out.stderr[-3000:]
     assert {"shapes_7.jpg", "shapes_11.jpg"} <= {p.name for p in (tmp_path / "det" / "exp").iterdir()}
+
+
+@pytest.mark.slow
+def test_yolov5_v31_file_validates_and_detects(tiny_data, tmp_path):
+    """python val.py / detect.py --weights yolov5s.pt with a YOLOv5 v3.1 file (Hardswish Convs, LeakyReLU CSP)."""
+    d = fixture_yaml("yolov5-csp-focus.yaml")
+    save_peer(tmp_path / "yolov5s.pt", "v3.1", reference({**d, **RELEASE_ACTIVATIONS["v3.1"]}), d)
+    out = run(str(ROOT / "val.py"), "--weights", "yolov5s.pt", "--data", tiny_data, "--img", "64", "--project", "val",
+              cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "YOLOv5 checkpoint (models.yolo.Model)" in out.stdout + out.stderr and (tmp_path / "val" / "exp").is_dir()
+    out = run(str(ROOT / "detect.py"), "--weights", "yolov5s.pt", "--img", "64", "--project", "det", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert {"shapes_7.jpg", "shapes_11.jpg"} <= {p.name for p in (tmp_path / "det" / "exp").iterdir()}
+
+
+@pytest.mark.slow
+def test_train_transfers_a_yolov7_p6_training_file_into_a_cbam_variant(tiny_data, tmp_path):
+    """python train.py --weights yolov7-w6_training.pt --cfg <the P6 YAML with CBAM>: every tensor of the file."""
+    from models.checkpoint import load_model
+
+    d = fixture_yaml("yolov7-p6-aux.yaml")
+    weights = save_peer(tmp_path / "yolov7-w6_training.pt", "yolov7", reference(d), d, stripped=False)
+    n = len(load_model(weights).state_dict())
+    out = run("tools/insert.py", str(PEER_YAMLS / "yolov7-p6-aux.yaml"), "CBAM@backbone_end", "-o",
+              str(tmp_path / "yolov7-w6-cbam.yaml"))
+    assert out.returncode == 0, out.stderr[-3000:]
+    out = run("train.py", "--weights", str(weights), "--cfg", str(tmp_path / "yolov7-w6-cbam.yaml"),
+              "--data", tiny_data, "--epochs", "1", "--img", "64", "--batch-size", "4", "--workers", "0",
+              "--project", str(tmp_path / "runs"))
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert (f"transferred {n}/{n + 10} tensors from yolov7-w6_training.pt; new layers: 14 CBAM; skipped: none"
+            in out.stdout + out.stderr), (out.stdout + out.stderr)[-3000:]
+    assert (tmp_path / "runs" / "exp" / "weights" / "last.pt").is_file()
 
 
 def test_our_checkpoint_loads_in_ultralytics_safe_load(files):
