@@ -25,7 +25,7 @@ Forms (``form=``):
 - ``"official"``: the authors' released operator that runs at any input size, GE-theta-minus with a global extent
   (hujie-frank/GENet ``RN50-GEPF.prototxt``): ``x * sigmoid(GAP(x))``, no parameters (golden test
   ``GatherExcite__caffe_GEPF``). It fixes ``extent=0``, ``extra_params=False`` and ``use_mlp=False`` (``use_mlp``'s
-  default, None, means True in the other forms). (Their GE-theta
+  default, None, means True in the other forms); ``reduction``/``min_channels`` do not apply. (Their GE-theta
   prototxts gather with a depthwise conv as large as the feature map: a fixed input size, not offered.)
 
 Departures from the paper:
