@@ -97,6 +97,7 @@ class LayerSpec:
     onnx_dynamic: bool = True  # exports with dynamic H and W
     onnx_note: str = ""  # why not, when onnx_dynamic is False
     notes: str = ""  # where popular ports differ / departures from the paper
+    forms: tuple[str, ...] = ()  # values of the class's ``form`` argument (official code / paper / named variants)
     config_name: str = ""  # file-name tag of configs/yolov5-<tag>.yaml (default: the name in lower case)
 
     def __post_init__(self):
@@ -205,6 +206,7 @@ def register_attention(
     onnx_note: str = "",
     notes: str = "",
     renamed: Mapping[str, str] | None = None,
+    forms: tuple[str, ...] = (),
     config_name: str = "",
 ) -> Callable[[type], type]:
     """Class decorator: make an attention module placeable from a model YAML.
@@ -212,7 +214,9 @@ def register_attention(
     The class subclasses :class:`models.protocol.AttentionModule`, takes the input channel count as its first
     positional argument, keeps the input shape, and gives its hyperparameters the paper's defaults. ``renamed``
     maps hyperparameter names a module used to accept (or that popular ports use) to the current ones; YAML rows
-    may still write them.
+    may still write them. ``forms`` lists the values of the class's ``form`` argument where a module offers several
+    (``"official"``: the official code's forward, checked by the golden tests; ``"paper"``: the paper's equations;
+    named variants); the signature's default must be one of them.
     """
 
     def deco(cls: type) -> type:
@@ -226,10 +230,15 @@ def register_attention(
             if new not in params:
                 raise TypeError(f"@register_attention({name or cls.__name__}): renamed {old!r} -> {new!r}, "
                                 f"but {cls.__name__} has no parameter {new!r}")
+        if forms:
+            form = inspect.signature(cls).parameters.get("form")
+            if form is None or form.default not in forms or len(set(forms)) != len(forms):
+                raise TypeError(f"@register_attention({name or cls.__name__}): forms={forms!r} needs a 'form' parameter "
+                                "whose default is one of them (each listed once)")
         return LAYERS.register(
             name, kind="attention", category=category, paper=paper, arxiv=arxiv, year=year, placement=placement,
             dense=dense, onnx_dynamic=onnx_dynamic, onnx_note=onnx_note, notes=notes, renamed=renamed or {},
-            config_name=config_name,
+            forms=tuple(forms), config_name=config_name,
         )(cls)
 
     return deco

@@ -261,3 +261,93 @@ def test_cpca_matches_official_structure():
     torch.testing.assert_close(m(x), p(p(s) * u))
     # the one shared 1x1 conv: exactly one C x C pointwise weight in the module
     assert sum(1 for w in m.parameters() if w.shape == (32, 32, 1, 1)) == 1
+
+
+# ---------------------------------------------------------------------------------------------------- forms
+def test_bam_official_forms_pool_as_the_official_code():
+    """official: the left H x H square (the official avg_pool2d(x, H, stride=H)), then the first window of side
+    min(H, W) where the official code cannot run; official_global: the global mean. Both: BN on the hidden vector,
+    product fusion, exact width."""
+    x = torch.randn(2, 32, 6, 10, dtype=torch.float64)
+    m = _rand_params(BAM(32, form="official")).double().eval()
+    g = _rand_params(BAM(32, form="official_global")).double().eval()
+    assert m.fc1.out_channels == 2 and m.fusion == "mul" and m.build_notes == []
+
+    def channel(mod, pooled):
+        return mod.fc2(F.relu(mod.fc1_bn(mod.fc1(pooled))))
+
+    torch.testing.assert_close(m.channel_att(x), channel(m, F.avg_pool2d(x, 6, stride=6)))
+    torch.testing.assert_close(g.channel_att(x), channel(g, x.mean((2, 3), keepdim=True)))
+    for hw in ((9, 4), (3, 8), (1, 5)):  # H > W, W >= 2H: the official code raises; the first window here
+        xt = torch.randn(1, 32, *hw, dtype=torch.float64)
+        s = min(hw)
+        torch.testing.assert_close(m.channel_att(xt), channel(m, xt[..., :s, :s].mean((2, 3), keepdim=True)))
+    torch.testing.assert_close(m(x), x * (1 + torch.sigmoid(m.channel_att(x) * m.spatial_att(x))))
+    with pytest.raises(ValueError, match="fixes fusion='mul'"):
+        BAM(32, form="official", fusion="sum")
+    assert BAM(32, fusion="mul").fc1_bn is None  # the paper form's ablation switch stays
+
+
+def test_sk_official_has_the_bn_on_z_and_no_bias():
+    m = _rand_params(SK(64, form="official")).double()
+    assert m.fc.bias is None and m.fc_bn.num_features == 32
+    m.train()
+    x = torch.randn(2, 64, 5, 6, dtype=torch.float64)
+    feats = m.branch_outputs(x)
+    z = m.fc((feats[0] + feats[1]).mean((2, 3), keepdim=True))
+    z = F.relu(F.batch_norm(z, None, None, m.fc_bn.weight, m.fc_bn.bias, True, 0.0, 1e-5))
+    a = m.select(z).reshape(2, 2, 64, 1, 1).softmax(1)
+    torch.testing.assert_close(m(x), feats[0] * a[:, 0] + feats[1] * a[:, 1])
+    assert m(x[:1]).shape == (1, 64, 5, 6)  # batch 1 in train mode: running statistics, no error
+
+
+def test_gather_excite_forms():
+    timm = GatherExcite(40, form="timm")
+    assert timm.mlp[0].out_channels == 3 and GatherExcite(40, min_channels=1).mlp[0].out_channels == 2  # 2.5: round
+    assert GatherExcite(24, form="timm").mlp[0].out_channels == 2 and GatherExcite(8, form="timm").mlp[0].out_channels == 1
+    off = GatherExcite(32, form="official")
+    assert sum(p.numel() for p in off.parameters()) == 0
+    x = torch.randn(2, 32, 5, 7)
+    torch.testing.assert_close(off(x), x * torch.sigmoid(x.mean((2, 3), keepdim=True)))
+    for bad in ({"use_mlp": True}, {"extent": 4}, {"min_channels": 8}):
+        with pytest.raises(ValueError):
+            GatherExcite(32, form="official", **bad)
+    with pytest.raises(ValueError, match="leave min_channels out"):
+        GatherExcite(32, form="timm", min_channels=4)
+    assert GatherExcite(32, form="timm", extent=4, extra_params=True).gather is not None
+
+
+def test_cbam_official_zpool_is_max_then_mean():
+    """Official weights load 1:1 in the official form: the paper form with the two input channels swapped agrees."""
+    from models.attention.cbam import CBAM
+
+    off = _rand_params(CBAM(32, form="official")).eval()
+    pap = CBAM(32, min_channels=1).eval()
+    state = off.state_dict()
+    state["spatial.conv.weight"] = state["spatial.conv.weight"].flip(1)
+    pap.load_state_dict(state)
+    x = torch.randn(2, 32, 6, 9)
+    torch.testing.assert_close(off(x), pap(x))
+    assert off.channel.mlp[0].out_channels == 2
+
+
+def test_eca_official_fixes_k3_and_soca_gc_se_official_widths():
+    from models.attention.eca import ECA
+    from models.attention.squeeze_excite import SE
+
+    assert ECA(256).conv.kernel_size == (5,) and ECA(256, form="official").conv.kernel_size == (3,)
+    assert ECA(256, kernel_size=7, form="official").conv.kernel_size == (7,)
+    assert SE(40, form="official").fc1.out_channels == 2 and SE(40).fc1.out_channels == 8
+    assert SOCA(24, reduction=8, form="official").fc1.out_channels == 3
+    assert GCBlock(40, form="official").add_transform.conv1.out_channels == 2
+
+
+def test_coordatt_bn_keeps_the_official_eps_inside_a_yolo_model():
+    """ultralytics' initialize_weights resets every nn.BatchNorm2d to eps 1e-3 / momentum 0.03; CoordAtt's BN is a
+    BatchNorm2dSafe and keeps the official PyTorch defaults."""
+    from models.attention.coordinate import CoordAtt
+    from models.yolo import build_model
+
+    model = build_model("yolov5n-ca.yaml", nc=3)
+    ca = [m for m in model.modules() if isinstance(m, CoordAtt)]
+    assert len(ca) == 1 and (ca[0].bn1.eps, ca[0].bn1.momentum) == (1e-5, 0.1)

@@ -201,3 +201,87 @@ def test_parnet_is_the_sum_of_three_branches():
     sse = skip * torch.sigmoid(m.sse(skip.mean((2, 3), keepdim=True)))
     ref = F.silu(m.bn1x1(m.conv1x1(x)) + m.bn3x3(m.conv3x3(x)) + sse)
     torch.testing.assert_close(m(x), ref)
+
+
+# ------------------------------------------------------------------------------- forms of the official code
+def test_epsa_official_reverses_the_scale_order():
+    p = randomise(EPSA(64)).double()
+    o = EPSA(64, form="official").double()
+    o.load_state_dict(p.state_dict())
+    x = torch.randn(2, 64, 5, 6, dtype=torch.float64)
+    torch.testing.assert_close(o(x), torch.cat(p(x).chunk(4, 1)[::-1], 1))
+
+
+def test_polarized_official_forms_follow_the_official_code():
+    x = torch.randn(2, 16, 4, 6, dtype=torch.float64)
+    p = randomise(PolarizedSA_P(16, form="official")).double()
+    assert not hasattr(p, "ch_norm")
+    q = p.ch_wq(x).flatten(2).softmax(-1)
+    a_ch = torch.sigmoid(p.ch_wz(torch.einsum("bcn,bn->bc", p.ch_wv(x).flatten(2), q[:, 0])[..., None, None]))
+    ctx = torch.einsum("bc,bcn->bn", p.sp_wq(x).mean((2, 3)), p.sp_wv(x).flatten(2)).softmax(-1)
+    a_sp = torch.sigmoid(ctx).reshape(2, 1, 4, 6)
+    torch.testing.assert_close(p(x), x * a_ch + x * a_sp)
+    s = randomise(PolarizedSA_S(16, form="official")).double()
+    assert not hasattr(s, "ch_wz") and s.ch_up1.out_channels == 2 and s.ch_up2.bias is not None
+    q = s.ch_wq(x).flatten(2).softmax(-1)
+    z = torch.einsum("bcn,bn->bc", s.ch_wv(x).flatten(2), q[:, 0])[..., None, None]
+    z = x * torch.sigmoid(s.ch_up2(F.relu(s.ch_up_norm(s.ch_up1(z)))))
+    v = s.sp_wv(z).flatten(2).softmax(-1)
+    a_sp = torch.sigmoid(torch.einsum("bc,bcn->bn", s.sp_wq(z).mean((2, 3)), v)).reshape(2, 1, 4, 6)
+    torch.testing.assert_close(s(x), z * a_sp)
+
+
+def test_s2_paper_form_sums_and_is_the_mean_form_up_to_a_group_permutation():
+    """The pseudo-code's sum descriptor; its shift axes (H first, as the ports run it) are the default's (W first)
+    once the four channel groups of every branch swap halves: a relabelling of weights, the same function."""
+    c = 8
+    mean = randomise(S2Attention(c)).double()
+    paper = S2Attention(c, form="paper").double()
+    perm = torch.cat([torch.arange(4, 8), torch.arange(0, 4)])  # groups (1, 2) <-> (3, 4) of a C=8 branch
+    full = torch.cat([perm + k * c for k in range(3)])  # the same in each of the 3 branches of mlp1
+    st = mean.state_dict()
+    paper.load_state_dict({
+        "mlp1.weight": st["mlp1.weight"][full], "mlp1.bias": st["mlp1.bias"][full],
+        "attn_fc1.weight": st["attn_fc1.weight"][:, perm], "attn_fc2.weight": st["attn_fc2.weight"][full],
+        "mlp2.weight": st["mlp2.weight"][:, perm], "mlp2.bias": st["mlp2.bias"],
+    })
+    x = torch.randn(2, c, 5, 7, dtype=torch.float64)
+    # equal once the descriptor scale matches: sum = N * mean, so divide the paper's first split-attention layer by N
+    paper.attn_fc1.weight.data /= 5 * 7
+    torch.testing.assert_close(paper(x), mean(x))
+
+
+def test_external_attention_official_ties_the_memories():
+    from models.attention.external import ExternalAttention
+
+    m = randomise(ExternalAttention(16, s=8, form="official"))
+    assert m.mv is None and "mv.weight" not in m.state_dict() and m.relu
+    x = torch.randn(2, 16, 5, 4)
+    opt = torch.optim.SGD(m.parameters(), lr=0.1)
+    m(x).square().mean().backward()
+    opt.step()
+    attn = torch.randn(2, 8, 20)
+    torch.testing.assert_close(m.memory_v(attn), torch.einsum("sc,bsn->bcn", m.mk.weight[..., 0], attn))
+    with pytest.raises(ValueError, match="fixes relu=True"):
+        ExternalAttention(16, relu=False, form="official")
+    assert ExternalAttention(16, relu=True).relu  # the paper form's switch stays
+
+
+def test_cot_official_fusion_norm_is_a_batchnorm_safe_at_batch_1():
+    from models.attention._common import BatchNorm2dSafe
+    from models.attention.cot import CoT
+
+    m = CoT(32, form="official").train()
+    assert isinstance(m.se_norm, BatchNorm2dSafe) and "se_norm.running_mean" in m.state_dict()
+    assert m(torch.randn(1, 32, 5, 4)).shape == (1, 32, 5, 4)
+    assert isinstance(CoT(32).se_norm, torch.nn.GroupNorm)
+
+
+def test_residual_attention_official_pools_like_caffe():
+    from models.attention.residual_attention import caffe_max_pool
+
+    x = torch.randn(1, 3, 11, 8)
+    assert caffe_max_pool(x).shape[-2:] == (5, 4)  # Caffe: ceil((11 - 3) / 2) + 1 = 5; padding 1 floor: 6
+    torch.testing.assert_close(caffe_max_pool(x), F.max_pool2d(x, 3, 2, 0, ceil_mode=True))
+    one = torch.randn(1, 3, 1, 6)  # no Caffe output; the window clipped to the map
+    torch.testing.assert_close(caffe_max_pool(one), F.max_pool2d(torch.cat([one, one], 2), 3, 2, 0, ceil_mode=True))

@@ -1,8 +1,10 @@
 """One test matrix for every registered attention module.
 
 A module is covered by registering it: every test here is parametrised over the registry, so adding a
-module to ``models/attention/`` is all it takes. A parameter formula in ``tests/formulas/`` is required for the
-modules the project ships and optional for a module of your own (reported as skipped without one).
+module to ``models/attention/`` is all it takes. A module that offers several forms (``forms=`` in its
+registration: official code, paper, named variants) runs the behaviour tests in every form (ids ``Name-form`` for the
+non-default ones). A parameter formula in ``tests/formulas/`` is required for the modules the project ships and
+optional for a module of your own (reported as skipped without one).
 """
 
 from __future__ import annotations
@@ -17,19 +19,29 @@ import torch
 from models.registry import attention_specs
 from models.protocol import AttentionModule
 from models.registry import attention_arguments
-from tests.formulas import CLAMPED, PAPER, REFERENCE_C, SHIPPED, SMALL_C, expected_params
+from tests.formulas import CLAMPED, FORMS, PAPER, REFERENCE_C, SHIPPED, SMALL_C, expected_params
 
 SPECS = attention_specs()
 NAMES = [s.name for s in SPECS]
 BY_NAME = {s.name: s for s in SPECS}
 
+
+def default_form(name: str) -> str | None:
+    spec = BY_NAME[name]
+    return inspect.signature(spec.cls).parameters["form"].default if spec.forms else None
+
+
+# (name, form): every module in its default form (form None: built with no form argument), then its other forms
+CASES = [(s.name, None) for s in SPECS] + [(s.name, f) for s in SPECS for f in s.forms if f != default_form(s.name)]
+CASE_IDS = [n if f is None else f"{n}-{f}" for n, f in CASES]
+
 # (B, C, H, W): batch 1 in train mode, tiny, odd and non-square maps; C multiple of 8 but not of 16/64
 SHAPES = [(1, 24, 1, 1), (2, 40, 3, 3), (1, 72, 20, 12), (2, 24, 13, 31)]
 
 
-def build(name: str, c: int, seed: int = 0) -> torch.nn.Module:
+def build(name: str, c: int, seed: int = 0, form: str | None = None) -> torch.nn.Module:
     torch.manual_seed(seed)
-    return BY_NAME[name].cls(c)
+    return BY_NAME[name].cls(c) if form is None else BY_NAME[name].cls(c, form=form)
 
 
 def randomise_zero_init(m: torch.nn.Module) -> None:
@@ -53,10 +65,10 @@ def test_docstring_cites_paper(name):
     assert "depart" in doc.lower(), f"{name}: module docstring must say where it departs from the paper"
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name, form", CASES, ids=CASE_IDS)
 @pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
-def test_shape_preserved_train_and_eval(name, shape):
-    m = build(name, shape[1])
+def test_shape_preserved_train_and_eval(name, form, shape):
+    m = build(name, shape[1], form=form)
     x = torch.randn(shape)
     m.train()
     assert m(x).shape == x.shape
@@ -65,10 +77,10 @@ def test_shape_preserved_train_and_eval(name, shape):
         assert m(x).shape == x.shape
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name, form", CASES, ids=CASE_IDS)
 @pytest.mark.parametrize("kind", ["random", "zeros"])
-def test_forward_backward_finite(name, kind):
-    m = build(name, 40).train()
+def test_forward_backward_finite(name, form, kind):
+    m = build(name, 40, form=form).train()
     randomise_zero_init(m)
     x = (torch.randn if kind == "random" else torch.zeros)(2, 40, 10, 14, requires_grad=True)
     y = m(x)
@@ -87,10 +99,10 @@ def _skip_if_no_cpu_kernel(err: RuntimeError, dtype: str):
     raise err
 
 
-@pytest.mark.parametrize("name", NAMES)
-def test_half_forward_finite(name):
+@pytest.mark.parametrize("name, form", CASES, ids=CASE_IDS)
+def test_half_forward_finite(name, form):
     """``val.py --half`` runs the whole model in fp16 with no autocast; activations of ~10 must not overflow."""
-    m = build(name, 40).eval()
+    m = build(name, 40, form=form).eval()
     randomise_zero_init(m)
     m.half()
     x = (10 * torch.randn(2, 40, 20, 20)).half()
@@ -103,9 +115,9 @@ def test_half_forward_finite(name):
     assert torch.isfinite(y).all(), f"{name}: fp16 forward overflowed"
 
 
-@pytest.mark.parametrize("name", NAMES)
-def test_bf16_autocast_forward_backward(name):
-    m = build(name, 40).train()
+@pytest.mark.parametrize("name, form", CASES, ids=CASE_IDS)
+def test_bf16_autocast_forward_backward(name, form):
+    m = build(name, 40, form=form).train()
     randomise_zero_init(m)
     x = torch.randn(2, 40, 12, 20, requires_grad=True)
     try:
@@ -117,9 +129,9 @@ def test_bf16_autocast_forward_backward(name):
     assert torch.isfinite(y.float()).all() and torch.isfinite(x.grad).all()
 
 
-def _forward_backward(name: str, x: torch.Tensor):
+def _forward_backward(name: str, x: torch.Tensor, form: str | None = None):
     """Output, input gradient and parameter gradients of a freshly built (seeded) module in train mode."""
-    m = build(name, x.shape[1]).train()
+    m = build(name, x.shape[1], form=form).train()
     randomise_zero_init(m)  # seeded by build: the same perturbation every time
     x = x.clone().requires_grad_(True)
     y = m(x)
@@ -127,15 +139,15 @@ def _forward_backward(name: str, x: torch.Tensor):
     return y.detach(), x.grad, {n: p.grad for n, p in m.named_parameters() if p.grad is not None}
 
 
-@pytest.mark.parametrize("name", NAMES)
-def test_deterministic_mode(name):
+@pytest.mark.parametrize("name, form", CASES, ids=CASE_IDS)
+def test_deterministic_mode(name, form):
     """Under ``torch.use_deterministic_algorithms(True)`` (YOLOv5's ``--deterministic``) forward and backward run
     without raising, and two seeded builds on the same input give bit-identical outputs and gradients."""
     x = torch.randn(2, 40, 12, 20, generator=torch.Generator().manual_seed(3))
     torch.use_deterministic_algorithms(True)
     try:
-        y1, gx1, gp1 = _forward_backward(name, x)
-        y2, gx2, gp2 = _forward_backward(name, x)
+        y1, gx1, gp1 = _forward_backward(name, x, form)
+        y2, gx2, gp2 = _forward_backward(name, x, form)
     finally:
         torch.use_deterministic_algorithms(False)
     assert torch.equal(y1, y2), f"{name}: outputs differ between two identical runs"
@@ -168,6 +180,24 @@ def test_param_count_matches_paper_formula(name):
             assert not m.build_notes, f"{name}: clamps at the reference width C={c}: {m.build_notes}"
         elif m.build_notes:
             assert name in CLAMPED, f"{name} clamps at C={c} ({m.build_notes}): spell it out in CLAMPED"
+
+
+OTHER_FORMS = [(n, f) for n, f in CASES if f is not None]
+
+
+@pytest.mark.parametrize("name, form", OTHER_FORMS, ids=[f"{n}-{f}" for n, f in OTHER_FORMS])
+def test_param_count_of_each_form(name, form):
+    """Each non-default form's count (tests/formulas FORMS) at REFERENCE_C, and at SMALL_C where it clamps nothing."""
+    if name not in SHIPPED:
+        pytest.skip(f"{name}: not shipped; form formulas are optional")
+    assert (name, form) in FORMS, f"{name}: add the count of form={form!r} to FORMS in tests/formulas/"
+    for c in (REFERENCE_C, SMALL_C):
+        m = build(name, c, form=form)
+        if c == SMALL_C and m.build_notes:
+            continue
+        got = sum(p.numel() for p in m.parameters())
+        assert got == expected_params(name, c, form), f"{name} form={form!r}: {got} params at C={c}"
+        assert not m.build_notes, f"{name} form={form!r} clamps at C={c}: {m.build_notes}"
 
 
 RENAMED = [(s.name, old, new) for s in SPECS for old, new in s.renamed.items()]
@@ -216,10 +246,10 @@ def test_decided_renames():
         assert not params & {"heads", "head", "n_heads", "k_size", "ksize", "min_dim", "rate", "n_groups"}, spec.name
 
 
-@pytest.mark.parametrize("name", NAMES)
-def test_subclasses_the_protocol_and_keeps_it(name):
+@pytest.mark.parametrize("name, form", CASES, ids=CASE_IDS)
+def test_subclasses_the_protocol_and_keeps_it(name, form):
     """What heatmaps, transfer, the docs and the dense-memory check rely on."""
-    m = build(name, 40)
+    m = build(name, 40, form=form)
     assert isinstance(m, AttentionModule) and isinstance(m.build_notes, list)
     assert all(isinstance(n, str) for n in m.build_notes), m.build_notes
     if name in SHIPPED:  # every note of ours comes from self.clamp
@@ -236,15 +266,15 @@ def test_subclasses_the_protocol_and_keeps_it(name):
     assert m.attention_map_elements(5, 7) > 0
 
 
-@pytest.mark.parametrize("name", NAMES)
-def test_onnx_export_matches_torch(name):
+@pytest.mark.parametrize("name, form", CASES, ids=CASE_IDS)
+def test_onnx_export_matches_torch(name, form):
     """Exports (dynamic H, W unless the registry marks the module static) and runs in onnxruntime.
 
     Tolerance: max abs diff <= 1e-4 + 1e-4 * max|y| (fp32).
     """
     ort = pytest.importorskip("onnxruntime")
     spec = BY_NAME[name]
-    m = build(name, 32).eval()
+    m = build(name, 32, form=form).eval()
     randomise_zero_init(m)
     x = torch.randn(1, 32, 16, 16)
     f = io.BytesIO()
@@ -261,11 +291,13 @@ def test_onnx_export_matches_torch(name):
         assert np.abs(out - ref).max() <= tol, f"{name} at {h}x{w}: onnx differs by {np.abs(out - ref).max():.2e}"
 
 
-# The floor of each module's reduced hidden width (``min_channels``), as it was before the one rule: changing a
-# default changes parameter counts of existing configs.
+# The floor of each module's reduced hidden width (``min_channels``) in its default form, as it was before the one
+# rule: changing a default changes parameter counts of existing configs. Modules with an official form whose width is
+# exactly C // r write ``min_channels=None`` (the default form's floor, or none in the official form).
 MIN_CHANNELS = {"SE": 8, "CBAM": 8, "BAM": 8, "GCBlock": 8, "SOCA": 8, "GatherExcite": 8, "CPCA": 8,
                 "DoubleAttention": 8, "CoordAtt": 8, "SK": 32, "CoT": 32, "GAM": 1, "EPSA": 1, "CrissCross": 1,
                 "DANet": 1, "NonLocal": 1}
+FORM_FLOOR = {"SE", "CBAM", "BAM", "GCBlock", "SOCA", "GatherExcite"}  # min_channels=None: the form decides
 
 
 def test_one_hidden_width_rule():
@@ -282,7 +314,10 @@ def test_one_hidden_width_rule():
     assert with_reduction <= with_floor, f"a reduction without a min_channels: {with_reduction - with_floor}"
     assert with_floor == set(MIN_CHANNELS)
     for name, floor in MIN_CHANNELS.items():
-        assert inspect.signature(BY_NAME[name].cls).parameters["min_channels"].default == floor, name
+        default = inspect.signature(BY_NAME[name].cls).parameters["min_channels"].default
+        assert default == (None if name in FORM_FLOOR else floor), name
+        if name in FORM_FLOOR:  # the default form's floor, seen in a build note where it lifts C // r
+            assert any(f"floored at min(min_channels={floor}, 24)" in n for n in BY_NAME[name].cls(24).build_notes)
 
 
 @pytest.mark.parametrize("name", sorted(set(MIN_CHANNELS) - {"SK", "CoT", "EPSA"}))  # those: the paper's L / groups
@@ -293,6 +328,34 @@ def test_min_channels_one_makes_the_reduction_exact(name):
     assert sum(p.numel() for p in m.parameters()) == expected_params(name, 40) and m.build_notes == []
     if MIN_CHANNELS[name] > 1:
         assert any("floored at min(min_channels=8, 24)" in n for n in BY_NAME[name].cls(24).build_notes), name
+
+
+@pytest.mark.parametrize("name", sorted(FORM_FLOOR - {"GatherExcite"}))
+def test_official_width_is_exact_and_zero_is_an_error(name):
+    """form='official': exactly C // r (C=24, r=16: 1, no floor, no note); C // r = 0 names the module and the
+    numbers; min_channels is refused (it floors the other forms only). Through a YAML row the error names the layer."""
+    cls = BY_NAME[name].cls
+    m = cls(24, form="official")
+    assert m.build_notes == [] and sum(p.numel() for p in m.parameters()) == expected_params(name, 24, "official")
+    with pytest.raises(ValueError, match=rf"{name} form='official'.*C // reduction = 8 // 16 = 0"):
+        cls(8, form="official")
+    with pytest.raises(ValueError, match="leave min_channels out"):
+        cls(24, form="official", min_channels=8)
+
+
+def test_forms_from_a_yaml_row_and_the_official_width_error_names_the_layer():
+    from models.parser import parse_model
+    from models.registry import ConfigError
+
+    d = {"nc": 1, "backbone": [[-1, 1, "Conv", [64, 3, 2]], [-1, 1, "BAM", [64, {"form": "official"}]]], "head": []}
+    layers, _ = parse_model(d, 3, verbose=False)
+    assert layers[1].form == "official" and layers[1].fc1_bn is not None and layers[1].fc1.out_channels == 4
+    d["backbone"] = [[-1, 1, "Conv", [8, 3, 2]], [-1, 1, "SE", [8, {"form": "official"}]]]
+    with pytest.raises(ConfigError, match=r"layer 1.*SE.*8 // 16 = 0"):
+        parse_model(d, 3, verbose=False)
+    d["backbone"][1] = [-1, 1, "SE", [8, {"form": "oficial"}]]
+    with pytest.raises(ConfigError, match=r"layer 1.*SE form must be one of 'paper', 'official'"):
+        parse_model(d, 3, verbose=False)
 
 
 @pytest.mark.usefixtures("one_thread")  # ~40 small models: one thread, or minutes of spin-waiting on a loaded CPU

@@ -5,13 +5,18 @@
 
 Every figure is computed here: parameters of each module at C=256, and parameters and GFLOPs (at 640)
 of yolov5s with the module at its default position (configs/yolov5-<name>.yaml). The hyperparameter column
-is each constructor's signature (after the input channels) and the old names its registration accepts.
+is each constructor's signature (after the input channels) and the old names its registration accepts. The forms
+column is the registration's ``forms`` and the golden fixtures' sidecars (tests/fixtures/golden/*.json): a module is
+listed as equal to the official code only in the forms a golden test checks (tests/test_golden.py runs every
+sidecar there).
 """
 
 from __future__ import annotations
 
 import argparse
 import inspect
+import json
+import re
 import sys
 from pathlib import Path
 
@@ -21,6 +26,7 @@ import offline  # noqa: E402
 
 offline.configure()
 OUT = ROOT / "docs" / "modules.md"
+GOLDEN = ROOT / "tests" / "fixtures" / "golden"  # golden fixtures: one test each in tests/test_golden.py
 LATENCY_CELL = (256, "P4")  # the profiler cell (C, map) whose forward latency the table shows
 
 HEADER = """# Attention modules
@@ -36,7 +42,14 @@ Placement: `backbone_end` = after SPPF (P5/32, the usual place); `p5` = dense at
 at P3 costs GiBs). ONNX: `dynamic` exports with dynamic H and W; `static` exports fixed sizes only (reason given).
 Hyperparameters: what a YAML row may write after the channel count, by name or in this order, with the defaults;
 `old -> new` names are still accepted (building notes the rename). `min_channels` is the floor of a reduced hidden
-width, `max(C // reduction, min(min_channels, C))`; `min_channels=1` makes `reduction` exact.
+width, `max(C // reduction, min(min_channels, C))`; `min_channels=1` makes `reduction` exact. `min_channels=None`
+(modules with an official form): the default form's floor (see the module's docstring), none in `official`.
+
+Forms (`form=`, settable from a YAML row: `[-1, 1, BAM, [1024, {{form: official}}]]`): the default form / the official
+form(s) available ("the module itself": no forms, it is the official code) / what a golden test **checks** equal to
+the official code in float64, eval and train mode (the forms its fixtures in `tests/fixtures/golden/` configure, and
+the repository@commit each was made from; `port` or `pseudo-code` where there is no official code). `–`: nothing
+checked. The golden configurations may set other hyperparameters (see each fixture's `ours_ctor`).
 """
 
 
@@ -58,11 +71,47 @@ def hyperparameters(spec) -> str:
     return text or "none"
 
 
+def golden_checks() -> dict[str, list[tuple]]:
+    """Per module: (form, reference, source) of every golden fixture, as tests/test_golden.py checks them."""
+    out: dict[str, list[tuple]] = {}
+    for path in sorted(GOLDEN.glob("*.json")):
+        meta = json.loads(path.read_text())
+        commit = str(meta.get("commit", ""))
+        source = meta["repo"].split(" (")[0] + (f"@{commit[:7]}" if re.match(r"[0-9a-f]{7}", commit) else "")
+        out.setdefault(meta["module"], []).append((meta.get("ours_ctor", {}).get("form"),
+                                                   meta.get("reference", "official"), source))
+    return out
+
+
+def forms_cell(spec, checks: list[tuple]) -> str:
+    """"default form / official available / checked equal" for the docs table."""
+    default = inspect.signature(spec.cls).parameters["form"].default if spec.forms else None
+    official = [f for f in spec.forms if f.startswith("official")]
+    refs = {ref for _, ref, _ in checks}
+    if official:
+        available = ", ".join(f"`{f}`" for f in official)
+    elif "official" in refs:
+        available = "the module itself"
+    elif refs:
+        available = "no official code"
+    else:
+        available = "–"
+    groups: dict[tuple, list[str]] = {}
+    for form, ref, source in checks:
+        labels = groups.setdefault((ref, source), [])
+        if form and f"`{form}`" not in labels:
+            labels.append(f"`{form}`")
+    checked = "; ".join(f"{' '.join(labels) if labels else 'yes'} = {'' if ref == 'official' else ref + ' '}{source}"
+                        for (ref, source), labels in groups.items()) or "–"
+    return f"{f'`{default}`' if default else '–'} / {available} / {checked}"
+
+
 def rows():
     from models.registry import attention_specs
     from models.yolo import build_model
 
     out = []
+    checks = golden_checks()
     for s in attention_specs():
         m = s.cls(256)
         yolo = build_model(f"yolov5s-{s.tag}.yaml")
@@ -71,7 +120,7 @@ def rows():
         out.append(
             (s.name, paper, s.category, sum(p.numel() for p in m.parameters()), sum(p.numel() for p in yolo.parameters()),
              gflops(yolo), s.placement + (" (dense)" if s.dense else ""), onnx, s.notes, f"yolov5s-{s.tag}.yaml",
-             hyperparameters(s))
+             hyperparameters(s), forms_cell(s, checks.get(s.name, [])))
         )
     return out
 
@@ -99,13 +148,14 @@ def render() -> str:
     base = build_model("yolov5s.yaml")
     text = HEADER.format(base_params=sum(p.numel() for p in base.parameters()), base_gflops=gflops(base))
     lat_headers, lat = latencies()
-    text += ("\n| Module | Paper | Category | Hyperparameters (defaults; old names) | Params @C=256 | "
+    text += ("\n| Module | Paper | Category | Hyperparameters (defaults; old names) | "
+             "Form: default / official / equal to official code (checked) | Params @C=256 | "
              + "".join(f"{h} | " for h in lat_headers)
              + "yolov5s params | yolov5s GFLOPs | Placement | ONNX | --cfg | Notes (popular ports vs paper) |\n")
-    text += "|---|---|---|---|---:|" + "---:|" * len(lat_headers) + "---:|---:|---|---|---|---|\n"
-    for name, paper, cat, p256, yp, yg, place, onnx, notes, cfg, hyper in rows():
+    text += "|---|---|---|---|---|---:|" + "---:|" * len(lat_headers) + "---:|---:|---|---|---|---|\n"
+    for name, paper, cat, p256, yp, yg, place, onnx, notes, cfg, hyper, forms in rows():
         lc = "".join(f"{v} | " for v in lat.get(name, ["–"] * len(lat_headers)))
-        text += (f"| {name} | {paper} | {cat} | {hyper} | {p256:,} | {lc}{yp:,} | {yg:.1f} | {place} | {onnx} | "
+        text += (f"| {name} | {paper} | {cat} | {hyper} | {forms} | {p256:,} | {lc}{yp:,} | {yg:.1f} | {place} | {onnx} | "
                  f"`{cfg}` | {notes} |\n")
     return text
 

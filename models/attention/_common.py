@@ -42,11 +42,14 @@ def eca_kernel_size(c: int, gamma: float = 2, b: float = 1) -> int:
 class BatchNorm2dSafe(nn.BatchNorm2d):
     """BatchNorm2d that falls back to running statistics when a batch has one value per channel.
 
-    The YOLO stride probe runs a (1, 3, 256, 256) zero image in train mode; on a 1x1 map a plain
-    BatchNorm raises "Expected more than 1 value per channel". Where a statistic cannot be computed
-    this normalises with the running estimates instead (and does not update them). Being a subclass,
-    it is also left alone by ultralytics' ``initialize_weights`` (which matches ``nn.BatchNorm2d``
-    exactly), so a paper's own momentum survives.
+    In train mode a plain BatchNorm raises "Expected more than 1 value per channel" when every channel holds a
+    single value: a BatchNorm on a pooled (B, C, 1, 1) vector at batch 1, or on a 1x1 map at batch 1. Training
+    meets batch 1 (a last partial batch of one image, batch-1 fine-tuning); the YOLO stride probe does not (it
+    runs in eval mode, ``models/probe.py``). Where a statistic cannot be computed this normalises with the running
+    estimates instead (and does not update them); every other batch gets exactly ``nn.BatchNorm2d``'s maths, so an
+    official BatchNorm2d/BatchNorm1d on a (B, C) vector, applied here to (B, C, 1, 1), keeps its values and its
+    state-dict keys. Being a subclass, it is also left alone by ultralytics' ``initialize_weights`` (which matches
+    ``nn.BatchNorm2d`` exactly), so a paper's or official code's eps/momentum survive inside a YOLO model.
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -55,6 +58,52 @@ class BatchNorm2dSafe(nn.BatchNorm2d):
                 x, self.running_mean, self.running_var, self.weight, self.bias, False, 0.0, self.eps
             )
         return super().forward(x)
+
+
+# --- forms: official code vs paper (``form=`` of the modules that offer several) ----------------------------------
+
+
+def check_form(name: str, form: str, forms: tuple[str, ...]) -> str:
+    """``form`` if it is one of ``forms``, else a ValueError naming the module and the forms it offers."""
+    if form not in forms:
+        raise ValueError(f"{name} form must be one of {', '.join(repr(f) for f in forms)}, got {form!r}")
+    return form
+
+
+def form_option(name: str, form: str, what: str, given, by_form: dict, free: tuple[str, ...] = ()):
+    """The value of option ``what`` under ``form``: ``by_form[form]`` when not given (None).
+
+    A value given explicitly must equal the form's own unless the form is one of ``free`` (forms that allow the
+    option as an ablation); otherwise a ValueError says what the form fixes.
+    """
+    own = by_form[form]
+    if given is None:
+        return own
+    if form not in free and given != own:
+        raise ValueError(f"{name} form={form!r} fixes {what}={own!r}; got {what}={given!r}. "
+                         f"Leave {what} out, or choose a form that allows it ({', '.join(map(repr, free)) or 'none'})")
+    return given
+
+
+def form_hidden_width(module: AttentionModule, name: str, c: int, reduction: float, min_channels: int | None,
+                      form: str, floor: int, what: str = "hidden width", exact: tuple[str, ...] = ("official",)) -> int:
+    """A reduced width by form.
+
+    Forms in ``exact`` (the official codes) use exactly ``C // reduction``: 0 is an error (the official code would
+    build a 0-channel layer) and ``min_channels`` must be left out. Other forms use :func:`hidden_width` with
+    ``min_channels`` (None: the module's default ``floor``).
+    """
+    if form not in exact:
+        return hidden_width(module, c, reduction, floor if min_channels is None else min_channels, what)
+    if min_channels is not None:
+        raise ValueError(f"{name} form={form!r} uses the official {what} C // reduction exactly; leave min_channels "
+                         f"out (min_channels={min_channels} floors the width of the other forms only)")
+    h = int(c // reduction)
+    if h < 1:
+        raise ValueError(f"{name} form={form!r}: {what} C // reduction = {c} // {reduction:g} = 0 (the official "
+                         "code would build a 0-channel layer); use a smaller reduction, or another form with "
+                         "min_channels")
+    return h
 
 
 # --- helpers for the self-attention family (danet, criss_cross, cot, acmix, ...) ---------------------

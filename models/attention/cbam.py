@@ -8,6 +8,16 @@ average- and max-pooled descriptors, summed, sigmoid. Spatial attention: channel
 of the refined map, 7x7 conv (2 -> 1, no bias) + BatchNorm, sigmoid. No residual inside the block
 (the paper's residual belongs to the host ResBlock).
 
+Forms (``form=``):
+
+- ``"paper"`` (default): the spatial descriptor is ``[mean_c; max_c]`` as the paper writes it,
+  ``[AvgPool(F); MaxPool(F)]``; hidden width ``max(C // r, min(min_channels, C))``, ``min_channels`` default 8
+  (``min_channels=1``: exactly C // r). The default because earlier versions built it (existing configs keep their
+  parameter counts and weights).
+- ``"official"``: the official code exactly (golden test ``CBAM``): its ``ChannelPool`` stacks ``[max_c; mean_c]``,
+  so official spatial-conv weights load 1:1, and the hidden width is exactly C // r (``min_channels`` is not
+  accepted; 0 is an error naming the layer).
+
 Departures from the paper:
 - The MLP is written as 1x1 convolutions; pooling uses ``mean``/``amax`` (deterministic on CUDA, ONNX-dynamic).
 - Hidden width is ``max(C // r, min(min_channels, C))``, default floor 8 (``min_channels=1``: exactly C // r); a
@@ -21,7 +31,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from models.attention._common import BatchNorm2dSafe, hidden_width
+from models.attention._common import BatchNorm2dSafe, check_form, form_hidden_width
 from models.protocol import AttentionModule
 from models.registry import register_attention
 
@@ -38,18 +48,23 @@ class ChannelGate(nn.Module):
 
 
 class SpatialGate(nn.Module):
-    """sigmoid(BN(conv_kxk([mean_c(x); max_c(x)]))), shape (B, 1, H, W)."""
+    """sigmoid(BN(conv_kxk([mean_c(x); max_c(x)]))), shape (B, 1, H, W); ``max_first``: [max_c; mean_c] (official)."""
 
-    def __init__(self, kernel_size: int = 7):
+    def __init__(self, kernel_size: int = 7, max_first: bool = False):
         super().__init__()
+        self.max_first = max_first
         if kernel_size % 2 == 0:
             raise ValueError(f"CBAM kernel_size must be odd, got {kernel_size}")
         self.conv = nn.Conv2d(2, 1, kernel_size, padding=kernel_size // 2, bias=False)
         self.bn = BatchNorm2dSafe(1, momentum=0.01)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        s = torch.cat((x.mean(1, keepdim=True), x.amax(1, keepdim=True)), 1)
+        pooled = (x.mean(1, keepdim=True), x.amax(1, keepdim=True))
+        s = torch.cat(pooled[::-1] if self.max_first else pooled, 1)
         return torch.sigmoid(self.bn(self.conv(s)))
+
+
+FORMS = ("paper", "official")
 
 
 @register_attention(
@@ -61,14 +76,17 @@ class SpatialGate(nn.Module):
     placement="backbone_end",
     notes="EAP's CBAMBlock uses a 49x49 spatial kernel and adds a residual the paper does not have.",
     renamed={"k_size": "kernel_size", "ksize": "kernel_size"},
+    forms=FORMS,
 )
 class CBAM(AttentionModule):
     """Channel gate, then spatial gate, applied sequentially (r=16, 7x7)."""
 
-    def __init__(self, c1: int, reduction: float = 16, kernel_size: int = 7, min_channels: int = 8):
+    def __init__(self, c1: int, reduction: float = 16, kernel_size: int = 7, min_channels: int | None = None,
+                 form: str = "paper"):
         super().__init__()
-        self.channel = ChannelGate(c1, hidden_width(self, c1, reduction, min_channels))
-        self.spatial = SpatialGate(kernel_size)
+        self.form = check_form("CBAM", form, FORMS)
+        self.channel = ChannelGate(c1, form_hidden_width(self, "CBAM", c1, reduction, min_channels, form, 8))
+        self.spatial = SpatialGate(kernel_size, max_first=form == "official")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x * self.channel(x)

@@ -13,6 +13,12 @@ Departures from the paper:
 - mip follows the project's one hidden-width rule, ``max(C // reduction, min(min_channels, C))`` with
   ``min_channels=8``: the official max(8, C // 32) for every C >= 8 (below 8 channels the floor is C, not 8); a
   floor is recorded in ``build_notes``.
+- The BN is ``BatchNorm2dSafe`` with the official (PyTorch default) eps 1e-5 and momentum 0.1. A plain
+  ``nn.BatchNorm2d`` would be reset to eps 1e-3 / momentum 0.03 by ultralytics' ``initialize_weights`` when a YOLO
+  model is built (it matches ``nn.BatchNorm2d`` exactly); the subclass keeps the official values. (Its batch-1
+  fallback never triggers here: the BN sees H + W >= 2 values per channel.)
+
+Equal to the official ``CoordAtt`` (golden test ``CoordAtt``); no forms.
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.attention._common import hidden_width
+from models.attention._common import BatchNorm2dSafe, hidden_width
 from models.protocol import AttentionModule
 from models.registry import register_attention
 
@@ -43,7 +49,7 @@ class CoordAtt(AttentionModule):
         super().__init__()
         mip = hidden_width(self, c1, reduction, min_channels, "mip")
         self.conv1 = nn.Conv2d(c1, mip, 1)
-        self.bn1 = nn.BatchNorm2d(mip)
+        self.bn1 = BatchNorm2dSafe(mip)  # official eps/momentum, kept inside YOLO models
         self.conv_h = nn.Conv2d(mip, c1, 1)
         self.conv_w = nn.Conv2d(mip, c1, 1)
 

@@ -13,10 +13,18 @@ Official code: JDAI-CV/CoTNet (``CotLayer``, with a CuPy ``LocalConvolution`` ke
 5. Fusion (split attention, radix 2): s = GAP(K1 + K2); a = 1x1(ReLU(norm(1x1(s) : C -> max(C/2, 32)))) : -> 2C;
    softmax over the two contexts per channel; y = a_0 * K2 + a_1 * K1.
 
-Departures from the paper:
-- The norm inside the fusion MLP acts on a pooled (B, C', 1, 1) vector; the official BatchNorm2d there
-  fails at batch 1 in train mode (the YOLO stride probe), so it is a GroupNorm with one group
-  (LayerNorm over channels, same 2C' affine parameters).
+Forms (``form=``): the official CotLayer and this module differ only in the norm inside the fusion MLP, which acts
+on a pooled (B, C', 1, 1) vector.
+
+- ``"groupnorm"`` (default): a GroupNorm with one group there (a LayerNorm over the C' channels of each sample,
+  the same 2C' affine parameters): per-sample, so training at batch 1 works as at any batch. The default because
+  earlier versions built it (existing configs keep their weights; the state-dict keys differ from the official
+  BatchNorm's by the running statistics).
+- ``"official"``: the official ``BatchNorm2d(C')`` there, exactly (golden test ``CoT``): as ``BatchNorm2dSafe``,
+  the official values in every batch of two or more and running statistics at batch 1 (where the official code
+  raises in train mode: a BatchNorm on a pooled vector has one value per channel).
+
+Departures from the paper (both forms, apart from the fusion norm above):
 - The CuPy local convolution is written in PyTorch as k*k shifted slices of the zero-padded V
   (identical result: zero padding, c mod C/sp weight sharing), which exports to ONNX and runs anywhere.
 - All BatchNorms are ``BatchNorm2dSafe`` (PyTorch defaults, kept by ultralytics' ``initialize_weights``;
@@ -39,9 +47,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.attention._common import BatchNorm2dSafe, divisor_at_most, local_neighbourhood
+from models.attention._common import BatchNorm2dSafe, check_form, divisor_at_most, local_neighbourhood
 from models.protocol import AttentionModule
 from models.registry import register_attention
+
+
+FORMS = ("groupnorm", "official")
 
 
 @register_attention(
@@ -53,15 +64,17 @@ from models.registry import register_attention
     placement="backbone_end",
     dense=False,
     notes="EAP's CoTAttention is a different algorithm (global softmax gate, no local aggregation, no fusion); "
-    "this follows the official CotLayer with the pooled-vector BN replaced by GroupNorm(1).",
+    "this follows the official CotLayer (form='official'); the default replaces its pooled-vector BN by GroupNorm(1).",
     renamed={"factor": "embed_reduction", "k_size": "kernel_size", "ksize": "kernel_size"},
+    forms=FORMS,
 )
 class CoT(AttentionModule):
     """Contextual Transformer block (k = 3, share planes 8, key groups 4, radix 2)."""
 
     def __init__(self, c1: int, kernel_size: int = 3, groups: int = 4, share_planes: int = 8, embed_reduction: int = 2,
-                 reduction: int = 4, min_channels: int = 32):
+                 reduction: int = 4, min_channels: int = 32, form: str = "groupnorm"):
         super().__init__()
+        self.form = check_form("CoT", form, FORMS)
         if kernel_size % 2 == 0:
             raise ValueError(f"CoT kernel_size must be odd, got {kernel_size}")
         self.k = kernel_size
@@ -83,7 +96,7 @@ class CoT(AttentionModule):
         self.value_bn = BatchNorm2dSafe(c1)
         self.bn = BatchNorm2dSafe(c1)
         self.se_conv1 = nn.Conv2d(c1, attn_chs, 1)
-        self.se_norm = nn.GroupNorm(1, attn_chs)
+        self.se_norm = BatchNorm2dSafe(attn_chs) if form == "official" else nn.GroupNorm(1, attn_chs)
         self.se_conv2 = nn.Conv2d(attn_chs, 2 * c1, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -6,8 +6,16 @@ Networks", CVPR 2020, arXiv:1910.03151. Official code: BangguWu/ECANet.
 GAP, then a bias-free 1D convolution across channels with the paper's adaptive kernel size
 k = |log2(C)/gamma + b/gamma|_odd (gamma=2, b=1), sigmoid, rescale.
 
-Departures from the paper: none in the maths. ``kernel_size`` overrides the adaptive rule (the official
-repository's ``k_size=3``; ``k_size`` is accepted in YAML rows). The squeeze is ``x.mean((2, 3))``.
+Forms (``form=``):
+
+- ``"paper"`` (default): the paper's adaptive kernel size (3 for C <= 96, 5 for 128..1280, 7 for 2048). The default
+  because it is the paper's rule and what earlier versions built.
+- ``"official"``: the official ``eca_layer``, whose ``k_size`` defaults to 3 and which ECA-Net's ResNets build with
+  3 at every stage: k = 3 whatever C (golden test ``ECA``). ``gamma`` and ``b`` are the paper form's rule only.
+
+``kernel_size`` fixes k in either form (the official ``k_size``; ``k_size`` is accepted in YAML rows).
+
+Departures from the paper: none in the maths. The squeeze is ``x.mean((2, 3))``.
 """
 
 from __future__ import annotations
@@ -15,9 +23,12 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from models.attention._common import eca_kernel_size
+from models.attention._common import check_form, eca_kernel_size
 from models.protocol import AttentionModule
 from models.registry import register_attention
+
+
+FORMS = ("paper", "official")
 
 
 @register_attention(
@@ -29,13 +40,15 @@ from models.registry import register_attention
     placement="backbone_end",
     notes="EAP's ECAAttention fixes k=3 and gives the Conv1d a bias; the paper adapts k to C and has no bias.",
     renamed={"k_size": "kernel_size", "ksize": "kernel_size"},
+    forms=FORMS,
 )
 class ECA(AttentionModule):
     """x * sigmoid(conv1d_k(GAP(x))), k adaptive to C (3 for C<=96, 5 for 128..1280, 7 for 2048)."""
 
-    def __init__(self, c1: int, kernel_size: int | None = None, gamma: float = 2, b: float = 1):
+    def __init__(self, c1: int, kernel_size: int | None = None, gamma: float = 2, b: float = 1, form: str = "paper"):
         super().__init__()
-        k = int(kernel_size) if kernel_size else eca_kernel_size(c1, gamma, b)
+        self.form = check_form("ECA", form, FORMS)
+        k = int(kernel_size) if kernel_size else 3 if form == "official" else eca_kernel_size(c1, gamma, b)
         self.conv = nn.Conv1d(1, 1, k, padding=(k - 1) // 2, bias=False)
 
     def gate(self, x: torch.Tensor) -> torch.Tensor:

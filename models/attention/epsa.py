@@ -8,12 +8,23 @@ Split-and-concat: four convolutions, each on the *whole* input, produce C/4 chan
 ReLU -> 1x1 -> sigmoid), shared by the four scales, gives each scale a (C/4) weight vector; a softmax
 across the four scales recalibrates them, and the re-weighted scales are concatenated back to C channels.
 
+Forms (``form=``):
+
+- ``"paper"`` (default): the scales are concatenated in kernel order 3, 5, 7, 9, as the paper's figure draws them.
+  The default because earlier versions built it (trained weights keep their meaning).
+- ``"official"``: the official ``PSAModule`` exactly (golden test ``EPSA``, C=64): its loop prepends each scale, so
+  the output holds the scales in reverse order 9, 7, 5, 3 (a fixed channel permutation of the paper form, the same
+  function class), and official weights load 1:1.
+
+Both forms share the rest, including the SE hidden width ``max(C/4 // r, min(min_channels, C/4))`` with
+``min_channels=1``: the official C/4 // r wherever that is at least 1 (where it is 0 the official code cannot
+build; here it is 1, noted), and the group clamps below (the official code raises at widths the paper's groups do
+not divide).
+
 Departures from the paper:
 - Each conv's group count is clamped to the largest divisor of gcd(C, C/4) not above the paper's value
   (the defaults need C % 64 == 0); the SE hidden width is ``max(C/4 // r, min(min_channels, C/4))`` with
   ``min_channels=1`` by default, i.e. exactly C/4 // r, never 0. Both noted in ``build_notes``.
-- The scales are concatenated in kernel order 3, 5, 7, 9 (the official loop prepends, giving 9, 7, 5, 3:
-  a fixed channel permutation, the same function class).
 - The squeeze is ``x.mean((2, 3))`` instead of ``AdaptiveAvgPool2d(1)``; nothing is written in place
   (the popular EAP ``PSA.py`` writes into a view of its input and registers no parameters).
 """
@@ -26,7 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.attention._common import divisor_at_most, hidden_width
+from models.attention._common import check_form, divisor_at_most, hidden_width
 from models.protocol import AttentionModule
 from models.registry import register_attention
 
@@ -43,6 +54,9 @@ class SEWeight(nn.Module):
         return torch.sigmoid(self.fc2(F.relu(self.fc1(x.mean((2, 3), keepdim=True)))))
 
 
+FORMS = ("paper", "official")
+
+
 @register_attention(
     "EPSA",
     category="channel",
@@ -51,7 +65,9 @@ class SEWeight(nn.Module):
     year=2022,
     placement="backbone_end",
     notes="EAP PSA.py: each conv sees only a C/4 chunk, its convs/SE are unregistered (0 params) and it writes "
-    "into a view of its input. Official: every conv sees all C channels, one SE shared by the 4 scales.",
+    "into a view of its input. Official: every conv sees all C channels, one SE shared by the 4 scales, output in "
+    "reverse scale order (form='official').",
+    forms=FORMS,
 )
 class EPSA(AttentionModule):
     """Four multi-scale grouped convs (C -> C/4 each), shared SE weights, softmax over the scales."""
@@ -63,8 +79,10 @@ class EPSA(AttentionModule):
         groups: tuple[int, ...] = (1, 4, 8, 16),
         reduction: int = 16,
         min_channels: int = 1,
+        form: str = "paper",
     ):
         super().__init__()
+        self.form = check_form("EPSA", form, FORMS)
         if len(kernels) != len(groups):
             raise ValueError(f"EPSA needs one group count per kernel, got {kernels} and {groups}")
         if any(k % 2 == 0 for k in kernels):
@@ -83,4 +101,5 @@ class EPSA(AttentionModule):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         feats = [conv(x) for conv in self.convs]
         weights = torch.stack([self.se(f) for f in feats], 1).softmax(1)  # (B, S, C/S, 1, 1), softmax over scales
-        return torch.cat([f * weights[:, i] for i, f in enumerate(feats)], 1)
+        out = [f * weights[:, i] for i, f in enumerate(feats)]
+        return torch.cat(out[::-1] if self.form == "official" else out, 1)

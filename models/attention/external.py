@@ -9,18 +9,26 @@ N = H*W positions, then each position's S weights are divided by their sum (+1e-
 bias-free S -> C map (the value memory, initialised as the transpose of M_k); y = x + BN(1x1 conv C -> C,
 no bias, of t), followed by ReLU in the official block.
 
+Forms (``form=``):
+
+- ``"paper"`` (default): no final ReLU (``relu`` may switch it on), and M_v a parameter of its own, initialised as
+  a *copy* of M_k's transpose. The default because it is what earlier versions built: inside a YOLO backbone the
+  block is a residual refinement of SiLU features, which a final ReLU would clip.
+- ``"official"``: the official block exactly (golden test ``ExternalAttention``): the final ReLU, and M_v tied to
+  M_k, ``M_v = M_k^T`` always. The official code assigns a permuted view of M_k's storage to M_v's ``.data``, so
+  both parameters live in one memory for the whole training; here M_v *is* ``mk.weight`` transposed (one
+  parameter, ``mk.weight``; no ``mv.weight`` key). With plain SGD the updates are identical (the official memory
+  receives both parameters' gradients, as the one parameter here receives their sum); with momentum, Adam or
+  weight decay the official optimizer keeps two states on the one memory, which is not reproduced.
+
 Departures from the paper:
-- No final ReLU by default (``relu=False``): inside a YOLO backbone the block is a residual refinement
-  of SiLU features and a ReLU would clip them; ``relu=True`` gives the official block.
-- M_v is initialised as a *copy* of M_k's transpose; the official code assigns a permuted view of M_k's
-  storage to M_v's ``.data``, which ties the two memories' storage for the whole training (both are
-  then updated through the same memory). The init std is the official effective one, sqrt(2 / C): the
-  official init loop re-draws M_v last, which through the shared storage also redraws M_k.
+- Form ``"paper"``: no final ReLU by default and untied memories (above). The init std is the official effective
+  one, sqrt(2 / C): the official init loop re-draws M_v last, which through the shared storage also redraws M_k.
 - The softmax over N and the normalisation over S are computed in fp32 with autocast off (in fp16 the
   1e-9 eps underflows to 0 and a column of underflowed softmax values gives 0/0).
 - Convolutions use the official init (normal, std sqrt(2 / (k*k*out_channels))); the output BN is
   ``BatchNorm2dSafe`` (weight 1, bias 0; single-value batches in train mode use running statistics).
-- ``init_identity()`` zeroes the output BN (exact identity when ``relu=False``).
+- ``init_identity()`` zeroes the output BN (exact identity without the final ReLU).
 
 Where popular ports differ: EAP's ``ExternalAttention`` works on (B, N, C) tokens with two Linear layers
 only: no input/output convs, no BN, no residual, and it fails on NCHW tensors.
@@ -31,11 +39,14 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-from models.attention._common import BatchNorm2dSafe, at_least_fp32, autocast_off
+from models.attention._common import BatchNorm2dSafe, at_least_fp32, autocast_off, check_form, form_option
 from models.protocol import AttentionModule
 from models.registry import register_attention
+
+FORMS = ("paper", "official")
 
 
 @register_attention(
@@ -47,25 +58,36 @@ from models.registry import register_attention
     placement="backbone_end",
     dense=False,
     notes="EAP's version takes (B, N, C) tokens (fails on NCHW), has no conv/BN/residual; "
-    "this one is the official EANet image block (final ReLU optional, off by default).",
+    "this one is the official EANet image block (final ReLU off and M_v untied by default; form='official': both).",
+    forms=FORMS,
 )
 class ExternalAttention(AttentionModule):
     """y = x + BN(conv(M_v(dnorm(M_k(conv(x)))))), memory size S = 64."""
 
-    def __init__(self, c1: int, s: int = 64, relu: bool = False):
+    def __init__(self, c1: int, s: int = 64, relu: bool | None = None, form: str = "paper"):
         super().__init__()
-        self.relu = bool(relu)
+        self.form = check_form("ExternalAttention", form, FORMS)
+        self.relu = bool(form_option("ExternalAttention", form, "relu", relu, {"paper": False, "official": True},
+                                     free=("paper",)))
         self.conv_in = nn.Conv2d(c1, c1, 1)
         self.mk = nn.Conv1d(c1, s, 1, bias=False)
-        self.mv = nn.Conv1d(s, c1, 1, bias=False)
+        self.tied = form == "official"
+        self.mv = None if self.tied else nn.Conv1d(s, c1, 1, bias=False)
         self.conv_out = nn.Conv2d(c1, c1, 1, bias=False)
         self.bn = BatchNorm2dSafe(c1)
         for m in (self.conv_in, self.conv_out):
             nn.init.normal_(m.weight, 0.0, math.sqrt(2.0 / m.out_channels))  # 1x1: k*k*out = out
         # Officially M_v's init runs last and (through the shared storage) sets M_k too: std sqrt(2 / C).
         nn.init.normal_(self.mk.weight, 0.0, math.sqrt(2.0 / c1))
-        with torch.no_grad():
-            self.mv.weight.copy_(self.mk.weight.transpose(0, 1))
+        if self.mv is not None:
+            with torch.no_grad():
+                self.mv.weight.copy_(self.mk.weight.transpose(0, 1))
+
+    def memory_v(self, attn: torch.Tensor) -> torch.Tensor:
+        """M_v applied to the (B, S, N) attention: its own weight, or M_k^T (tied, form 'official')."""
+        if self.mv is not None:
+            return self.mv(attn)
+        return F.conv1d(attn, self.mk.weight.transpose(0, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, c, h, w = x.shape
@@ -74,7 +96,7 @@ class ExternalAttention(AttentionModule):
         with autocast_off(x):
             attn = at_least_fp32(logits).softmax(-1)  # over positions
             attn = attn / (1e-9 + attn.sum(1, keepdim=True))  # over memory slots
-        t = self.mv(attn.to(t.dtype)).reshape(b, c, h, w)
+        t = self.memory_v(attn.to(t.dtype)).reshape(b, c, h, w)
         y = x + self.bn(self.conv_out(t))
         return torch.relu(y) if self.relu else y
 

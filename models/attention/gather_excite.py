@@ -12,20 +12,32 @@ PyTorch reference (and ODS ``GE.py`` copies it).
 - Optional excite MLP (GE-theta-plus, ``use_mlp=True``): 1x1 C -> C/16 -> ReLU -> 1x1 C/16 -> C, with biases.
 - Excite: y = x * sigmoid(nearest-neighbour resize of the gathered map to (H, W)).
 
-Defaults are timm's (extent 0 = global, use_mlp=True, no extra params, r = 16): the parameter-free global
-gather followed by the excite MLP. With these defaults GE computes the same function as SE; the local extents
-(``extent=2, 4, 8``) and ``extra_params=True`` give the paper's other operators.
+Forms (``form=``):
+
+- ``"paper"`` (default): the paper's operators, chosen by ``extent`` / ``extra_params`` / ``use_mlp`` (defaults:
+  the parameter-free global gather followed by the excite MLP, timm's default configuration; with them GE computes
+  the same function as SE). Hidden width ``max(C // r, min(min_channels, C))``, ``min_channels`` default 8
+  (``min_channels=1``: exactly C // r). The default because earlier versions built it (existing configs keep their
+  parameter counts).
+- ``"timm"``: timm's ``GatherExcite`` (v1.0.20, the usual PyTorch reference) exactly, for every extent /
+  extra_params / use_mlp: hidden width ``make_divisible(C / r, 1, round_limit=0)`` = max(1, round-half-up(C / r))
+  (C=40: 3, where C // 16 = 2); ``min_channels`` is not accepted. Golden tests ``GatherExcite__timm_*``.
+- ``"official"``: the authors' released operator that runs at any input size, GE-theta-minus with a global extent
+  (hujie-frank/GENet ``RN50-GEPF.prototxt``): ``x * sigmoid(GAP(x))``, no parameters (golden test
+  ``GatherExcite__caffe_GEPF``). It fixes ``extent=0``, ``extra_params=False`` and ``use_mlp=False`` (``use_mlp``'s
+  default, None, means True in the other forms); ``reduction``/``min_channels`` do not apply. (Their GE-theta
+  prototxts gather with a depthwise conv as large as the feature map: a fixed input size, not offered.)
 
 Departures from the paper:
 - The paper's best operator, GE-theta(+) with a *global* extent, gathers with a depthwise conv whose kernel is the
   whole feature map, i.e. it needs a fixed input size (timm's ``feat_size``). The fork must run on any H, W
-  (stride probe, multi-scale, rect validation), so ``extent=0`` with ``extra_params=True`` raises; use a finite
+  (multi-scale training, rect validation), so ``extent=0`` with ``extra_params=True`` raises; use a finite
   extent with parameters, or the parameter-free global gather.
-- The hidden width is ``max(C // r, min(min_channels, C))``, default floor 8 (timm rounds C/16 and allows 1;
-  ``min_channels=1`` gives exactly C // r); a floor is recorded in ``build_notes``.
+- The paper form's hidden width floor (above); a floor is recorded in ``build_notes``.
 - Global gathering is ``x.mean((2, 3))``; the local gather uses ``avg_pool2d`` (deterministic) and the resize is
   nearest ``interpolate`` (deterministic; the CUDA restriction covers only the linear/cubic modes).
-- The BNs of the parameterised gather are ``BatchNorm2dSafe`` (the stride-2 convs reach 1x1 on small maps).
+- The BNs of the parameterised gather are ``BatchNorm2dSafe`` (the stride-2 convs reach 1x1 on small maps; batch-1
+  training then uses running statistics); PyTorch's eps/momentum, as in timm.
 """
 
 from __future__ import annotations
@@ -36,9 +48,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.attention._common import BatchNorm2dSafe, hidden_width
+from models.attention._common import BatchNorm2dSafe, check_form, form_hidden_width, form_option
 from models.protocol import AttentionModule
 from models.registry import register_attention
+
+
+FORMS = ("paper", "timm", "official")
+
+
+def timm_width(c: int, reduction: float) -> int:
+    """timm's ``make_divisible(C / r, divisor=1, round_limit=0)``: C / r rounded half up, at least 1."""
+    return max(1, int(c / reduction + 0.5))
 
 
 @register_attention(
@@ -50,18 +70,25 @@ from models.registry import register_attention
     placement="backbone_end",
     notes=(
         "Default (timm: global extent, no extra params, MLP) equals SE. Global extent with extra params needs a "
-        "fixed feat_size and is refused here. ODS GE.py imports timm internals missing from current timm."
+        "fixed feat_size and is refused here. ODS GE.py imports timm internals missing from current timm. "
+        "form='timm' rounds the width as timm does; form='official' is the authors' parameter-free GE."
     ),
+    forms=FORMS,
 )
 class GatherExcite(AttentionModule):
     """x * sigmoid(resize(MLP(gather_e(x)))), extent 0 (global) by default."""
 
     def __init__(
-        self, c1: int, extent: int = 0, extra_params: bool = False, use_mlp: bool = True, reduction: float = 16,
-        min_channels: int = 8,
+        self, c1: int, extent: int = 0, extra_params: bool = False, use_mlp: bool | None = None,
+        reduction: float = 16, min_channels: int | None = None, form: str = "paper",
     ):
         super().__init__()
-        extent = int(extent)
+        self.form = check_form("GatherExcite", form, FORMS)
+        free = ("paper", "timm")
+        extent = int(form_option("GatherExcite", form, "extent", extent, dict.fromkeys(FORMS, 0), free))
+        extra_params = form_option("GatherExcite", form, "extra_params", extra_params, dict.fromkeys(FORMS, False), free)
+        use_mlp = form_option("GatherExcite", form, "use_mlp", use_mlp,
+                              {"paper": True, "timm": True, "official": False}, free)
         if extent < 0 or (extent > 1 and extent % 2):
             raise ValueError(f"GatherExcite extent must be 0 (global) or even, got {extent}")
         if extra_params and extent == 0:
@@ -82,8 +109,12 @@ class GatherExcite(AttentionModule):
                     layers.append(nn.ReLU())
             self.gather = nn.Sequential(*layers)
         self.mlp = None
+        if form != "paper" and min_channels is not None:
+            raise ValueError(f"GatherExcite form={form!r} has its own hidden width; leave min_channels out "
+                             "(it floors the width of form='paper' only)")
         if use_mlp:
-            hidden = hidden_width(self, c1, reduction, min_channels)
+            hidden = (timm_width(c1, reduction) if form == "timm" else
+                      form_hidden_width(self, "GatherExcite", c1, reduction, min_channels, form, 8))
             self.mlp = nn.Sequential(nn.Conv2d(c1, hidden, 1), nn.ReLU(), nn.Conv2d(hidden, c1, 1))
 
     def gathered(self, x: torch.Tensor) -> torch.Tensor:

@@ -13,12 +13,21 @@ Initialisation as in the official code: the mask conv is Kaiming-normal (fan_in)
 conv of each transform is zero-initialised, so with the default additive fusion the block is the identity at
 init (``init_identity`` re-applies that).
 
+Forms (``form=``): the paper and the official code compute the same function; they differ from this module only in
+the hidden width.
+
+- ``"paper"`` (default): hidden width ``max(C // r, min(min_channels, C))``, ``min_channels`` default 8
+  (``min_channels=1``: exactly C // r). The default because earlier versions built it (existing configs keep their
+  parameter counts).
+- ``"official"``: the official ``ContextBlock`` width ``int(C * ratio)`` = C // r exactly (``min_channels`` is not
+  accepted; 0 is an error naming the layer). Equal to the official code for every pooling and fusion (golden tests
+  ``GCBlock__r16``, ``__mul_avg``, ``__both``).
+
 Departures from the paper:
 - The softmax over positions is computed in (at least) fp32 and cast back (exact in fp32; avoids fp16 rounding of the
   N-way normalisation under ``.half()``).
-- The hidden width is ``max(C // r, min(min_channels, C))``, default floor 8 (the official code uses
-  ``int(C * ratio)``, which is 1 at C=24, r=16; ``min_channels=1`` reproduces it); a floor is recorded in
-  ``build_notes``.
+- The paper form's hidden width is ``max(C // r, min(min_channels, C))``, default floor 8 (the official code uses
+  ``int(C * ratio)``, which is 1 at C=24, r=16: ``form="official"``); a floor is recorded in ``build_notes``.
 - ODS ``GC.py`` (timm ``GlobalContext`` with its defaults) is the multiplicative variant with ratio 1/8 and no
   zero-initialised add branch; here the paper's additive default is used.
 """
@@ -29,7 +38,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.attention._common import hidden_width
+from models.attention._common import check_form, form_hidden_width
 from models.protocol import AttentionModule
 from models.registry import register_attention
 
@@ -51,6 +60,9 @@ class _Transform(nn.Module):
         return self.conv2(F.relu(self.norm(self.conv1(ctx))))
 
 
+FORMS = ("paper", "official")
+
+
 @register_attention(
     "GCBlock",
     category="channel",
@@ -62,17 +74,20 @@ class _Transform(nn.Module):
         "ODS GC.py is timm GlobalContext (multiplicative fusion, ratio 1/8, no zero-init add branch) and imports "
         "a timm path that no longer exists; this is the paper's additive block, identity at init."
     ),
+    forms=FORMS,
 )
 class GCBlock(AttentionModule):
     """x + T(softmax-attention-pooled context), r=16, zero-initialised last conv."""
 
-    def __init__(self, c1: int, reduction: int = 16, pooling: str = "att", fusion: str = "add", min_channels: int = 8):
+    def __init__(self, c1: int, reduction: int = 16, pooling: str = "att", fusion: str = "add",
+                 min_channels: int | None = None, form: str = "paper"):
         super().__init__()
+        self.form = check_form("GCBlock", form, FORMS)
         if pooling not in ("att", "avg"):
             raise ValueError(f"GCBlock pooling must be 'att' or 'avg', got {pooling!r}")
         if fusion not in ("add", "mul", "both"):
             raise ValueError(f"GCBlock fusion must be 'add', 'mul' or 'both', got {fusion!r}")
-        hidden = hidden_width(self, c1, reduction, min_channels)
+        hidden = form_hidden_width(self, "GCBlock", c1, reduction, min_channels, form, 8)
         self.pooling, self.fusion = pooling, fusion
         if pooling == "att":
             self.conv_mask = nn.Conv2d(c1, 1, 1)

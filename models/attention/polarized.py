@@ -12,12 +12,22 @@ Implemented as the paper's equations (Section 3):
   product a softmax-weighted sum over the C/2 channels at each position; ``Z_sp = A_sp * x`` (a (B, 1, H, W) gate).
 - parallel: ``Z_ch + Z_sp``; sequential: ``Z_sp(Z_ch(x))``.
 
+Forms (``form=``):
+
+- ``"paper"`` (default): the equations above. The default because they are the paper's and what earlier
+  versions built.
+- ``"official"``: the official ``PSA_p`` / ``PSA_s`` exactly (golden tests ``PolarizedSA_P``, ``PolarizedSA_S``),
+  which differ from the paper. PSA_p: no LayerNorm, ``A_ch = sigmoid(W_z(W_v(x) . softmax_N(W_q(x))))``, and the
+  spatial softmax over the N positions *after* the product, ``A_sp = sigmoid(softmax_N(GAP(W_q(x)) . W_v(x)))``.
+  PSA_s: W_z is a bottleneck ``1x1 (C/2 -> C/8, bias) -> LayerNorm([C/8, 1, 1]) -> ReLU -> 1x1 (C/8 -> C, bias)``
+  (``ch_up1``, ``ch_up_norm``, ``ch_up2``) and the spatial gate of z = x * A_ch is
+  ``sigmoid(GAP(W_q(z)) . softmax_N(W_v(z)))`` (each value channel softmaxed over the positions; no softmax on the
+  query). W_q and W_v of both branches get the official Kaiming-normal (fan_in) init.
+
 Departures from the paper:
 - The 1x1 convs have no bias, as in the official code (the paper does not say).
-- The softmax-weighted sums are done in fp32 (on large maps the N-way softmax weights are fp16 subnormals).
-- The official code differs from the paper and is *not* followed here: its PSA_p has no LayerNorm and
-  puts the spatial softmax over N after the product; its PSA_s uses a C/2 -> C/8 -> LN -> ReLU -> C
-  bottleneck for W_z and softmaxes W_v(x) over N.
+- The softmax-weighted sums are done in at least fp32 (on large maps the N-way softmax weights are fp16
+  subnormals), in every form: fp16/bf16 inputs get fp32 statistics, fp32/fp64 inputs keep their dtype.
 - Global pooling is ``mean`` rather than ``AdaptiveAvgPool2d`` (same values).
 """
 
@@ -26,44 +36,75 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from models.attention._common import at_least_fp32, check_form
 from models.protocol import AttentionModule
 from models.registry import register_attention
+
+FORMS = ("paper", "official")
 
 
 class _PolarizedBase(AttentionModule):
     """The two polarized filters; subclasses compose them in parallel or in sequence."""
 
-    def __init__(self, c1: int):
+    sequential = False
+
+    def __init__(self, c1: int, form: str = "paper"):
         super().__init__()
+        self.form = check_form(type(self).__name__, form, FORMS)
         if c1 % 2:
             raise ValueError(f"Polarized self-attention needs an even channel count, got {c1}")
         ci = c1 // 2
+        official = form == "official"
         self.ch_wq = nn.Conv2d(c1, 1, 1, bias=False)
         self.ch_wv = nn.Conv2d(c1, ci, 1, bias=False)
-        self.ch_wz = nn.Conv2d(ci, c1, 1, bias=False)
-        self.ch_norm = nn.LayerNorm(c1)
+        if official and self.sequential:  # PSA_s: conv_up = 1x1 -> LayerNorm -> ReLU -> 1x1 bottleneck (ratio 4)
+            cu = ci // 4
+            if cu < 1:
+                raise ValueError(f"PolarizedSA_S form='official' needs C >= 8 (bottleneck C/2 // 4), got C={c1}")
+            self.ch_up1 = nn.Conv2d(ci, cu, 1)
+            self.ch_up_norm = nn.LayerNorm([cu, 1, 1])
+            self.ch_up2 = nn.Conv2d(cu, c1, 1)
+        else:
+            self.ch_wz = nn.Conv2d(ci, c1, 1, bias=False)
+        if not official:
+            self.ch_norm = nn.LayerNorm(c1)
         self.sp_wq = nn.Conv2d(c1, ci, 1, bias=False)
         self.sp_wv = nn.Conv2d(c1, ci, 1, bias=False)
+        if official:  # official reset_parameters: kaiming_init(mode='fan_in') of the four query/value convs
+            for conv in (self.ch_wq, self.ch_wv, self.sp_wq, self.sp_wv):
+                nn.init.kaiming_normal_(conv.weight, mode="fan_in", nonlinearity="relu")
 
     def channel_gate(self, x: torch.Tensor) -> torch.Tensor:
         """A_ch, shape (B, C, 1, 1)."""
-        q = self.ch_wq(x).flatten(2).float().softmax(-1)  # (B, 1, N), softmax over positions
-        v = self.ch_wv(x).flatten(2).float()  # (B, C/2, N)
+        q = at_least_fp32(self.ch_wq(x).flatten(2)).softmax(-1)  # (B, 1, N), softmax over positions
+        v = at_least_fp32(self.ch_wv(x).flatten(2))  # (B, C/2, N)
         z = (v * q).sum(-1, keepdim=True).unsqueeze(-1).to(x.dtype)  # (B, C/2, 1, 1)
+        if self.form == "official":
+            if self.sequential:
+                z = self.ch_up2(torch.relu(self.ch_up_norm(self.ch_up1(z))))
+            else:
+                z = self.ch_wz(z)
+            return torch.sigmoid(z)
         z = self.ch_norm(self.ch_wz(z).flatten(1))  # LayerNorm over the C channels
         return torch.sigmoid(z)[..., None, None]
 
     def spatial_gate(self, x: torch.Tensor) -> torch.Tensor:
         """A_sp, shape (B, 1, H, W)."""
-        q = self.sp_wq(x).mean((2, 3), keepdim=True).float().softmax(1)  # (B, C/2, 1, 1), softmax over channels
-        v = self.sp_wv(x).float()  # (B, C/2, H, W)
-        return torch.sigmoid((v * q).sum(1, keepdim=True)).to(x.dtype)
+        q = at_least_fp32(self.sp_wq(x).mean((2, 3), keepdim=True))  # (B, C/2, 1, 1)
+        v = at_least_fp32(self.sp_wv(x))  # (B, C/2, H, W)
+        if self.form != "official":  # paper: softmax over the channels, then the product
+            return torch.sigmoid((v * q.softmax(1)).sum(1, keepdim=True)).to(x.dtype)
+        if self.sequential:  # PSA_s: each value channel softmaxed over the positions, then the product
+            v = v.flatten(2).softmax(-1).reshape(v.shape)
+            return torch.sigmoid((v * q).sum(1, keepdim=True)).to(x.dtype)
+        s = (v * q).sum(1, keepdim=True)  # PSA_p: the product, then a softmax over the positions
+        return torch.sigmoid(s.flatten(2).softmax(-1).reshape(s.shape)).to(x.dtype)
 
 
 _PAPER = "Polarized Self-Attention: Towards High-quality Pixel-wise Regression"
 _NOTES = (
-    "Paper form (LayerNorm in the channel branch, channel softmax before the product in the spatial branch); "
-    "the official PSA_p/PSA_s deviate from the paper. EAP follows the paper but keeps conv biases."
+    "Default: paper form (LayerNorm in the channel branch, channel softmax before the product in the spatial branch); "
+    "the official PSA_p/PSA_s deviate from the paper (form='official'). EAP follows the paper but keeps conv biases."
 )
 
 
@@ -75,6 +116,7 @@ _NOTES = (
     year=2021,
     placement="backbone_end",
     notes=_NOTES,
+    forms=FORMS,
 )
 class PolarizedSA_P(_PolarizedBase):
     """Parallel layout: x * A_ch(x) + x * A_sp(x) (the output can reach twice the input)."""
@@ -96,9 +138,12 @@ class PolarizedSA_P(_PolarizedBase):
     year=2021,
     placement="backbone_end",
     notes=_NOTES,
+    forms=FORMS,
 )
 class PolarizedSA_S(_PolarizedBase):
     """Sequential layout: z = x * A_ch(x); z * A_sp(z)."""
+
+    sequential = True
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         z = x * self.channel_gate(x)

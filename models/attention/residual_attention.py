@@ -18,9 +18,17 @@ pre-activation bottlenecks x + conv1x1(BN-ReLU(conv3x3(BN-ReLU(conv1x1(BN-ReLU(x
 The official Attention-56 uses 3/2/1 mask levels for its 56/28/14-pixel stages; ``levels=1`` (the 14x14
 stage) is the default here, which suits P4/P5 maps.
 
+Forms (``form=``): they differ only in the mask branch's 3x3 stride-2 max-pool, which the paper does not specify.
+
+- ``"paper"`` (default): padding 1, PyTorch floor mode. Same output sizes as Caffe's for even sides >= 2, one more
+  at odd sides (11 -> 6 instead of 5), different values everywhere (the windows are shifted by one pixel). The
+  default because earlier versions built it (trained weights keep their meaning).
+- ``"official"``: the official prototxt's Caffe pooling, unpadded ceil mode (golden tests ``ResidualAttention``,
+  ``ResidualAttention__levels2``). Where it has no output (a 1-pixel side, on which the Caffe net cannot run) the
+  window is clipped to the map (a 1-pixel side gives one output row/column, its own values; an ONNX export of this
+  form takes H, W >= 2).
+
 Departures from the paper:
-- Max-pool 3x3 stride 2 uses padding 1 (PyTorch floor mode) instead of Caffe's unpadded ceil mode:
-  same output sizes for H >= 3, and it also works on 1x1 and 2x2 maps.
 - The bilinear upsampling (Caffe ``Interp``, align-corners) is computed as two small interpolation-matrix
   products built at run time from the sizes: exactly bilinear, but deterministic on CUDA (bilinear
   ``interpolate`` backward is not) and exportable with dynamic H, W.
@@ -39,7 +47,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.attention._common import BatchNorm2dSafe
+from models.attention._common import BatchNorm2dSafe, check_form
 from models.protocol import AttentionModule
 from models.registry import register_attention
 
@@ -86,17 +94,27 @@ def bilinear_resize(x: torch.Tensor, h: int, w: int) -> torch.Tensor:
     return torch.matmul(torch.matmul(a_h, x), a_w.transpose(0, 1))
 
 
+def caffe_max_pool(x: torch.Tensor) -> torch.Tensor:
+    """Caffe's 3x3 stride-2 unpadded ceil-mode max-pool (the official prototxt's); a 1-pixel side, where it has
+    no output, is first padded with -inf to two pixels (the window clipped to the map). That padding is a branch on
+    the size, left out of a traced (ONNX) graph, which then takes H, W >= 2 (any such size, dynamically)."""
+    h, w = x.shape[-2:]
+    if not torch.jit.is_tracing() and (h == 1 or w == 1):
+        x = F.pad(x, (0, int(w == 1), 0, int(h == 1)), value=float("-inf"))
+    return F.max_pool2d(x, 3, 2, 0, ceil_mode=True)
+
+
 class _MaskLevel(nn.Module):
     """One down-up level of the mask branch (recursive: inner levels live in ``inner``)."""
 
-    def __init__(self, c: int, r: int, remaining: int):
+    def __init__(self, c: int, r: int, remaining: int, caffe_pool: bool = False):
         super().__init__()
-        self.pool = nn.MaxPool2d(3, 2, 1)
+        self.pool = caffe_max_pool if caffe_pool else nn.MaxPool2d(3, 2, 1)
         self.lowest = remaining == 1
         self.down = _units(c, 2 * r if self.lowest else r)
         if not self.lowest:
             self.skip = PreActBottleneck(c)
-            self.inner = _MaskLevel(c, r, remaining - 1)
+            self.inner = _MaskLevel(c, r, remaining - 1, caffe_pool)
             self.up = _units(c, r)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -105,6 +123,9 @@ class _MaskLevel(nn.Module):
             return d
         u = bilinear_resize(self.inner(d), d.shape[2], d.shape[3]) + self.skip(d)
         return self.up(u)
+
+
+FORMS = ("paper", "official")
 
 
 @register_attention(
@@ -116,18 +137,21 @@ class _MaskLevel(nn.Module):
     placement="backbone_end",
     dense=False,
     notes="Not EAP's ResidualAttention (that is CSRA, arXiv 2108.02456, a (B, classes) head). "
-    "tengshaofeng's port adds the trunk to the upsampled mask; the official prototxt does not.",
+    "tengshaofeng's port adds the trunk to the upsampled mask; the official prototxt does not. Default mask pool: "
+    "padding 1 floor mode; form='official': Caffe's unpadded ceil mode.",
+    forms=FORMS,
 )
 class ResidualAttention(AttentionModule):
     """RAN attention module: p units, (1 + M) * T with t trunk units and an r-unit hourglass mask, p units."""
 
-    def __init__(self, c1: int, p: int = 1, t: int = 2, r: int = 1, levels: int = 1):
+    def __init__(self, c1: int, p: int = 1, t: int = 2, r: int = 1, levels: int = 1, form: str = "paper"):
         super().__init__()
+        self.form = check_form("ResidualAttention", form, FORMS)
         if levels < 1 or r < 1:
             raise ValueError(f"levels and r must be >= 1, got levels={levels}, r={r}")
         self.pre = _units(c1, p)
         self.trunk = _units(c1, t)
-        self.mask = _MaskLevel(c1, r, levels)
+        self.mask = _MaskLevel(c1, r, levels, caffe_pool=form == "official")
         self.head_bn1 = BatchNorm2dSafe(c1)
         self.head_conv1 = nn.Conv2d(c1, c1, 1, bias=False)
         self.head_bn2 = BatchNorm2dSafe(c1)

@@ -13,10 +13,20 @@ the paper gives pseudo-code.
    O = sum_k a_hat_k * X_k.
 4. A channel MLP C -> C gives the output.
 
-Departures from the paper:
-- The split-attention descriptor is the *mean* over the positions, not the pseudo-code's sum: the sum
-  makes the softmax logits grow with H*W (different behaviour at 640 training, 256 stride probe and rect
-  val) and overflows fp16 on large maps.
+There is no official code. Forms (``form=``):
+
+- ``"mean"`` (default): the split-attention descriptor is the *mean* over the positions, not the pseudo-code's sum:
+  the sum makes the softmax logits grow with H*W (different behaviour at 640 training, rect validation and other
+  image sizes) and overflows fp16 on large maps. Spatial-shift-1 moves groups 1/2 along W and groups 3/4 along H
+  (the axis the pseudo-code names first, ``b, w, h, c = x.size()``); shift-2 the other way round. The default
+  because earlier versions built it (trained weights keep their meaning).
+- ``"paper"``: the pseudo-code: descriptor ``a = sum over the three branches and all positions``, computed in at
+  least fp32, and the shift axes as the pseudo-code runs on PyTorch's channels-last (B, H, W, C) tensors, as every
+  port runs it (EAP's): shift-1 moves groups 1/2 along H and 3/4 along W, shift-2 the other way round, so port
+  weights load 1:1. Equal to the pseudo-code with copy semantics (golden test ``S2Attention__paper``). The two
+  axis conventions are the same function up to a permutation of the channel groups (a relabelling of weights).
+
+Departures from the paper (both forms):
 - The channel MLPs are 1x1 convs (identical maths, no permutes).
 - The shifts are built out of place from slices: the pseudo-code's in-place slice assignments, run in PyTorch
   (as the popular EAP port does), smear row/column 0 along the whole axis for the "+1" shifts.
@@ -31,6 +41,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from models.attention._common import at_least_fp32, check_form
 from models.protocol import AttentionModule
 from models.registry import register_attention
 
@@ -51,6 +62,9 @@ def spatial_shift(x: torch.Tensor, first: int, second: int) -> torch.Tensor:
     )
 
 
+FORMS = ("mean", "paper")
+
+
 @register_attention(
     "S2Attention",
     category="mlp",
@@ -59,13 +73,16 @@ def spatial_shift(x: torch.Tensor, first: int, second: int) -> torch.Tensor:
     year=2021,
     placement="backbone_end",
     notes="EAP/ODS S2Attention build SplitAttention with channel=512 whatever C is (crash for C != 512) and shift "
-    "in place, smearing row/column 0 for the +1 shifts. Here: out-of-place shifts, mean-pooled descriptor.",
+    "in place, smearing row/column 0 for the +1 shifts. Here: out-of-place shifts, mean-pooled descriptor "
+    "(form='paper': the pseudo-code's sum).",
+    forms=FORMS,
 )
 class S2Attention(AttentionModule):
     """Expand to 3 branches, spatial-shift two of them, fuse with split attention, project back (~8C^2)."""
 
-    def __init__(self, c1: int):
+    def __init__(self, c1: int, form: str = "mean"):
         super().__init__()
+        self.form = check_form("S2Attention", form, FORMS)
         if c1 % 4:
             raise ValueError(f"S2Attention shifts four channel groups: C must be a multiple of 4, got {c1}")
         self.mlp1 = nn.Conv2d(c1, 3 * c1, 1)
@@ -76,8 +93,15 @@ class S2Attention(AttentionModule):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, c = x.shape[:2]
         x1, x2, x3 = self.mlp1(x).chunk(3, 1)
-        x1 = spatial_shift(x1, 3, 2)  # spatial-shift-1: W first, then H
-        x2 = spatial_shift(x2, 2, 3)  # spatial-shift-2: H first, then W
-        a = (x1 + x2 + x3).mean((2, 3), keepdim=True)  # (B, C, 1, 1)
-        a = self.attn_fc2(F.gelu(self.attn_fc1(a))).reshape(b, 3, c, 1, 1).softmax(1)
+        if self.form == "paper":
+            x1 = spatial_shift(x1, 2, 3)  # spatial-shift-1 on (B, H, W, C) as the ports run it: H first
+            x2 = spatial_shift(x2, 3, 2)  # spatial-shift-2: W first
+            a = at_least_fp32(x1 + x2 + x3).sum((2, 3), keepdim=True)  # (B, C, 1, 1), the pseudo-code's sum
+            a = F.conv2d(F.gelu(F.conv2d(a, self.attn_fc1.weight.to(a.dtype))), self.attn_fc2.weight.to(a.dtype))
+            a = a.reshape(b, 3, c, 1, 1).softmax(1).to(x.dtype)
+        else:
+            x1 = spatial_shift(x1, 3, 2)  # spatial-shift-1: W first, then H
+            x2 = spatial_shift(x2, 2, 3)  # spatial-shift-2: H first, then W
+            a = (x1 + x2 + x3).mean((2, 3), keepdim=True)  # (B, C, 1, 1)
+            a = self.attn_fc2(F.gelu(self.attn_fc1(a))).reshape(b, 3, c, 1, 1).softmax(1)
         return self.mlp2(x1 * a[:, 0] + x2 * a[:, 1] + x3 * a[:, 2])

@@ -8,13 +8,16 @@ group's global average vector; the resulting similarity map is normalised over H
 unbiased std), scaled and shifted by a per-group (w, b), and its sigmoid gates the group's features.
 Official init: w = 0, b = 1, so every feature starts scaled by sigmoid(1) ~= 0.73.
 
+Equal to the official ``SpatialGroupEnhance`` (golden test ``SGE``, G = 64 at C = 64); no forms.
+
 Departures from the paper:
 - G is clamped to the largest divisor of C that is <= 64 (the official default); noted in ``build_notes``.
-- The similarity map and its statistics are computed in fp32 (a dot product over C/G channels of values
-  times their mean, then its variance, overflows fp16 under ``model.half()``).
+- For fp16/bf16 inputs the similarity map and its statistics are computed in fp32 (a dot product over C/G
+  channels of values times their mean, then its variance, overflows fp16 under ``model.half()``); fp32 and fp64
+  inputs keep their dtype, as in the official code.
 - The std is ``sqrt(max(var, 1e-12)) + 1e-5`` with var's denominator ``max(H*W - 1, 1)``: on a 1x1 map the
   official unbiased ``t.std()`` is NaN. The clamp keeps the gradient of the square root finite on constant
-  maps (the all-zero stride probe); everywhere else the values equal the official ``t.std() + 1e-5``.
+  maps (e.g. an all-zero input); everywhere else the values equal the official ``t.std() + 1e-5``.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from models.attention._common import GroupedSpatialGate, divisor_at_most, spatial_dof
+from models.attention._common import GroupedSpatialGate, at_least_fp32, divisor_at_most, spatial_dof
 from models.registry import register_attention
 
 
@@ -48,12 +51,12 @@ class SGE(GroupedSpatialGate):
         """(x as (B*G, C/G, H, W), its per-group spatial gate (B*G, 1, H, W))."""
         b, _, h, w = x.shape
         g = x.reshape(b * self.groups, -1, h, w)
-        gf = g.float()
+        gf = at_least_fp32(g)
         sim = (gf * gf.mean((2, 3), keepdim=True)).sum(1, keepdim=True)  # (B*G, 1, H, W)
         t = sim - sim.mean((2, 3), keepdim=True)
         var = t.square().sum((2, 3), keepdim=True) / spatial_dof(t)
         t = t / (var.clamp(min=1e-12).sqrt() + 1e-5)
-        t = t.reshape(b, self.groups, h, w) * self.weight.float() + self.bias.float()
+        t = t.reshape(b, self.groups, h, w) * at_least_fp32(self.weight) + at_least_fp32(self.bias)
         return g, torch.sigmoid(t).reshape(b * self.groups, 1, h, w).to(x.dtype)
 
     def extra_repr(self) -> str:

@@ -7,9 +7,12 @@ Every neuron t of a channel gets the inverse of its minimal energy,
 ``1/e_t = (t - mu)^2 / (4 (var + lambda)) + 1/2``, with mu and var the mean and the (n = H*W - 1)
 variance of its channel; the output is ``x * sigmoid(1/e)`` (paper Eq. 5 and Algorithm 1).
 
+Equal to the official ``simam_module`` (golden test ``SimAM``: float64 in, float64 statistics, 1e-16); no forms.
+
 Departures from the paper:
-- mu, (t - mu)^2 and the variance are computed in fp32 and the gate is cast back: under ``model.half()``
-  the sum of squares overflows fp16 already for activations of about 30.
+- For fp16/bf16 inputs mu, (t - mu)^2 and the variance are computed in fp32 and the gate is cast back: under
+  ``model.half()`` the sum of squares overflows fp16 already for activations of about 30. fp32 and fp64 inputs
+  keep their dtype, as in the official code.
 - n = max(H*W - 1, 1): on a 1x1 map the paper's n = 0 gives 0/0 = NaN; here the variance is 0 and every
   neuron gets the gate sigmoid(1/2).
 """
@@ -18,7 +21,7 @@ from __future__ import annotations
 
 import torch
 
-from models.attention._common import spatial_dof
+from models.attention._common import at_least_fp32, spatial_dof
 from models.protocol import AttentionModule
 from models.registry import register_attention
 
@@ -41,7 +44,7 @@ class SimAM(AttentionModule):
 
     def gate(self, x: torch.Tensor) -> torch.Tensor:
         """sigmoid(1 / E) per element, (B, C, H, W)."""
-        xf = x.float()  # fp32 statistics: sums of squares over H*W overflow fp16
+        xf = at_least_fp32(x)  # fp32 statistics for fp16/bf16: sums of squares over H*W overflow fp16
         d = (xf - xf.mean((2, 3), keepdim=True)).square()
         var = d.sum((2, 3), keepdim=True) / spatial_dof(xf)
         inv_energy = d / (4 * (var + self.e_lambda)) + 0.5

@@ -15,11 +15,22 @@ Dai, Cai, Zhang, Xia, Zhang, "Second-order Attention Network for Single Image Su
 Five iterations give an approximate square root by design (as in SAN); autograd differentiates the plain
 matrix products, which also export to ONNX. There is no eigendecomposition.
 
+Forms (``form=``): the paper and the official code compute the same function; they differ from this module only in
+the hidden width.
+
+- ``"paper"`` (default): hidden width ``max(C // r, min(min_channels, C))``, ``min_channels`` default 8
+  (``min_channels=1``: exactly C // r). The default because earlier versions built it (existing configs keep
+  their parameter counts).
+- ``"official"``: SAN's ``SOCA`` with the exact width C // r (``min_channels`` is not accepted; 0 is an error naming
+  the layer); equal to the official code within 1e-10 (golden test ``SOCA``, r = 8): the remaining difference is
+  ``eps`` on the trace, kept in this form too (the official code gives NaN on a constant map; ``eps=0`` removes the
+  difference and brings the NaN back).
+
 Departures from the paper:
 - The covariance is computed as Xc Xc^T / M, never materialising SAN's M x M matrix (164 MB per sample at
   80x80, 2.4 GiB at 160x160); mathematically identical.
-- eps (1e-5) is added to the trace before the pre-normalisation: an all-zero or constant map (the YOLO stride
-  probe feeds zeros) otherwise gives 0/0 = NaN. The post-compensation uses the same tr + eps.
+- eps (1e-5) is added to the trace before the pre-normalisation: an all-zero or constant map (a blank image, the
+  zero image of the shape probe) otherwise gives 0/0 = NaN. The post-compensation uses the same tr + eps.
 - Covariance and Newton-Schulz run in fp32 with autocast disabled (fp16 covariances overflow at moderate
   activations), and the pooled vector is cast back to the input dtype before the FC layers.
 - SAN's centre crop of maps larger than 1000x1000 is not reproduced (YOLO feature maps are far smaller and the
@@ -27,8 +38,8 @@ Departures from the paper:
 - SAN's hand-written autograd Functions (Covpool/Sqrtm) are not ported; autograd differentiates the iteration.
   (Their ``iterN < 2`` backward path references an undefined name.)
 - Default reduction r = 16: the value SAN trains with (``--reduction`` default 16, passed to SOCA); the SOCA
-  class's own keyword default is 8. The hidden width is ``max(C // r, min(min_channels, C))``, default floor 8
-  (``min_channels=1``: exactly C // r); a floor is recorded in ``build_notes``.
+  class's own keyword default is 8. The hidden width of the paper form is ``max(C // r, min(min_channels, C))``,
+  default floor 8 (``min_channels=1``: exactly C // r); a floor is recorded in ``build_notes``.
 """
 
 from __future__ import annotations
@@ -37,7 +48,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.attention._common import hidden_width
+from models.attention._common import check_form, form_hidden_width
 from models.protocol import AttentionModule
 from models.registry import register_attention
 
@@ -62,6 +73,9 @@ def _ns_from_trace(cov, trace, iterations, eps, eye):
     return y * norm.sqrt()
 
 
+FORMS = ("paper", "official")
+
+
 @register_attention(
     "SOCA",
     category="channel",
@@ -74,15 +88,18 @@ def _ns_from_trace(cov, trace, iterations, eps, eye):
         "and overflow in fp16. Here: Xc Xc^T / M, eps on the trace, fp32 statistics. Builds a C x C covariance "
         "(O(C^2 N + T C^3) per sample)."
     ),
+    forms=FORMS,
 )
 class SOCA(AttentionModule):
     """x * sigmoid(MLP(row-mean(sqrtm_NS(cov(x))))), T=5 Newton-Schulz iterations, r=16."""
 
-    def __init__(self, c1: int, reduction: int = 16, iterations: int = 5, eps: float = 1e-5, min_channels: int = 8):
+    def __init__(self, c1: int, reduction: int = 16, iterations: int = 5, eps: float = 1e-5,
+                 min_channels: int | None = None, form: str = "paper"):
         super().__init__()
         if iterations < 1:
             raise ValueError(f"SOCA needs at least one Newton-Schulz iteration, got {iterations}")
-        hidden = hidden_width(self, c1, reduction, min_channels)
+        self.form = check_form("SOCA", form, FORMS)
+        hidden = form_hidden_width(self, "SOCA", c1, reduction, min_channels, form, 8)
         self.iterations, self.eps = int(iterations), float(eps)
         self.fc1 = nn.Conv2d(c1, hidden, 1)
         self.fc2 = nn.Conv2d(hidden, c1, 1)

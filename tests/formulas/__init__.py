@@ -10,6 +10,9 @@ Each family file defines three tables:
   a block's LayerNorm kept inside the module).
 - ``CLAMPED``: ``{"Name": <count at SMALL_C>}`` for the modules whose floors or clamps apply at :data:`SMALL_C`,
   spelled out with the clamped widths (each line's comment names the clamp; departures included).
+- ``FORMS``: ``{("Name", "form"): lambda c: <count>}``, the count of each non-default form (``form=``, e.g. the
+  official code's), without departures; it must hold at :data:`REFERENCE_C`, and at :data:`SMALL_C` wherever the
+  form clamps nothing there (the official forms' exact widths never do).
 
 A module's expected count at ``c`` is ``CLAMPED[name]`` at ``SMALL_C`` where given, else ``PAPER[name](c)`` plus its
 departures. Every module shipped with the project (:data:`SHIPPED`) must have a ``PAPER`` line; a formula for a
@@ -34,18 +37,22 @@ SHIPPED = (
 PAPER: dict = {}
 DEPARTURES: dict = {}
 CLAMPED: dict = {}
+FORMS: dict = {}
 for _info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
     _mod = importlib.import_module(f"{__name__}.{_info.name}")
     for _table, _mine in ((PAPER, _mod.PAPER), (DEPARTURES, getattr(_mod, "DEPARTURES", {})),
-                          (CLAMPED, getattr(_mod, "CLAMPED", {}))):
+                          (CLAMPED, getattr(_mod, "CLAMPED", {})), (FORMS, getattr(_mod, "FORMS", {}))):
         _dup = set(_table) & set(_mine)
         assert not _dup, f"formulas defined twice: {_dup}"
         _table.update(_mine)
 assert set(DEPARTURES) <= set(PAPER) and set(CLAMPED) <= set(PAPER), "departures/clamps of a module without a formula"
+assert {n for n, _ in FORMS} <= set(PAPER), "a form's count for a module without a paper formula"
 
 
-def expected_params(name: str, c: int) -> int:
-    """The parameter count the formulas give for module ``name`` at ``c`` channels."""
+def expected_params(name: str, c: int, form: str | None = None) -> int:
+    """The parameter count the formulas give for module ``name`` at ``c`` channels (in ``form``: a non-default form)."""
+    if form is not None:
+        return FORMS[(name, form)](c)
     if c == SMALL_C and name in CLAMPED:
         return CLAMPED[name]
     return PAPER[name](c) + sum(delta(c) for delta in DEPARTURES.get(name, {}).values())

@@ -34,3 +34,9 @@ CLAMPED = {  # at SMALL_C = 24
     "CBAM": _cbam(24, 8),  # hidden width floored at min(8, C): 24 // 16 = 1 -> 8
     "CoordAtt": _coord(24, 8),  # mip floored at 8 (the official max(8, C // r)): 24 // 32 = 0 -> 8
 }
+
+FORMS = {  # the official forms: exact widths C // r (SE, CBAM); ECA's official class fixes k = 3
+    ("SE", "official"): PAPER["SE"],
+    ("CBAM", "official"): PAPER["CBAM"],
+    ("ECA", "official"): lambda c: 3,
+}

@@ -12,7 +12,8 @@ def _sk(c, g, d, m=2):
 
 
 def _bam(c, h, n_dil=2):
-    channel = (c * h + h) + 2 * h + (h * c + c)  # FC C -> C/r, BN on the pooled vector, FC C/r -> C (biases)
+    # the official code's count (the paper gives none): FC C -> C/r, BatchNorm1d on the hidden vector, FC C/r -> C
+    channel = (c * h + h) + 2 * h + (h * c + c)
     spatial = (c * h + h) + 2 * h  # 1x1 reduce + BN
     spatial += n_dil * (9 * h * h + h + 2 * h)  # dilated 3x3 + BN, twice
     spatial += h + 1  # 1x1 C/r -> 1
@@ -50,15 +51,26 @@ PAPER = {
 DEPARTURES = {
     "SK": {"no BN on z, a bias on W instead (BN raises at batch 1): C*d + d, not C*d + 2d":
            lambda c: -max(c // 16, 32)},
-    "BAM": {"no BatchNorm on the pooled channel vector (raises at batch 1)": lambda c: -2 * (c // 16)},
+    "BAM": {"no BatchNorm1d on the hidden (B, C/r) vector (the official code's; form='official' has it)":
+            lambda c: -2 * (c // 16)},
 }
 
 CLAMPED = {  # at SMALL_C = 24
     "SK": _sk(24, 24, 32) - 32,  # groups 32 -> 24 (largest divisor of C <= G); d = L = 32; no BN on z (-d)
-    "BAM": _bam(24, 8) - 2 * 8,  # hidden width floored at min(8, C): 24 // 16 = 1 -> 8; no BN on the vector (-2h)
+    "BAM": _bam(24, 8) - 2 * 8,  # hidden width floored at min(8, C): 24 // 16 = 1 -> 8; no BN on the hidden vector
     "GCBlock": _gc(24, 8),  # hidden width floored at min(8, C): 24 // 16 = 1 -> 8
     "SOCA": _mlp(24, 8),  # hidden width floored at min(8, C): 24 // 16 = 1 -> 8
     "GatherExcite": _mlp(24, 8),  # hidden width floored at min(8, C): 24 // 16 = 1 -> 8
     "ELA": _ela(24),  # GroupNorm groups 16 -> 12 (two channels a group at least); the count does not change
     "CPCA": _cpca(24, 8),  # channel-prior hidden width floored at min(8, C): 24 // 4 = 6 -> 8
+}
+
+FORMS = {  # the official forms: exact widths C // r, the official layers
+    ("SK", "official"): PAPER["SK"],  # BN on z, W without bias
+    ("BAM", "official"): PAPER["BAM"],  # + BatchNorm1d on the hidden vector
+    ("BAM", "official_global"): PAPER["BAM"],
+    ("GCBlock", "official"): PAPER["GCBlock"],
+    ("SOCA", "official"): PAPER["SOCA"],
+    ("GatherExcite", "timm"): lambda c: _mlp(c, max(1, int(c / 16 + 0.5))),  # timm rounds C/16 half up
+    ("GatherExcite", "official"): lambda c: 0,  # the authors' parameter-free GE-theta-minus
 }

@@ -24,6 +24,12 @@ def _polarized(c):
     return c + c * (c // 2) + (c // 2) * c + 2 * c + 2 * c * (c // 2)
 
 
+def _polarized_s_official(c):
+    ci, cu = c // 2, c // 8
+    # W_q C -> 1, W_v C -> C/2, conv_up (C/2 -> C/8 bias, LayerNorm([C/8, 1, 1]), C/8 -> C bias); W_q, W_v C -> C/2
+    return c + c * ci + (ci * cu + cu) + 2 * cu + (cu * c + c) + 2 * c * ci
+
+
 def _lsk_bare(c):
     h = c // 2
     # DW 5x5, DW 7x7 dilation 3, two 1x1 C -> C/2, 7x7 conv 2 -> 2, 1x1 C/2 -> C (all biased)
@@ -62,4 +68,11 @@ CLAMPED = {  # at SMALL_C = 24
     "EPSA": _epsa(24, (1, 3, 6, 6), 1),
     "EMAttention": _ema(24, 24),  # groups 32 -> 24 (largest divisor of C <= G)
     "SGE": 2 * 24,  # groups 64 -> 24 (largest divisor of C <= G)
+}
+
+FORMS = {
+    ("PolarizedSA_P", "official"): lambda c: _polarized(c) - 2 * c,  # official PSA_p: no LayerNorm
+    ("PolarizedSA_S", "official"): _polarized_s_official,
+    ("EPSA", "official"): PAPER["EPSA"],  # the same layers, output in reverse scale order
+    ("S2Attention", "paper"): PAPER["S2Attention"],  # sum descriptor, the same layers
 }

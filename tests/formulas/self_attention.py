@@ -83,3 +83,9 @@ DEPARTURES = {
 CLAMPED = {  # at SMALL_C = 24
     "DoubleAttention": _double_attention(24, 8),  # c_m = c_n floored at min(8, C): 24 // 4 = 6 -> 8
 }
+
+FORMS = {
+    ("ExternalAttention", "official"): lambda c: PAPER["ExternalAttention"](c) - 64 * c,  # M_v tied to M_k^T
+    ("CoT", "official"): _cot,  # BatchNorm2d in the fusion (2C' affine, as the GroupNorm)
+    ("ResidualAttention", "official"): _ran,  # only the mask pooling differs
+}
