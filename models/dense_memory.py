@@ -1,11 +1,25 @@
-"""Memory check for dense attention modules (those that build an N x N-like map, N = H*W).
+"""Memory check for dense attention modules (quadratic in N = H*W: NonLocal, DANet, BoTMHSA, DAttention).
 
 ``dense_attention_check(model, imgsz)`` finds every module registered with ``dense=True`` inside any
 ``nn.Module`` tree, measures the stride of the feature map each one sees (the shape probe,
-:func:`models.probe.probe_shapes`), scales that to ``imgsz`` and estimates the bytes of one attention
-map for a whole batch: ``module.attention_map_elements(h, w) * batch * dtype_bytes`` (the module protocol;
-default 2 bytes: fp16/bf16 AMP; the fp32 logits some modules keep for overflow safety, the softmax output and the
-gradients add a few times more). It returns one message per module over ``budget_gib``.
+:func:`models.probe.probe_shapes`), scales that to ``imgsz`` and estimates the module's attention working set for
+the whole batch: ``module.attention_map_elements(h, w) * batch * dtype_bytes`` (the module protocol; default 2
+bytes: fp16/bf16 AMP). It returns one message per module over ``budget_gib``.
+
+Since these modules compute their attention with ``scaled_dot_product_attention`` (``models/attention/_sdpa.py``),
+no (N x N) map is stored in training or inference, and ``attention_map_elements`` is the module's working set
+per training sample, O(N C): its q, k, v, outputs and what the backward keeps, calibrated against the measured
+forward+backward peak of the module (``tools/measure.py:peak_memory_mb``, CPU fp32; NonLocal 8 C N, DANet 11 C N
++ 2 C^2, BoTMHSA 9 heads N (d + H + W), DAttention 21 C N). On CPU, maps small enough for the explicit form to be
+faster (DANet, BoTMHSA) are stored explicitly, at most 256 MiB (fp32) per call.
+
+Measured (CPU, fp32, tensor memory of one training step, batch 2 scaled linearly to 16): yolov5s at 640 needs
+685 MiB per 2 images (5.4 GiB at batch 16). NonLocal after the P3 backbone stage (80x80, C=128) added 108 MiB per
+2 images with the stored (N x N/4) map, 30 MiB with SDPA. The default budget, 2 GiB for the batch at 2 bytes per
+element, is about the whole yolov5s training step at batch 16 in AMP: a module over it at least doubles the memory
+of training. At 640 px and batch 16 no dense module reaches it at P5 or P4, and at P3 only BoTMHSA comes near it
+(folded relative logits, 1.3 GiB); what still keeps these modules at P5 by default is compute, which stays
+quadratic: N times N' multiply-adds, 256 times those at P5 when placed at P3.
 """
 
 from __future__ import annotations
@@ -45,13 +59,13 @@ def dense_attention_check(
     dtype_bytes: int = 2,
     probe: int = 64,
 ) -> list[str]:
-    """Messages for every dense attention module whose attention map exceeds ``budget_gib`` at ``imgsz``.
+    """Messages for every dense attention module whose attention working set exceeds ``budget_gib`` at ``imgsz``.
 
     Args:
         model: any module tree (detector layers are looked up in ``model.model`` for their ``.i`` / ``.type``).
         imgsz: training/inference image size, an int or (height, width).
         batch: images per batch.
-        budget_gib: allowed size of one attention map for the whole batch, in GiB.
+        budget_gib: allowed attention working set of one module for the whole batch, in GiB.
         dtype_bytes: bytes per element (2 for fp16/bf16 AMP, 4 for fp32).
         probe: side of the zero image used to measure strides (must be divisible by the deepest stride
             that should be resolved; 64 covers P5/P6).
@@ -80,13 +94,15 @@ def dense_attention_check(
         where = f"layer {label} ({ltype})" if id(m) in layer_of else f"module '{label}'"
         stride = f"stride {sh:g}" if sh == sw else f"stride {sh:g}x{sw:g}"
         if min(sh, sw) < 32:
-            advice = "Place it at P5 (stride 32) or use CrissCross / BiLevelRoutingAttention instead."
+            advice = ("Place it at P5 (stride 32), lower the batch or image size, or use CrissCross / "
+                      "BiLevelRoutingAttention instead.")
         else:
             advice = ("It is already at P5 or deeper: lower the batch or image size, or use CrissCross / "
                       "BiLevelRoutingAttention instead.")
         messages.append(
             f"{where}: dense attention {classes[type(m)]} sees a {h}x{w} map (N={h * w}, {stride}) at imgsz "
-            f"{ih}x{iw}; one attention map for batch {batch} is ~{gib:.2f} GiB at {dtype_bytes} bytes/element "
-            f"(budget {budget_gib:g} GiB; softmax output and gradients add several times more). {advice}"
+            f"{ih}x{iw}; its attention working set for batch {batch} is ~{gib:.2f} GiB at {dtype_bytes} "
+            f"bytes/element (q, k, v, outputs and what the backward keeps; budget {budget_gib:g} GiB), and its "
+            f"compute grows with N^2. {advice}"
         )
     return messages

@@ -25,7 +25,9 @@ from models.yolo import AttentionDetectionModel
 
 
 def warn_dense_attention(model, imgsz, batch) -> list[str]:
-    """Warn, naming the layer, when a dense (N x N) attention map would exceed the memory budget at this image size."""
+    """Warn, naming the layer, when a dense attention module's working set (q, k, v, outputs and what the backward
+    keeps; no N x N map is stored since the SDPA rewrite) would exceed the memory budget at this image size and batch
+    (``models/dense_memory.py``)."""
     from models.dense_memory import dense_attention_check
 
     msgs = dense_attention_check(model, imgsz, batch=max(int(batch), 1))

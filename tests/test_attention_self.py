@@ -12,7 +12,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from models.attention.acmix import ACmix
+from models.attention.acmix import ACmix, reflect_pad
 from models.attention.biformer import BiLevelRoutingAttention
 from models.attention.bot_mhsa import BoTMHSA
 from models.attention.cot import CoT
@@ -21,9 +21,9 @@ from models.attention.danet import DANet
 from models.attention.dat import DAttention, bilinear_gather
 from models.attention.double_attention import DoubleAttention
 from models.attention.external import ExternalAttention
-from models.attention.non_local import NonLocal
+from models.attention.non_local import NonLocal, floor_pool_input
 from models.attention.residual_attention import ResidualAttention, bilinear_resize
-from models.registry import attention_specs
+from models.registry import ConfigError, attention_arguments, attention_specs
 
 SPECS = {s.name: s for s in attention_specs()}
 MINE = ["DANet", "CrissCross", "DoubleAttention", "NonLocal", "ExternalAttention", "CoT", "ResidualAttention",
@@ -132,7 +132,51 @@ def test_non_local_matches_formula_with_ceil_subsampling():
     f = torch.softmax(theta.transpose(1, 2) @ phi, -1)
     ref = x + m.bn(m.w_z((g @ f.transpose(1, 2)).reshape(2, -1, 5, 7)))
     torch.testing.assert_close(m(x), ref)
-    assert m.attention_map_elements(5, 7) == 35 * 12
+    assert m.attention_map_elements(5, 7) == 8 * 16 * 35  # the working set, 8 C N: no (N x N') map is stored
+
+
+def _non_local_reference(m: NonLocal, x: torch.Tensor, keys_from: torch.Tensor, pool) -> torch.Tensor:
+    theta = m.theta(x).flatten(2)
+    phi, g = pool(m.phi(keys_from)).flatten(2), pool(m.g(keys_from)).flatten(2)
+    f = torch.softmax(theta.transpose(1, 2) @ phi * m.scale, -1)
+    return x + m.bn(m.w_z((g @ f.transpose(1, 2)).reshape_as(m.theta(x))))
+
+
+def test_non_local_official_form_pools_the_input_with_floor_and_scales():
+    """Caffe2: MaxPool(x) 2x2 floor -> phi, g; logits * ci^-0.5; BN eps 1.0000001e-5 (golden fixture: 1e-12)."""
+    torch.manual_seed(0)
+    m = _rand_params(NonLocal(16, form="official"))
+    assert m.scale == 8**-0.5 and m.bn.eps == 1.0000001e-5 and NonLocal(16).bn.eps == 1e-5
+    x = torch.randn(2, 16, 5, 7, dtype=torch.float64)
+    keys = F.max_pool2d(x, 2)  # floor: 5x7 -> 2x3, the last row and column are dropped
+    assert keys.shape[-2:] == (2, 3) and m.affinity(x)[1] == (2, 3)
+    torch.testing.assert_close(m(x), _non_local_reference(m, x, keys, lambda t: t))
+    # a 1-pixel side (Caffe2 raises: floor gives 0 rows) is not pooled; the other side is
+    x1 = torch.randn(1, 16, 1, 7, dtype=torch.float64)
+    assert floor_pool_input(x1).shape[-2:] == (1, 3)
+    torch.testing.assert_close(m(x1), _non_local_reference(m, x1, F.max_pool2d(x1, (1, 2)), lambda t: t))
+    assert floor_pool_input(torch.randn(1, 2, 1, 1)).shape[-2:] == (1, 1)
+    # same parameters, same count, as the paper form; the paper form pools phi(x) and g(x) in ceil mode, unscaled
+    paper = NonLocal(16)
+    assert [(k, v.shape) for k, v in paper.state_dict().items()] == [(k, v.shape) for k, v in m.state_dict().items()]
+    paper.load_state_dict(m.state_dict())
+    paper.double().eval()
+    ref = _non_local_reference(paper, x, x, lambda t: F.max_pool2d(t, 2, ceil_mode=True))
+    torch.testing.assert_close(paper(x), ref)
+    assert (paper(x) - m(x)).abs().max() > 1e-3
+
+
+def test_forms_are_set_from_a_yaml_row_and_bad_ones_name_the_layer():
+    from models.yolo import build_model
+
+    for name in ("NonLocal", "ACmix", "DAttention"):
+        args, kwargs = attention_arguments(SPECS[name], [{"form": "official"}], 32, "t.yaml: layer 3")
+        assert SPECS[name].cls(32, *args, **kwargs).form == "official"
+        assert SPECS[name].cls(32).form == "paper"
+    cfg = {"nc": 2, "backbone": [[-1, 1, "Conv", [16, 3, 2]], [-1, 1, "NonLocal", [{"form": "offical"}]]],
+           "head": [[-1, 1, "Conv", [16, 1, 1]]]}
+    with pytest.raises(ConfigError, match=r"layer 1.*NonLocal.*form must be one of 'paper', 'official', got 'offical'"):
+        build_model(cfg)
 
 
 # ---------------------------------------------------------------------------------- External
@@ -290,6 +334,60 @@ def test_acmix_conv_path_is_shift_initialised_and_small_maps_work():
     assert ACmix(18).heads == 3
 
 
+def _acmix_unfold_reference(m: ACmix, x: torch.Tensor) -> torch.Tensor:
+    """Both forms with 49-fold unfolded neighbourhoods, as the official code computes them (paper form: zero padding
+    and a mask, official: reflection padding); logits q . (k_nb + pe_q - pe_nb)."""
+    b, c, h, w = x.shape
+    heads, hd = m.heads, m.hd
+    q, k, v = m.conv1(x), m.conv2(x), m.conv3(x)
+    loc = torch.stack(torch.meshgrid(torch.linspace(-1, 1, h, dtype=x.dtype), torch.linspace(-1, 1, w, dtype=x.dtype),
+                                     indexing="ij")[::-1], 0)[None]
+    pe = m.conv_p(loc)
+    mode = "reflect" if m.form == "official" else "constant"
+
+    def unfold(t):
+        return F.unfold(F.pad(t, (3, 3, 3, 3), mode=mode), 7).reshape(t.shape[0], t.shape[1], 49, h, w)
+
+    qa = q.reshape(b * heads, hd, h, w) * hd**-0.5
+    att = (qa.unsqueeze(2) * (unfold(k.reshape(b * heads, hd, h, w)) + pe.unsqueeze(2) - unfold(pe))).sum(1)
+    if m.form == "paper":
+        att = att.masked_fill(unfold(torch.ones(1, 1, h, w, dtype=x.dtype))[:, 0] == 0, float("-inf"))
+    att = torch.softmax(att, 1)
+    out_att = (att.unsqueeze(1) * unfold(v.reshape(b * heads, hd, h, w))).sum(2).reshape(b, c, h, w)
+    qkv = torch.cat([t.reshape(b, heads, hd, h * w) for t in (q, k, v)], 1)
+    out_conv = m.dep_conv(m.fc(qkv).permute(0, 2, 1, 3).reshape(b, -1, h, w))
+    return m.rate1 * out_att + m.rate2 * out_conv
+
+
+@pytest.mark.parametrize("form", ["paper", "official"])
+def test_acmix_tap_loop_matches_the_unfolded_window(form):
+    """The 49 taps as shifted views (no copies) give the unfold computation exactly, borders included."""
+    torch.manual_seed(0)
+    m = _rand_params(ACmix(16, form=form))
+    x = torch.randn(2, 16, 9, 10, dtype=torch.float64, requires_grad=True)
+    y, ref = m(x), _acmix_unfold_reference(m, x)
+    torch.testing.assert_close(y, ref, rtol=0, atol=1e-12)
+    gy = torch.randn_like(y)
+    g1 = torch.autograd.grad(y, [x, *m.parameters()], gy)
+    g2 = torch.autograd.grad(ref, [x, *m.parameters()], gy)
+    for a, b in zip(g1, g2):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-11)
+
+
+def test_acmix_official_form_has_no_dep_conv_bias_and_folds_reflection_on_tiny_maps():
+    paper, official = ACmix(32), ACmix(32, form="official")
+    assert official.dep_conv.bias is None and "dep_conv.bias" not in official.state_dict()
+    assert sum(p.numel() for p in paper.parameters()) - sum(p.numel() for p in official.parameters()) == 32
+    t = torch.arange(20.0).reshape(1, 1, 4, 5)
+    torch.testing.assert_close(reflect_pad(t, 3), F.pad(t, (3, 3, 3, 3), mode="reflect"))
+    row = torch.tensor([[[[1.0, 2.0]]]])  # 1 x 2: rows repeat, columns fold with period 2
+    torch.testing.assert_close(reflect_pad(row, 3)[0, 0], torch.tensor([[2.0, 1, 2, 1, 2, 1, 2, 1]]).expand(7, 8))
+    three = torch.tensor([1.0, 2.0, 3.0]).reshape(1, 1, 1, 3)  # period 4: 2 3 2 1 | 1 2 3 | 2 1 2 3
+    assert reflect_pad(three, 3)[0, 0, 0].tolist() == [2, 3, 2, 1, 2, 3, 2, 1, 2]
+    for hw in [(1, 1), (2, 3), (3, 3), (5, 4)]:
+        assert official.train()(torch.randn(1, 32, *hw)).shape == (1, 32, *hw)
+
+
 # -------------------------------------------------------------------------------------- DAttention
 
 
@@ -315,7 +413,7 @@ def test_dat_zero_offsets_sample_the_pixel_grid():
     attn = torch.softmax(qh.transpose(1, 2) @ kh * 0.5, -1)
     out = vh @ attn.transpose(1, 2) + m.rpe(q).reshape(8, 4, 24)
     torch.testing.assert_close(m(x), x + m.proj_out(out.reshape(1, 32, 4, 6)))
-    assert m.attention_map_elements(20, 20) == 8 * 400 * 400
+    assert m.attention_map_elements(20, 20) == 21 * 32 * 400  # the working set, 21 C N: no (N x Ns) map stored
 
 
 def test_dat_non_finite_positions_give_nan_not_an_index_error():
@@ -328,6 +426,102 @@ def test_dat_non_finite_positions_give_nan_not_an_index_error():
     m = DAttention(16).eval()
     with torch.no_grad():
         assert m(torch.full((1, 16, 6, 6), float("nan"))).isnan().all()
+
+
+def test_dat_official_form_puts_reference_points_half_a_pixel_off():
+    """Official reference points: pixel (i + 0.5)(H - 1)/(Hk - 1), i.e. i + 0.5 at stride 1: with zero offsets each
+    key is the mean of a 2x2 pixel block (zero beyond the last row/column)."""
+    torch.manual_seed(0)
+    m = DAttention(32, form="official").double().eval()
+    with torch.no_grad():
+        m.off_pw.weight.zero_()
+    x = torch.randn(1, 32, 4, 6, dtype=torch.float64)
+    t = m.norm(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+    keys = F.avg_pool2d(F.pad(t, (0, 1, 0, 1)), 2, stride=1)  # bilinear at (i + 0.5, j + 0.5)
+    q, k, v = m.proj_q(t), m.proj_k(keys), m.proj_v(keys)
+    qh, kh, vh = (z.reshape(8, 4, 24) for z in (q, k, v))
+    attn = torch.softmax(qh.transpose(1, 2) @ kh * 0.5, -1)
+    out = vh @ attn.transpose(1, 2) + m.rpe(q).reshape(8, 4, 24)
+    torch.testing.assert_close(m(x), x + m.proj_out(out.reshape(1, 32, 4, 6)))
+    strided = DAttention(16, stride=2, form="official")  # 5 -> 3 keys at (i + 0.5) * 4 / 2 = 1, 3, 5 (outside)
+    iy = torch.arange(3.0)
+    assert strided._reference_points(iy, iy, torch.tensor(4.0), torch.tensor(4.0))[0].tolist() == [1.0, 3.0, 5.0]
+    assert DAttention(16, stride=2)._reference_points(iy, iy, torch.tensor(4.0), torch.tensor(4.0))[0].tolist() == [
+        0.0, 2.0, 4.0]
+
+
+# ---------------------------------------------------------------------- official forms through the matrix
+
+FORM_CASES = [("NonLocal", {"form": "official"}), ("NonLocal", {"form": "official", "sub_sample": False}),
+              ("ACmix", {"form": "official"}), ("DAttention", {"form": "official"})]
+FORM_IDS = ["-".join([name, *map(str, kw.values())]) for name, kw in FORM_CASES]
+# batch 1 in train mode, 1x1, a 1-pixel side, tiny, odd and non-square maps (the matrix's shapes and 1 x 7)
+FORM_SHAPES = [(1, 24, 1, 1), (1, 24, 1, 7), (2, 40, 3, 3), (1, 72, 20, 12), (2, 24, 13, 31)]
+
+
+def _form(name: str, kwargs: dict, c: int, seed: int = 0) -> torch.nn.Module:
+    torch.manual_seed(seed)
+    m = SPECS[name].cls(c, **kwargs)
+    with torch.no_grad():  # as the matrix: zero-initialised parameters perturbed so the attention path counts
+        for p in m.parameters():
+            if torch.count_nonzero(p) == 0:
+                p.add_(0.1 * torch.randn_like(p))
+    return m
+
+
+@pytest.mark.parametrize("name, kwargs", FORM_CASES, ids=FORM_IDS)
+def test_official_forms_every_shape_train_and_eval(name, kwargs):
+    for shape in FORM_SHAPES:
+        m = _form(name, kwargs, shape[1])
+        x = torch.randn(shape)
+        y = m.train()(x)
+        assert y.shape == x.shape and torch.isfinite(y).all(), (name, shape)
+        with torch.no_grad():
+            assert m.eval()(x).shape == x.shape
+
+
+@pytest.mark.parametrize("name, kwargs", FORM_CASES, ids=FORM_IDS)
+def test_official_forms_fp16_bf16_and_deterministic(name, kwargs):
+    m = _form(name, kwargs, 40).eval().half()
+    with torch.no_grad():
+        y = m((10 * torch.randn(2, 40, 20, 20)).half())
+    assert y.dtype == torch.float16 and torch.isfinite(y).all(), f"{name}: fp16 forward overflowed"
+    m = _form(name, kwargs, 40).train()
+    x = torch.randn(2, 40, 12, 20, requires_grad=True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = m(x)
+    y.float().square().mean().backward()
+    assert torch.isfinite(y.float()).all() and torch.isfinite(x.grad).all()
+
+    def run():
+        mm = _form(name, kwargs, 40).train()
+        xx = torch.randn(2, 40, 12, 20, generator=torch.Generator().manual_seed(3), requires_grad=True)
+        yy = mm(xx)
+        yy.square().mean().backward()
+        return [yy.detach(), xx.grad, *(p.grad for p in mm.parameters() if p.grad is not None)]
+
+    torch.use_deterministic_algorithms(True)
+    try:
+        first, second = run(), run()
+    finally:
+        torch.use_deterministic_algorithms(False)
+    assert len(first) == len(second) and all(torch.equal(a, b) for a, b in zip(first, second))
+
+
+@pytest.mark.parametrize("name, kwargs", FORM_CASES, ids=FORM_IDS)
+def test_official_forms_export_onnx_with_dynamic_size(name, kwargs):
+    ort = pytest.importorskip("onnxruntime")
+    m = _form(name, kwargs, 32).eval()
+    f = io.BytesIO()
+    torch.onnx.export(m, (torch.randn(1, 32, 16, 16),), f, input_names=["x"], output_names=["y"], opset_version=17,
+                      dynamic_axes={"x": {2: "h", 3: "w"}, "y": {2: "h", 3: "w"}}, dynamo=False)
+    sess = ort.InferenceSession(f.getvalue(), providers=["CPUExecutionProvider"])
+    for h, w in [(16, 16), (20, 12), (13, 31), (5, 7), (1, 6)]:
+        xi = torch.randn(1, 32, h, w)
+        with torch.no_grad():
+            ref = m(xi).numpy()
+        out = sess.run(None, {"x": xi.numpy()})[0]
+        assert abs(out - ref).max() <= 1e-4 + 1e-4 * abs(ref).max(), f"{name} at {h}x{w}"
 
 
 # --------------------------------------------------------------------------- identity and metadata

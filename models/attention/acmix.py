@@ -1,7 +1,7 @@
 """ACmix: mixing self-attention and convolution on shared 1x1 projections.
 
 Pan, Ge, Lu, Song, Chen, Huang, Huang, "On the Integration of Self-Attention and Convolution", CVPR 2022,
-arXiv:2111.14556. Official code: LeapLabTHU/ACmix (``ACmix`` module).
+arXiv:2111.14556. Official code: LeapLabTHU/ACmix (``ResNet/test_bottleneck.py``, ``ACmix``).
 
 Stage I: q, k, v = 1x1 convs C -> C (with bias), heads = 4, head_dim d = C/4.
 Attention path (window k_att = 7): a 2-channel coordinate grid (linspace(-1, 1) along W and along H) goes
@@ -9,14 +9,24 @@ through a 1x1 conv 2 -> d (positional encoding pe). For every position, logits o
 are sum_d (q * d^-0.5) (k_nb + pe_q - pe_nb), softmax over the neighbours, out_att = sum att * v_nb.
 Convolution path: a bias-free 1x1 "fc" maps the 3*heads stacked q/k/v head features to k_conv^2 = 9
 features per head-dim channel, and a grouped 3x3 conv (9*d -> C, groups d) initialised as the 9 shift
-kernels (bias 0) aggregates them: out_conv. Output: rate1 * out_att + rate2 * out_conv, rates 0.5 at init.
+kernels aggregates them: out_conv. Output: rate1 * out_att + rate2 * out_conv, rates 0.5 at init.
 
-Departures from the paper:
-- Window borders: the official code reflection-pads k, v and pe by 3, which fails on maps smaller than
-  4x4 (3x3 raises) and whose backward is non-deterministic on CUDA. Here the window is zero-padded and
-  neighbours outside the image are masked out of the softmax (-inf), i.e. each position attends to the
-  in-image part of its 7x7 window. Identical to the official result for positions at least 3 pixels
-  from the border.
+Two forms (``form``, settable from a YAML row: ``[-1, 1, ACmix, [{form: official}]]``):
+
+- ``paper`` (default): the window of a position is the part of its 7x7 neighbourhood that lies in the image (the
+  paper's "local region", zero-padded and masked out of the softmax with -inf); works on any H, W >= 1 and is
+  deterministic on CUDA. The grouped conv has a bias (zero at init), as it always had here: kept in this form so
+  that parameter counts (+C) and existing checkpoints stay valid. It is the one parameter set neither the paper
+  nor the official code has (the official ``reset_parameters`` sets ``dep_conv.bias`` to None).
+- ``official``: what the released code computes (verified against it, tests/fixtures/golden/ACmix.npz, max |diff|
+  below 1e-15 in float64): k, v and the positional map are reflection-padded by 3 (``ReflectionPad2d``) before the
+  7x7 windows, no mask, and the grouped conv has no bias. The official code raises on maps smaller than 4x4
+  (reflection needs pad < size); here the reflection folds on (period 2(n - 1); a 1-pixel side repeats its one
+  pixel), equal to ``ReflectionPad2d`` wherever that works. The padding is an index gather (deterministic backward,
+  dynamic in ONNX), not ``ReflectionPad2d`` (whose CUDA backward is non-deterministic).
+  Outputs of the two forms agree at positions at least 3 pixels from the border.
+
+Departures from the paper (both forms):
 - The coordinate grid is built in the input's dtype and device (the official ``position()`` builds it in
   float32 and calls ``.cuda()``, which breaks ``.half()`` and non-default GPUs), with arange so 1-pixel
   axes give [-1] also in ONNX.
@@ -27,17 +37,40 @@ Departures from the paper:
   ``heads`` and ``n_heads`` are accepted in YAML rows).
 - ACmix replaces a 3x3 conv (no residual), so it is not an identity at init.
 
-Memory: the 7x7 window materialises 49 copies of k and v per position (as the official unfold does).
+Memory (issue 15): a 7x7 window is not a pattern the fused attention kernels take (it would need an N x N mask),
+and the official unfold materialises 49 shifted copies of k, v and pe per position. Here the 49 taps are a loop
+over shifted *views* of the padded k - pe and v: logit_t = q . (k_t - pe_t) (the q . pe_q term of the official
+formula is the same for every tap of a query and cancels in the softmax), softmax over the taps, out = sum_t
+att_t v_t. Autograd keeps views, not copies: O(49 N heads) logits instead of O(49 N C) neighbourhoods. Measured on
+CPU (1 thread, batch 1), unfolded -> taps: 80x80, C=128: forward peak 524 -> 41 MiB, forward+backward 681 -> 60 MiB,
+time fwd 0.32x, fwd+bwd 0.40x; 20x20, C=512: 129 -> 10 MiB, 168 -> 15 MiB, time 0.19x / 0.34x.
 """
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-from models.attention._common import at_least_fp32, divisor_at_most, linspace_pm1, local_neighbourhood
+from models.attention._common import at_least_fp32, divisor_at_most, linspace_pm1
 from models.protocol import AttentionModule
 from models.registry import register_attention
+
+FORMS = ("paper", "official")
+
+
+def _reflect_index(n, p: int, device: torch.device) -> torch.Tensor:
+    """Source index of each of the n + 2p rows of a reflection padding by p, folded for any n >= 1."""
+    last = torch.arange(n, device=device).amax()  # n - 1 (a tensor, so ONNX stays dynamic)
+    period = (2 * last).clamp(min=1)
+    r = torch.remainder(torch.arange(n + 2 * p, device=device) - p, period)
+    return torch.minimum(r, period - r)
+
+
+def reflect_pad(x: torch.Tensor, p: int) -> torch.Tensor:
+    """``ReflectionPad2d(p)`` of (..., H, W) for every H, W >= 1 (equal to it where p < H and p < W)."""
+    h, w = x.shape[-2:]
+    return x.index_select(-2, _reflect_index(h, p, x.device)).index_select(-1, _reflect_index(w, p, x.device))
 
 
 @register_attention(
@@ -49,16 +82,21 @@ from models.registry import register_attention
     placement="backbone_end",
     dense=False,
     notes="Official/EAP: ReflectionPad2d(3) fails below 4x4 and is CUDA-nondeterministic; position() is float32 "
-    "and .cuda() (breaks .half()). Here: masked zero-padded window, grid in x.dtype.",
+    "and .cuda() (breaks .half()). Here (paper form): masked zero-padded window, grid in x.dtype, dep_conv bias "
+    "(zero-init, +C params; form=official: reflection, no mask, no bias). 7x7 taps as views: P3 80x80 C=128 "
+    "fwd+bwd 681 -> 60 MiB.",
     renamed={"heads": "num_heads", "head": "num_heads", "n_heads": "num_heads"},
 )
 class ACmix(AttentionModule):
     """rate1 * local 7x7 self-attention + rate2 * shift-initialised grouped conv, sharing q/k/v."""
 
-    def __init__(self, c1: int, kernel_att: int = 7, num_heads: int = 4, kernel_conv: int = 3):
+    def __init__(self, c1: int, kernel_att: int = 7, num_heads: int = 4, kernel_conv: int = 3, form: str = "paper"):
         super().__init__()
+        if form not in FORMS:
+            raise ValueError(f"ACmix form must be one of {', '.join(map(repr, FORMS))}, got {form!r}")
         if kernel_att % 2 == 0 or kernel_conv % 2 == 0:
             raise ValueError(f"ACmix kernels must be odd, got kernel_att={kernel_att}, kernel_conv={kernel_conv}")
+        self.form = form
         self.heads = self.clamp("heads", num_heads, divisor_at_most(c1, num_heads), f"C={c1}")
         self.hd = c1 // self.heads
         self.k_att, self.k_conv = kernel_att, kernel_conv
@@ -68,7 +106,8 @@ class ACmix(AttentionModule):
         self.conv_p = nn.Conv2d(2, self.hd, 1)
         kk = kernel_conv * kernel_conv
         self.fc = nn.Conv2d(3 * self.heads, kk, 1, bias=False)
-        self.dep_conv = nn.Conv2d(kk * self.hd, c1, kernel_conv, padding=kernel_conv // 2, groups=self.hd)
+        self.dep_conv = nn.Conv2d(kk * self.hd, c1, kernel_conv, padding=kernel_conv // 2, groups=self.hd,
+                                  bias=form == "paper")
         self.rate1 = nn.Parameter(torch.full((1,), 0.5))
         self.rate2 = nn.Parameter(torch.full((1,), 0.5))
         with torch.no_grad():  # shift kernels: input i of every group is the 1 at kernel position i
@@ -76,27 +115,43 @@ class ACmix(AttentionModule):
             for i in range(kk):
                 shift[i, i // kernel_conv, i % kernel_conv] = 1.0
             self.dep_conv.weight.copy_(shift.unsqueeze(0).expand(c1, -1, -1, -1))
-            self.dep_conv.bias.zero_()
+            if self.dep_conv.bias is not None:
+                self.dep_conv.bias.zero_()
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b, c, h, w = x.shape
+    def _local_attention(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """The 7x7 window attention, (B, C, H, W), tap by tap over shifted views (no 49-fold copies)."""
+        b, c, h, w = q.shape
         m, d, ka = self.heads, self.hd, self.k_att
-        q, k, v = self.conv1(x), self.conv2(x), self.conv3(x)
-
-        # attention path
+        p = (ka - 1) // 2
         loc = torch.stack(
-            (linspace_pm1(w, x)[None, :].expand(h, -1), linspace_pm1(h, x)[:, None].expand(-1, w)), 0
+            (linspace_pm1(w, q)[None, :].expand(h, -1), linspace_pm1(h, q)[:, None].expand(-1, w)), 0
         ).unsqueeze(0)  # (1, 2, H, W): channel 0 varies along W, channel 1 along H
         pe = self.conv_p(loc)  # (1, d, H, W)
         q_att = q.reshape(b * m, d, h, w) * d**-0.5
-        k_nb = local_neighbourhood(k.reshape(b * m, d, h, w), ka)  # (B*m, d, ka^2, H, W)
-        pe_nb = local_neighbourhood(pe, ka)  # (1, d, ka^2, H, W)
-        logits = (q_att.unsqueeze(2) * (k_nb + (pe.unsqueeze(2) - pe_nb).to(k_nb.dtype))).sum(1)  # (B*m, ka^2, H, W)
-        inside = local_neighbourhood(torch.ones(1, 1, h, w, dtype=x.dtype, device=x.device), ka)[:, 0] > 0
-        att = at_least_fp32(logits).masked_fill(~inside, float("-inf")).softmax(1).to(v.dtype)
-        v_nb = local_neighbourhood(v.reshape(b * m, d, h, w), ka)
-        out_att = (att.unsqueeze(1) * v_nb).sum(2).reshape(b, c, h, w)
+        kpe = k.reshape(b * m, d, h, w) - pe.to(k.dtype)
+        v = v.reshape(b * m, d, h, w)
+        if self.form == "official":
+            kpe, v, inside = reflect_pad(kpe, p), reflect_pad(v, p), None
+        else:
+            kpe, v = F.pad(kpe, (p, p, p, p)), F.pad(v, (p, p, p, p))
+            ones = F.pad(torch.ones(1, 1, h, w, dtype=q.dtype, device=q.device), (p, p, p, p))
+        taps = [(i, j) for i in range(ka) for j in range(ka)]
+        logits = torch.stack([(q_att * kpe[..., i:i + h, j:j + w]).sum(1) for i, j in taps], 1)  # (B*m, ka^2, H, W)
+        logits = at_least_fp32(logits)
+        if self.form == "paper":
+            inside = torch.cat([ones[:, :, i:i + h, j:j + w] for i, j in taps], 1) > 0  # (1, ka^2, H, W)
+            logits = logits.masked_fill(~inside, float("-inf"))
+        att = logits.softmax(1).to(v.dtype)
+        out = att[:, :1] * v[..., :h, :w]
+        for t, (i, j) in enumerate(taps[1:], 1):
+            out = out + att[:, t:t + 1] * v[..., i:i + h, j:j + w]
+        return out.reshape(b, c, h, w)
 
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, c, h, w = x.shape
+        m, d = self.heads, self.hd
+        q, k, v = self.conv1(x), self.conv2(x), self.conv3(x)
+        out_att = self._local_attention(q, k, v)
         # convolution path
         qkv = torch.cat((q.reshape(b, m, d, h * w), k.reshape(b, m, d, h * w), v.reshape(b, m, d, h * w)), 1)
         f = self.fc(qkv)  # (B, k_conv^2, d, N)

@@ -26,7 +26,24 @@ Where popular ports differ: ODS / leaderj1001 use *absolute* learned tables fixe
 H, W (silently misaligned on smaller maps, AssertionError on larger ones), add biases and omit the
 d^-0.5 scaling; timm scales only the content logits.
 
-Dense: builds a (B, heads, N, N) map: place it at P5 (see ``models/dense_memory.py``).
+Verified against a torch re-implementation of the authors' TensorFlow gist with its size-bound tables copied into
+the centre rows of ours (tests/fixtures/golden/BoTMHSA__11x7.npz, __6x10.npz): max |diff| 8.9e-16 in float64
+wherever rel_size >= max(H, W), so there is no separate official form.
+
+Memory (issue 15): the relative logits of query (x, y) depend on a key only through its row x' and column y', so
+they are a dot product of augmented vectors: [q, l_h(x, y, :), l_w(x, y, :)] . [k, onehot(x'), onehot(y')] =
+q.k + q.r_h[x' - x] + q.r_w[y' - y] exactly (one-hots from aranges: dynamic in ONNX). The forward runs
+``scaled_dot_product_attention`` on these (width d + H + W, scale 1 passed: q is already scaled; on CPU v is
+zero-padded to that width), so neither the (B, heads, N, N) logits nor a relative-logit bias is stored (passing the
+bias as ``attn_mask`` would store and differentiate an N x N tensor: no memory gained). The augmented width costs
+FLOPs: on CPU, maps of up to 2^18 elements (22x22, P5 of a 640 input; 256 MiB in all) keep today's explicit form,
+which is faster there. Measured on CPU (1 thread, batch 1), explicit -> now: 80x80, C=128: forward peak 1903 ->
+107 MiB, forward+backward 1914 -> 167 MiB, time fwd 0.50x, fwd+bwd 1.21x (the backward pays for the width: d + H +
+W = 192 instead of 32); 40x40, C=256: 134 -> 37 MiB, time 0.50x / 0.75x; 32x32, C=256: 0.72x / 1.10x; 20x20,
+C=512: explicit (the fused form would take 0.98x / 1.13x), unchanged. Kept:
+the 1.21x training time at P3 on CPU buys 11x less memory, and the explicit form there needs 1.9 GiB per image
+(30 GiB at batch 16). Compute stays quadratic: P5 by default (``models/dense_memory.py``). ``attention_maps``
+(heatmaps) still builds the full map.
 """
 
 from __future__ import annotations
@@ -35,8 +52,19 @@ import torch
 from torch import nn
 
 from models.attention._common import at_least_fp32, divisor_at_most
+from models.attention._sdpa import explicit_is_faster, fused_attention
 from models.protocol import AttentionModule
 from models.registry import register_attention
+
+
+def _one_hot_rows_cols(h: int, w: int, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(N, H) and (N, W) one-hots of the row x' and column y' of every key position (row-major N = H*W), built
+    from aranges so that they stay dynamic in ONNX."""
+    ih = torch.arange(h, device=like.device)
+    iw = torch.arange(w, device=like.device)
+    rows = (ih[:, None] == ih[None, :]).to(like.dtype)[:, None, :].expand(h, w, h).reshape(h * w, h)
+    cols = (iw[:, None] == iw[None, :]).to(like.dtype)[None, :, :].expand(h, w, w).reshape(h * w, w)
+    return rows, cols
 
 
 @register_attention(
@@ -48,7 +76,8 @@ from models.registry import register_attention
     placement="p5",
     dense=True,
     notes="ODS MHSA uses absolute position tables fixed to one H, W (misaligned or AssertionError elsewhere), "
-    "biases and no d^-0.5 scaling; here relative offsets clipped at rel_size, any H, W.",
+    "biases and no d^-0.5 scaling; here relative offsets clipped at rel_size, any H, W. Relative logits folded into "
+    "q/k for SDPA: no N x N map (P3 80x80 C=128 fwd+bwd 1914 -> 167 MiB, 1.21x the time on CPU).",
     renamed={"heads": "num_heads", "head": "num_heads", "n_heads": "num_heads"},
 )
 class BoTMHSA(AttentionModule):
@@ -73,9 +102,17 @@ class BoTMHSA(AttentionModule):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, c, h, w = x.shape
-        attn, v = self._attention(x)
-        out = torch.matmul(attn, v.transpose(2, 3))  # (B, m, N, d)
-        return out.transpose(2, 3).reshape(b, c, h, w)
+        n, m, d = h * w, self.heads, self.d
+        q, k, v = self._qkv(x)
+        if explicit_is_faster(x, b * m, n, n, widths_differ=True):  # small maps on CPU, and export: the explicit map
+            out = torch.matmul(self._softmax(q, k, h, w).to(v.dtype), v.transpose(2, 3))
+        else:  # relative logits folded into q and k: no (N x N) logits, bias or softmax stored
+            l_h, l_w = self._relative_logits(q, h, w)
+            rows, cols = _one_hot_rows_cols(h, w, q)
+            q_aug = torch.cat((q, l_h.reshape(b, m, n, h), l_w.reshape(b, m, n, w)), -1)  # (B, m, N, d + H + W)
+            k_aug = torch.cat((k.transpose(2, 3), rows.expand(b, m, n, h), cols.expand(b, m, n, w)), -1)
+            out = fused_attention(q_aug, k_aug, v.transpose(2, 3), 1.0)  # q is already scaled by d^-0.5
+        return out.transpose(2, 3).reshape(b, c, h, w)  # (B, m, N, d) -> (B, C, H, W)
 
     def attention_maps(self, x: torch.Tensor) -> dict:
         """The attention each position receives, averaged over queries and heads: (B, H, W)."""
@@ -83,22 +120,34 @@ class BoTMHSA(AttentionModule):
         return {"spatial": self._attention(x)[0].float().mean((1, 2)).reshape(b, h, w),
                 "spatial_how": "attention each position receives, mean over queries and heads"}
 
-    def _attention(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(softmax attention (B, m, N, N), rows = queries; values (B, m, d, N))."""
+    def _qkv(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """q scaled by d^-0.5 as (B, m, N, d); k and v as (B, m, d, N)."""
         b, c, h, w = x.shape
-        m, d = self.heads, self.d
-        q, k, v = self.qkv(x).reshape(b, 3, m, d, h * w).unbind(1)  # (B, m, d, N) each
-        q = q.transpose(2, 3) * d**-0.5  # (B, m, N, d)
-        logits = torch.matmul(q, k)  # (B, m, N, N)
+        q, k, v = self.qkv(x).reshape(b, 3, self.heads, self.d, h * w).unbind(1)
+        return q.transpose(2, 3) * self.d**-0.5, k, v
+
+    def _relative_logits(self, q: torch.Tensor, h: int, w: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """q . r_h[x' - x] as (B, m, H, W, H') and q . r_w[y' - y] as (B, m, H, W, W')."""
+        b, m, _, d = q.shape
         q5 = q.reshape(b, m, h, w, d)
         r_h = self._rel_table(self.rel_h, h).to(q.dtype)  # (H, H', d)
         r_w = self._rel_table(self.rel_w, w).to(q.dtype)  # (W, W', d)
-        l_h = torch.einsum("bmxyd,xkd->bmxyk", q5, r_h)  # (B, m, H, W, H')
-        l_w = torch.einsum("bmxyd,ykd->bmxyk", q5, r_w)  # (B, m, H, W, W')
-        logits = logits + (l_h[..., :, None] + l_w[..., None, :]).reshape(b, m, h * w, h * w)
-        return at_least_fp32(logits).softmax(-1).to(v.dtype), v
+        return torch.einsum("bmxyd,xkd->bmxyk", q5, r_h), torch.einsum("bmxyd,ykd->bmxyk", q5, r_w)
+
+    def _softmax(self, q: torch.Tensor, k: torch.Tensor, h: int, w: int) -> torch.Tensor:
+        """The explicit (B, m, N, N) softmax of q . k + relative logits, rows = queries."""
+        b, m, n, _ = q.shape
+        l_h, l_w = self._relative_logits(q, h, w)
+        logits = torch.matmul(q, k) + (l_h[..., :, None] + l_w[..., None, :]).reshape(b, m, n, n)
+        return at_least_fp32(logits).softmax(-1)
+
+    def _attention(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(softmax attention (B, m, N, N), rows = queries; values (B, m, d, N)): the explicit map, for heatmaps."""
+        q, k, v = self._qkv(x)
+        return self._softmax(q, k, *x.shape[2:]).to(v.dtype), v
 
     def attention_map_elements(self, h: int, w: int) -> int:
-        """Elements of the (heads, N, N) attention map of one sample."""
-        n = h * w
-        return self.heads * n * n
+        """Elements of the attention working set of one training sample: 9 heads N (d + H + W), the folded q and k
+        (and, on CPU, v zero-padded to their width) with gradients. Measured forward+backward peak at 80x80, C=128
+        (CPU fp32): 8.9 heads N (d + H + W). The (heads, N, N) map is not stored."""
+        return 9 * self.heads * h * w * (self.d + h + w)

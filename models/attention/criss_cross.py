@@ -20,6 +20,11 @@ Departures from the paper:
 - The CCNet head's reduce/expand 3x3 convs and the concat-bottleneck are not part of this module.
 - The Q/K width is ``max(C // reduction, min(min_channels, C))`` with ``min_channels=1``: exactly C // 8, never 0
   (a floor is recorded in ``build_notes``).
+
+Verified against the authors' pure-PyTorch ``CrissCrossAttention`` (speedinghzl/CCNet@e54a977, branch pure-python;
+tests/fixtures/golden/CrissCross.npz, __R1.npz): max |diff| 8.9e-16 (R = 2) and 4.4e-16 (R = 1) in float64, so
+there is no separate official form. Not rewritten with ``scaled_dot_product_attention``: each position attends to
+H + W - 1 keys, a (B, H, W, H + W) map (O(N sqrt N), not N x N), which SDPA has no pattern for without an N x N mask.
 """
 
 from __future__ import annotations

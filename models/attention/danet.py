@@ -24,7 +24,16 @@ Departures from the paper:
 - Q/K width is ``max(C // reduction, min(min_channels, C))`` with ``min_channels=1``: exactly C // 8, never 0 (a
   floor is recorded in ``build_notes``).
 
-Dense: PAM builds a (B, N, N) map: place it at P5 (the registry says so; see ``models/dense_memory.py``).
+Verified against the official ``PAM_Module`` + ``CAM_Module`` composed as above (tests/fixtures/golden/DANet.npz,
+junfu1115/DANet@b0a0fa0): max |diff| 8.9e-16 in float64, so there is no separate official form.
+
+Memory (issue 15): PAM runs through ``scaled_dot_product_attention`` (one head, queries/keys (B, 1, N, C/8), values
+(B, 1, N, C), scale 1 passed; ``models/attention/_sdpa.py``): its (N x N) map is not stored. On CPU the fused kernel
+needs q/k zero-padded to C (8x the q.k FLOPs), so maps of up to 2^22 elements (45x45; 256 MiB in all) keep the
+explicit form there, which is then faster. Measured on CPU (1 thread, batch 1), explicit -> now: 80x80, C=128
+(fused): forward peak 313 -> 16 MiB, forward+backward 479 -> 34 MiB, time 0.59x / 0.62x; 20x20, C=512 (explicit
+kept): unchanged. CAM's (C x C) map is unchanged. Compute stays quadratic (N^2 (C/8 + C) multiply-adds): P5 by
+default (``models/dense_memory.py``). ``attention_maps`` (heatmaps) still builds the full map.
 """
 
 from __future__ import annotations
@@ -33,18 +42,20 @@ import torch
 from torch import nn
 
 from models.attention._common import at_least_fp32, autocast_off, hidden_width
+from models.attention._sdpa import explicit_is_faster, fused_attention
 from models.protocol import AttentionModule
 from models.registry import register_attention
 
 
 class PositionAttention(nn.Module):
-    """PAM without its residual: returns O = V softmax(Q^T K)^T as (B, C, H, W)."""
+    """PAM without its residual: returns O = V softmax(Q^T K)^T as (B, C, H, W), the (N x N) map never stored."""
 
     def __init__(self, c1: int, c_qk: int):
         super().__init__()
         self.query = nn.Conv2d(c1, c_qk, 1)
         self.key = nn.Conv2d(c1, c_qk, 1)
         self.value = nn.Conv2d(c1, c1, 1)
+        self.widths_differ = c_qk != c1
 
     def attention(self, x: torch.Tensor) -> torch.Tensor:
         """softmax(q^T k), (B, N, N), rows = queries."""
@@ -54,10 +65,14 @@ class PositionAttention(nn.Module):
             return torch.bmm(at_least_fp32(q).transpose(1, 2), at_least_fp32(k)).softmax(-1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """One head: queries, keys (B, 1, N, C/8), values (B, 1, N, C), unscaled logits (scale 1 passed)."""
         b, c, h, w = x.shape
-        v = self.value(x).flatten(2)  # (B, C, N)
-        out = torch.bmm(v, self.attention(x).to(v.dtype).transpose(1, 2))  # (B, C, N)
-        return out.reshape(b, c, h, w)
+        n = h * w  # a traced value while exporting: only read when not exporting
+        if explicit_is_faster(x, b, n, n, self.widths_differ, lean=True):  # small maps on CPU, and export
+            v = self.value(x).flatten(2)  # (B, C, N)
+            return torch.bmm(v, self.attention(x).to(v.dtype).transpose(1, 2)).reshape(b, c, h, w)
+        q, k, v = (t(x).flatten(2).transpose(1, 2).unsqueeze(1) for t in (self.query, self.key, self.value))
+        return fused_attention(q, k, v, 1.0)[:, 0].transpose(1, 2).reshape(b, c, h, w)
 
 
 class ChannelAttention(nn.Module):
@@ -92,7 +107,8 @@ class ChannelAttention(nn.Module):
     placement="p5",
     dense=True,
     notes="EAP's DAModule hard-codes d_model=512 and 7x7 (Linear over H*W), has no gamma residual; "
-    "here PAM+CAM act on any C, H, W with zero-initialised gammas. CAM follows the official rowmax(E)-E.",
+    "here PAM+CAM act on any C, H, W with zero-initialised gammas. CAM follows the official rowmax(E)-E. "
+    "PAM via SDPA: no N x N map stored (P3 80x80 C=128 fwd+bwd 479 -> 34 MiB).",
 )
 class DANet(AttentionModule):
     """x + gamma * PAM(x) + beta * CAM(x) (q/k reduction 8, gammas zero at init)."""
@@ -123,6 +139,7 @@ class DANet(AttentionModule):
         return True
 
     def attention_map_elements(self, h: int, w: int) -> int:
-        """Elements of the attention maps for one sample: PAM N x N plus CAM C x C."""
-        n = h * w
-        return n * n + self.c * self.c
+        """Elements of the attention working set of one training sample: 11 C N + 2 C^2 (PAM's q, k, v, output and
+        gradients, q/k zero-padded to C on CPU; CAM's C x C energy and softmax). Measured forward+backward peak at
+        80x80, C=128 (CPU fp32): 11.0 C N. The PAM (N x N) map is not stored."""
+        return 11 * self.c * h * w + 2 * self.c * self.c

@@ -22,9 +22,8 @@ Departures from the paper:
   pixel coordinates, gradients to the offsets through the bilinear weights) instead of
   ``F.grid_sample``: same values, but deterministic under CUDA deterministic mode (grid_sample backward
   raises there) and exportable with dynamic H, W. Sampling positions and weights are computed in fp32.
-- Reference points are the centres of the offset conv's windows (pixel i * r for odd k, i.e. exactly
-  the pixel grid at stride 1). The current official code places them at (i + 0.5) / (Hk - 1) in [-1, 1]
-  units, half a key cell off the pixel grid (its last row/column then lies outside the map).
+- Reference points (``paper`` form) are the centres of the offset conv's windows (pixel i * r for odd k, i.e.
+  exactly the pixel grid at stride 1); the official code's half-pixel shift is ``form="official"``.
 - The offset conv kernel must be odd (padding k // 2, so any H, W >= 1 works); the official pad-0 case
   for k == stride fails on maps smaller than k.
 - Hk = 1 or Wk = 1 (1-pixel maps): the normalisation 1 / (Hk - 1) would divide by zero; the offset range
@@ -35,7 +34,23 @@ Departures from the paper:
 - Hyperparameter names are the project's: the official ``n_heads``, ``n_groups`` and ``ksize`` are ``num_heads``,
   ``groups`` and ``kernel_size`` (the old names, ``heads``/``head`` and ``k_size`` are accepted in YAML rows).
 
-Dense: with stride 1 every query attends to Ns = N sampled keys (a (B, heads, N, N) map): P5 only.
+Two forms (``form``, settable from a YAML row: ``[-1, 1, DAttention, [{form: official}]]``):
+
+- ``paper`` (default): reference points on the pixel grid, as the paper describes them (a uniform grid of the
+  key-grid coordinates (0, 0) ... (Hk - 1, Wk - 1) normalised to [-1, 1]), i.e. the centres of the offset conv's
+  windows. Kept as the default: the paper's definition, and today's outputs.
+- ``official``: the released code's reference points, ``linspace(0.5, Hk - 0.5, Hk) / (Hk - 1)`` in [-1, 1] units
+  with align-corners sampling, i.e. pixel (i + 0.5)(H - 1)/(Hk - 1) (i + 0.5 at stride 1, half a pixel off the
+  grid; the last row/column of keys then samples half outside the map). Verified against the official
+  ``DAttentionBaseline`` (tests/fixtures/golden/DAttention.npz): max |diff| 9e-16 in float64. Hk - 1 is clamped
+  at 1 where the official code divides by zero (1-pixel key grids). Same parameters as ``paper``.
+
+Memory (issue 15): every query attends to Ns sampled keys (Ns = N at stride 1); the attention runs through
+``scaled_dot_product_attention`` (queries (B, heads, N, hc), keys/values (B, heads, Ns, hc), scale hc^-0.5 passed;
+``models/attention/_sdpa.py``), so the (B, heads, N, Ns) map is not stored. Measured on CPU (1 thread, batch 1),
+explicit -> now: 80x80, C=128: forward peak 2519 -> 29 MiB, forward+backward 3799 -> 65 MiB, time 0.13x / 0.23x;
+20x20, C=512: 28 -> 17 MiB, 0.78x / 0.85x. Compute stays quadratic at stride 1: P5 by default
+(``models/dense_memory.py``).
 """
 
 from __future__ import annotations
@@ -45,8 +60,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from models.attention._common import at_least_fp32, divisor_at_most
+from models.attention._sdpa import fused_attention
 from models.protocol import AttentionModule
 from models.registry import register_attention
+
+
+FORMS = ("paper", "official")
 
 
 def bilinear_gather(feat: torch.Tensor, py: torch.Tensor, px: torch.Tensor) -> torch.Tensor:
@@ -85,7 +104,8 @@ def bilinear_gather(feat: torch.Tensor, py: torch.Tensor, px: torch.Tensor) -> t
     dense=True,
     notes="ODS/official use F.grid_sample (raises under CUDA deterministic mode), build the offset range in "
     "float32 (dtype promotion under .half()) and divide by Hk-1 (inf on 1-pixel maps); fixed_pe/rpe tables "
-    "need a fixed size. Here: gather-based sampling, dwc_pe, pre-norm residual.",
+    "need a fixed size. Here: gather-based sampling, dwc_pe, pre-norm residual; form=official: the code's "
+    "half-pixel reference points. SDPA: no N x Ns map (P3 80x80 C=128 fwd+bwd 3799 -> 65 MiB).",
     renamed={"n_heads": "num_heads", "heads": "num_heads", "head": "num_heads", "n_groups": "groups",
              "ksize": "kernel_size", "k_size": "kernel_size"},
 )
@@ -93,8 +113,11 @@ class DAttention(AttentionModule):
     """x + DeformableAttention(LN(x)): 8 heads, 4 offset groups, stride 1, offset range 4, 3x3 offset conv."""
 
     def __init__(self, c1: int, num_heads: int = 8, groups: int = 4, stride: int = 1,
-                 offset_range_factor: float = 4.0, kernel_size: int = 3):
+                 offset_range_factor: float = 4.0, kernel_size: int = 3, form: str = "paper"):
         super().__init__()
+        if form not in FORMS:
+            raise ValueError(f"DAttention form must be one of {', '.join(map(repr, FORMS))}, got {form!r}")
+        self.form = form
         if kernel_size % 2 == 0 or stride < 1:
             raise ValueError(f"DAttention needs an odd kernel_size and stride >= 1, got kernel_size={kernel_size}, "
                              f"stride={stride}")
@@ -130,23 +153,35 @@ class DAttention(AttentionModule):
         ix = torch.arange(wk, device=x.device).to(off.dtype)
         h_max = torch.arange(h, device=x.device).to(off.dtype).amax()  # H - 1
         w_max = torch.arange(w, device=x.device).to(off.dtype).amax()
-        centre = (self.ksize - 1) / 2 - self.pad  # 0 for odd k: window i is centred on pixel i * stride
         # offset bound s / (Hk - 1) in [-1, 1] units = s (H - 1) / (2 (Hk - 1)) pixels
         range_y = self.factor * h_max / (2 * iy.amax().clamp(min=1))
         range_x = self.factor * w_max / (2 * ix.amax().clamp(min=1))
-        py = (iy * self.stride + centre)[None, :, None] + off[:, 0].tanh() * range_y  # (B*g, Hk, Wk)
-        px = (ix * self.stride + centre)[None, None, :] + off[:, 1].tanh() * range_x
+        ref_y, ref_x = self._reference_points(iy, ix, h_max, w_max)
+        py = ref_y[None, :, None] + off[:, 0].tanh() * range_y  # (B*g, Hk, Wk)
+        px = ref_x[None, None, :] + off[:, 1].tanh() * range_x
         sampled = bilinear_gather(t.reshape(b * g, self.cg, h, w), py, px)  # (B*g, cg, Ns)
         ns = sampled.shape[-1]
         sampled = sampled.reshape(b, c, 1, ns)
-        k = self.proj_k(sampled).reshape(b * m, hc, ns)
-        v = self.proj_v(sampled).reshape(b * m, hc, ns)
-        qh = q.reshape(b * m, hc, h * w)
-        attn = torch.bmm(qh.transpose(1, 2), k) * hc**-0.5  # (B*m, N, Ns)
-        attn = at_least_fp32(attn).softmax(-1).to(v.dtype)
-        out = torch.bmm(v, attn.transpose(1, 2))  # (B*m, hc, N)
+        k = self.proj_k(sampled).reshape(b, m, hc, ns).transpose(2, 3)  # (B, m, Ns, hc)
+        v = self.proj_v(sampled).reshape(b, m, hc, ns).transpose(2, 3)
+        qh = q.reshape(b, m, hc, h * w).transpose(2, 3)  # (B, m, N, hc)
+        out = fused_attention(qh, k, v, hc**-0.5).transpose(2, 3).reshape(b * m, hc, h * w)  # no (N x Ns) map
         out = out + self.rpe(q).reshape(b * m, hc, h * w)
         return x + self.proj_out(out.reshape(b, c, h, w))
+
+    def _reference_points(self, iy: torch.Tensor, ix: torch.Tensor, h_max: torch.Tensor,
+                          w_max: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Pixel rows (Hk,) and columns (Wk,) of the reference grid.
+
+        paper: the centres of the offset conv's windows, i * stride (+ 0 for odd k), i.e. the pixel grid at stride
+        1. official: linspace(0.5, Hk - 0.5, Hk) / (Hk - 1) in [-1, 1] units with align_corners sampling, i.e. pixel
+        (i + 0.5) (H - 1) / (Hk - 1) (= i + 0.5 at stride 1); Hk - 1 is clamped at 1 (the official code divides by
+        zero on a 1-pixel key grid).
+        """
+        if self.form == "official":
+            return ((iy + 0.5) * h_max / iy.amax().clamp(min=1), (ix + 0.5) * w_max / ix.amax().clamp(min=1))
+        centre = (self.ksize - 1) / 2 - self.pad  # 0 for odd k: window i is centred on pixel i * stride
+        return iy * self.stride + centre, ix * self.stride + centre
 
     def init_identity(self) -> bool:
         with torch.no_grad():
@@ -155,5 +190,8 @@ class DAttention(AttentionModule):
         return True
 
     def attention_map_elements(self, h: int, w: int) -> int:
-        """Elements of the (heads, N, Ns) attention map of one sample."""
-        return self.heads * h * w * self._key_grid(h) * self._key_grid(w)
+        """Elements of the attention working set of one training sample: 21 C N (norm, q, offsets, sampled keys and
+        values, outputs and gradients; at stride > 1 the keys are fewer, so this bounds it). Measured forward+backward
+        peak (CPU fp32) at stride 1: 20.8 C N at 80x80, C=128, 21.5 C N at 20x20, C=512. The (heads, N, Ns) map is
+        not stored."""
+        return 21 * self.heads * self.hc * h * w
