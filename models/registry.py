@@ -42,6 +42,7 @@ LOCATIONS = (
     "models.attention",
     "models.attention_blocks",
     "models.heads",
+    "models.aliases",  # names other projects use for the modules above; last: they name registered modules
 )
 
 KINDS = ("attention", "conv", "repeat", "concat", "head", "passthrough", "norm", "custom")
