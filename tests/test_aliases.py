@@ -350,3 +350,8 @@ def test_every_readings_documented_example_builds_its_target():
         m = LAYERS.get(target).cls(C, **kwargs)
         assert count(m) > 0 or target == "SimAM", (name, r.source)
 
+
+def test_alias_docs_are_up_to_date():
+    from tools import gen_aliases
+
+    assert gen_aliases.main(["--check"]) == 0, "docs/aliases.md is out of date: run python tools/gen_aliases.py"
