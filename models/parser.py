@@ -1,8 +1,10 @@
 """The parser: a model dict (YOLOv5 / YOLOv7 / ultralytics YAML) -> an ``nn.Sequential`` of layers.
 
 It reads YOLOv5 (v6+) and YOLOv7-style YAMLs (``depth_multiple``/``width_multiple`` or an ultralytics
-``scales:`` table). Layer names resolve only through the registry (:data:`models.registry.LAYERS`);
-argument values through :func:`models.config.parse_arg` (never evaluated as code).
+``scales:`` table). Layer names resolve only through the registry (:meth:`models.registry.Registry.resolve`),
+other projects' names too (``models/aliases.py``: their arguments translated, the translation in the layer
+table); every name is checked before any row is planned, and all unknown ones are reported at once. Argument
+values go through :func:`models.config.parse_arg` (never evaluated as code).
 
 Channels: attention rows take their input channel count from the ``from`` layer. A first argument,
 when given, is the nominal width a YOLOv5 YAML writes before ``width_multiple``; it is scaled exactly
@@ -173,6 +175,7 @@ def plan_rows(d: dict, rows: list, ch: int, depth: float, width: float, max_chan
     """Resolve every row (names, 'from', arguments, channels) without building anything."""
     source = d.get("yaml_file", "<dict>")
     symbols = {"nc": d["nc"], "anchors": d.get("anchors")}
+    check_names(rows, source)
     chs: list[int] = []
     plan: list[Row] = []
     for i, row in enumerate(rows):
@@ -183,29 +186,32 @@ def plan_rows(d: dict, rows: list, ch: int, depth: float, width: float, max_chan
         if not isinstance(name, str):
             raise ConfigError(f"{where}: module name must be a string, got {name!r}")
         where = f"{source}: layer {i} ({name})"
-        try:
-            spec = LAYERS.get(name)
-        except KeyError as e:
-            raise ConfigError(f"{where}: {e.args[0]}") from None
         inputs = resolve_from(f, i, where)
         if not is_int(n) or n < 1:
             raise ConfigError(f"{where}: 'number' must be a positive int, got {n!r}")
         if not isinstance(args, list):
             raise ConfigError(f"{where}: args must be a list, got {args!r}")
         args = parse_arg(args, symbols, where)
+        c_from = [ch if j == INPUT else chs[j] for j in inputs]
+        try:  # another project's name (or, under `dialect:`, reading) -> our module and our arguments
+            resolved = LAYERS.resolve(name, args, RowContext(c_from, d, width, max_channels, where), f, n)
+        except KeyError as e:
+            raise ConfigError(f"{where}: {e.args[0]}") from None
+        spec, args = resolved.spec, resolved.args
+        if resolved.shown:
+            name, where = resolved.shown, f"{source}: layer {i} ({resolved.shown})"
         if spec.dispatch is not None:  # one YAML name, several classes: Detect [nc, anchors] -> AnchorDetect
             try:
                 spec = LAYERS.get(spec.dispatch(args, d))
             except ConfigError as e:
                 raise ConfigError(f"{where}: {e}") from None
-        c_from = [ch if j == INPUT else chs[j] for j in inputs]
         c1 = c_from[0]
         n_ = n = max(round(n * depth), 1) if n > 1 else n
         if n > MAX_REPEATS:
             raise ConfigError(f"{where}: {n} repeats (after depth_multiple {depth:g}) is more than {MAX_REPEATS}; "
                               "check 'number' and depth_multiple")
         kwargs: dict = {}
-        notes: list[str] = []
+        notes: list[str] = list(resolved.notes)
         kind = spec.kind
         if kind in ("conv", "repeat"):
             if not args or not is_int(args[0]) or args[0] < 1:
@@ -234,6 +240,14 @@ def plan_rows(d: dict, rows: list, ch: int, depth: float, width: float, max_chan
         plan.append(Row(i, f, inputs, name, spec, args, kwargs, n, n_, c2, notes, where))
         chs.append(c2)
     return plan
+
+
+def check_names(rows: list, source: str) -> None:
+    """Every row's module name must resolve; all that do not are reported at once (typos with the closest names)."""
+    unknown = [(i, row[2]) for i, row in enumerate(rows) if isinstance(row, (list, tuple)) and len(row) == 4
+               and isinstance(row[2], str) and not LAYERS.resolves(row[2])]
+    if unknown:
+        raise ConfigError(LAYERS.unknown_rows_message(source, unknown))
 
 
 def build_modules(plan: list[Row]):

@@ -107,9 +107,29 @@ def test_unknown_module_lists_closest_names():
         parse_model(d, verbose=False)
 
 
-def test_registry_unknown_message_lists_registered():
-    with pytest.raises(KeyError, match="Registered: .*CBAM.*SE"):
+def test_registry_unknown_message_names_the_closest_few_not_the_registry():
+    with pytest.raises(KeyError) as e:
+        LAYERS.get("CBAMs")
+    msg = e.value.args[0]
+    assert msg.startswith("unknown layer 'CBAMs'. Did you mean: CBAM, BAM?")
+    assert "Registered" not in msg and "ShuffleAttention" not in msg and "docs/modules.md" in msg
+    with pytest.raises(KeyError, match=r"unknown layer 'Nope'\. All names: docs/modules.md, docs/aliases.md"):
         LAYERS.get("Nope")
+
+
+def test_unknown_names_of_all_rows_are_reported_before_anything_is_built():
+    d = with_row(base_dict(), 9, [-1, 1, "CBAN", []])
+    d["backbone"].pop()
+    d["head"][0][2] = "Convv"  # typos in the head too; the bad row 12 ('from' 99) is not reached
+    d["head"][2] = [99, 1, "Concat", [1]]
+    d["head"][3] = [-1, 3, "C3x3", [512]]
+    with pytest.raises(ConfigError) as e:
+        parse_model(d, verbose=False)
+    lines = str(e.value).splitlines()
+    assert lines[0] == "test.yaml: 3 layer names are not provided here:"
+    assert "layer 9 (CBAN): unknown layer 'CBAN'. Did you mean: CBAM" in lines[1]
+    assert "layer 10 (Convv): unknown layer 'Convv'. Did you mean: Conv" in lines[2]
+    assert "layer 13 (C3x3): unknown layer 'C3x3'. Did you mean: C3x, C3" in lines[3]
 
 
 @pytest.mark.parametrize(
