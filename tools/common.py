@@ -131,15 +131,17 @@ def lock_run_folder(folder: str | Path) -> bool:
     key = str(path)
     if key in _held:
         return True
-    path.parent.mkdir(parents=True, exist_ok=True)
     try:
         import fcntl
     except ImportError:  # no kernel locks: O_EXCL creation, stale when the recorded pid is gone
         fcntl = None
     for _ in range(20):
+        path.parent.mkdir(parents=True, exist_ok=True)  # again: a process giving up its claim may remove it
         if fcntl is None:
             try:
                 fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
+            except FileNotFoundError:
+                continue
             except FileExistsError:
                 holder = _holder(path)
                 if holder.isdigit() and not _pid_alive(int(holder)):
@@ -147,7 +149,10 @@ def lock_run_folder(folder: str | Path) -> bool:
                     continue
                 return False
         else:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            except FileNotFoundError:
+                continue
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError:
@@ -183,15 +188,16 @@ def release_run_folder(folder: str | Path, remove_if_empty: bool = False) -> Non
     """Give up ``folder`` (an input turned out to be bad after it was claimed): its lock, and the folder itself when
     ``remove_if_empty`` and nothing was written into it."""
     folder = Path(folder)
-    if remove_if_empty:
-        try:
-            folder.rmdir()
-        except OSError:
-            pass
     fd = _held.pop(str(lock_path(folder)), None)
     if fd is not None:
         lock_path(folder).unlink(missing_ok=True)
         os.close(fd)
+    if remove_if_empty:  # the folder, then the lock folder and the project folder if this left them empty
+        for d in (folder, lock_path(folder).parent, folder.parent):
+            try:
+                d.rmdir()
+            except OSError:
+                break
 
 
 def claim_run_folder(folder: str | Path, flag: str = "--exist-ok") -> Path:
