@@ -220,19 +220,20 @@ def _duration(seconds: float) -> str:
 
 def time_training_step(model: torch.nn.Module, batch: int, imgsz: int, device) -> float:
     """Seconds of one forward + backward pass of a copy of ``model`` on a zero batch (nothing of the run changes:
-    the copy keeps BatchNorm statistics and gradients to itself, no random number is drawn)."""
+    the copy keeps BatchNorm statistics and gradients to itself, the random number generators are restored)."""
     copy = deepcopy(model).train()
     for p in copy.parameters():
         p.requires_grad_(True)
     x = torch.zeros(batch, 3, imgsz, imgsz, device=device)
     steps = 2 if device.type == "cuda" else 1  # the first CUDA step pays for kernel selection
-    for _ in range(steps):
-        t = time.perf_counter()
-        out = copy(x)
-        sum(o.float().sum() for o in torch.utils._pytree.tree_leaves(out) if isinstance(o, torch.Tensor)).backward()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        dt = time.perf_counter() - t
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):  # dropout draws stay private
+        for _ in range(steps):
+            t = time.perf_counter()
+            out = copy(x)
+            sum(o.float().sum() for o in torch.utils._pytree.tree_leaves(out) if isinstance(o, torch.Tensor)).backward()
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            dt = time.perf_counter() - t
     del copy, x, out
     return dt
 
