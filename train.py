@@ -71,8 +71,6 @@ def check_flags(opt) -> None:
         raise SystemExit(f"error: --workers {opt.workers}: must be 0 or more (0 loads data in the training process)")
     if opt.imgsz < 32:
         raise SystemExit(f"error: --imgsz {opt.imgsz}: must be at least 32 pixels (the largest model stride)")
-    if opt.patience < 1:
-        raise SystemExit(f"error: --patience {opt.patience}: must be at least 1 epoch")
     common.check_device(opt.device)
 
 
@@ -128,8 +126,8 @@ def check_resume(path: str, trust: bool) -> str:
     args = ckpt.get("train_args") or {}
     epoch, epochs = ckpt.get("epoch", -1), args.get("epochs")
     if ckpt.get("optimizer") is None or epoch is None or epoch < 0 or (epochs and epoch + 1 >= epochs):
-        raise SystemExit(f"error: --resume {path}: this run finished ({epochs or '?'} epoch{'s' * (epochs != 1)}); nothing to resume. To "
-                         f"train longer, start a new run from it: --weights {path} --epochs N")
+        raise SystemExit(f"error: --resume {path}: this run finished ({epochs or '?'} epoch{'s' * (epochs != 1)}); "
+                         f"nothing to resume. To train longer, start a new run from it: --weights {path} --epochs N")
     if args.get("data"):
         from data.datasets import DataError, check_dataset
 
