@@ -16,7 +16,7 @@ from copy import deepcopy
 from pathlib import Path
 
 import torch
-from ultralytics.models.yolo.detect import DetectionTrainer
+from ultralytics.models.yolo.detect import DetectionTrainer, DetectionValidator
 from ultralytics.utils import LOGGER, RANK, YAML
 
 from data.datasets import readable_image_errors, scan_problems
@@ -238,6 +238,28 @@ def time_training_step(model: torch.nn.Module, batch: int, imgsz: int, device) -
     return dt
 
 
+class ReproducibleValidator(DetectionValidator):
+    """ultralytics' detection validator with NMS free of its wall-clock limit.
+
+    ultralytics' NMS stops after ``2 + 0.05 * batch`` seconds and drops the rest of the batch; an untrained model's
+    thousands of candidates at ``conf=0.001`` reach that on a busy CPU, so the same weights scored differently from
+    run to run (and best.pt, picked by those scores, differed). Without the limit the metrics depend only on the
+    weights; candidates stay capped by NMS's ``max_nms``.
+    """
+
+    def postprocess(self, preds):
+        from functools import partial
+
+        import ultralytics.utils.nms as nms
+
+        original = nms.non_max_suppression
+        nms.non_max_suppression = partial(original, max_time_img=float("inf"))
+        try:
+            return super().postprocess(preds)
+        finally:
+            nms.non_max_suppression = original
+
+
 class AttentionTrainer(DetectionTrainer):
     """DetectionTrainer that builds :class:`AttentionDetectionModel` and replaces every file a user keeps (last.pt,
     best.pt, results.csv, args.yaml) atomically, the end-of-training strip included; results.csv holds one row
@@ -326,6 +348,13 @@ class AttentionTrainer(DetectionTrainer):
             if summary:
                 LOGGER.warning(summary)
         return dataset
+
+    def get_validator(self):
+        """ultralytics' validator, as :class:`ReproducibleValidator` (epoch metrics, best.pt and the final scores
+        depend on the weights only, not on how busy the machine is)."""
+        validator = super().get_validator()
+        validator.__class__ = ReproducibleValidator  # the same object and set-up; only postprocess differs
+        return validator
 
     def save_metrics(self, metrics):
         """ultralytics' results.csv row for this epoch, written by rewriting the file atomically keyed by epoch: an

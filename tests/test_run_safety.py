@@ -368,3 +368,30 @@ def test_train_exist_ok_refuses_a_folder_a_live_run_holds(tiny_data, tmp_path):
     finally:
         os.kill(holder.pid, signal.SIGKILL)
         holder.communicate()
+
+
+# --- the same weights, the same scores ----------------------------------------------------------------------------
+
+
+def test_validation_nms_has_no_wall_clock_limit(monkeypatch):
+    """ultralytics' NMS drops the rest of a batch after 2 + 0.05 * batch seconds, which a busy CPU reaches with an
+    untrained model's candidates: epoch metrics (and best.pt) then depended on the machine's load."""
+    import torch
+    import ultralytics.utils.nms as nms
+    from ultralytics.models.yolo.detect import DetectionValidator
+
+    from models.trainer import ReproducibleValidator
+
+    clock = iter(range(0, 10**6, 5))  # every reading of the clock is 5 s later: a very busy machine
+    monkeypatch.setattr(nms.time, "time", lambda: float(next(clock)))
+    preds = torch.zeros(4, 4 + 2, 50)  # batch of 4, 2 classes, 50 candidates each: one box per image survives
+    preds[:, :4] = torch.tensor([32.0, 32.0, 8.0, 8.0])[:, None]
+    preds[:, 4] = 0.9
+
+    def kept(cls):
+        v = cls(args={"conf": 0.25, "iou": 0.6, "task": "detect"})
+        v.end2end = False
+        return [len(x["conf"]) for x in v.postprocess(preds)]
+
+    assert kept(DetectionValidator) == [1, 0, 0, 0]  # stock: the limit cut the batch short
+    assert kept(ReproducibleValidator) == [1, 1, 1, 1]
