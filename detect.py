@@ -3,6 +3,7 @@
     python detect.py --weights runs/train/exp/weights/best.pt --source data/images --img 320
     python detect.py --weights best.pt --source video.mp4
     python detect.py --weights best.pt --source 0          # webcam 0
+    python detect.py --weights best.pt --source 'photos/*.jpg'    # quote a glob: the shell would expand it
 
 Results (annotated images/videos, optional labels/*.txt) go to runs/detect/exp, exp2, ...
 """
@@ -10,6 +11,7 @@ Results (annotated images/videos, optional labels/*.txt) go to runs/detect/exp, 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 import tools.common as common
 
@@ -37,16 +39,40 @@ def parse_opt(argv=None):
     p.add_argument("--heatmap", action="store_true", help="also save Grad-CAM and attention maps (tools/heatmap.py)")
     p.add_argument("--heatmap-every", type=int, default=30, help="--heatmap on videos: every n-th frame")
     common.add_trust_weights(p)
-    return p.parse_args(argv)
+    common.add_verbose(p)
+    opt, extra = p.parse_known_args(argv)
+    if extra:
+        files = [a for a in extra if not a.startswith("-") and Path(a).exists()]
+        if files and len(files) == len(extra) and Path(opt.source).exists():
+            raise SystemExit(f"error: --source got {len(extra) + 1} files ({opt.source}, {extra[0]}"
+                             f"{', ...' if len(extra) > 1 else ''}): your shell expanded a glob before detect.py saw "
+                             f"it. Quote the pattern: --source '{Path(opt.source).parent / '*'}{Path(opt.source).suffix}'"
+                             " (or pass the folder)")
+        p.error(f"unrecognized arguments: {' '.join(extra)}")
+    return opt
+
+
+def check_source(source: str) -> None:
+    """A clear exit for a --source that names nothing: a missing file or folder, a glob matching no file."""
+    import glob
+
+    if source.isdigit() or "://" in source:
+        return
+    if any(c in source for c in "*?["):
+        if not glob.glob(source, recursive=True):
+            raise SystemExit(f"error: --source {source}: the pattern matches no file")
+    elif not Path(source).exists():
+        raise SystemExit(f"error: --source {source}: no such file or folder")
 
 
 def main(opt):
-    from pathlib import Path
+    from data.datasets import readable_image_errors
 
     source = opt.source
-    if not source.isdigit() and not any(c in source for c in "*?") and "://" not in source and not Path(source).exists():
-        raise SystemExit(f"error: --source {source}: no such file or folder")
+    check_source(source)
+    common.check_device(opt.device)
     model = common.yolo(opt.weights, trust=opt.trust_weights)
+    readable_image_errors()
     results = model.predict(
         source=source,
         imgsz=opt.imgsz,
@@ -61,7 +87,7 @@ def main(opt):
         classes=opt.classes,
         save_dir=(save_dir := common.save_dir(opt.project, "detect", opt.name, opt.exist_ok)),
         exist_ok=opt.exist_ok,
-        half=opt.half,
+        quantize=16 if opt.half else None,  # ultralytics' name for half precision (``half`` is deprecated)
         line_width=opt.line_thickness,
         stream=True,
     )
@@ -75,4 +101,4 @@ def main(opt):
 
 
 if __name__ == "__main__":
-    main(parse_opt())
+    common.run_cli(main, parse_opt())

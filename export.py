@@ -46,6 +46,7 @@ def parse_opt(argv=None):
     p.add_argument("--nms", action="store_true", help="embed NMS in the exported graph (anchor-free heads only)")
     p.add_argument("--workspace", type=float, default=None, help="TensorRT workspace size (GiB)")
     p.add_argument("--exist-ok", action="store_true", help="replace exported files that already exist")
+    common.add_verbose(p)
     opt = p.parse_args(argv)
     if len(opt.imgsz) > 2:
         p.error(f"--imgsz takes one size or two (h w), got {len(opt.imgsz)} values")
@@ -127,6 +128,8 @@ def main(opt) -> list[str]:
             try:
                 done.append(export_one(w, fmt, opt))
             except Exception as e:  # one failing format does not stop the others (as in YOLOv5)
+                if opt.verbose:
+                    raise
                 failed.append(f"{w} -> {fmt}: {type(e).__name__}: {e}")
     for f in done:
         print(f"exported {f}")
@@ -138,4 +141,4 @@ def main(opt) -> list[str]:
 
 
 if __name__ == "__main__":
-    main(parse_opt())
+    common.run_cli(main, parse_opt())

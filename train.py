@@ -8,6 +8,7 @@ Flags follow YOLOv5's train.py. Training itself is ultralytics' trainer; runs go
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 from pathlib import Path
 
@@ -53,7 +54,24 @@ def parse_opt(argv=None):
                    help="with --attention: wrap inserted modules that cannot start as the identity in ResidualBlend")
     p.add_argument("--noautoanchor", action="store_true", help="anchor-based heads: keep the YAML's anchors (no AutoAnchor)")
     common.add_trust_weights(p)
+    common.add_verbose(p)
     return p.parse_args(argv)
+
+
+def check_flags(opt) -> None:
+    """Numbers that ultralytics would silently change or reject with a traceback: a clear exit instead."""
+    if opt.resume:
+        return  # the checkpoint's own settings are used
+    if opt.epochs < 1:
+        raise SystemExit(f"error: --epochs {opt.epochs}: must be at least 1")
+    if opt.batch_size == 0 or opt.batch_size < -1:
+        raise SystemExit(f"error: --batch-size {opt.batch_size}: give a number of images per batch (1 or more), or -1 "
+                         "for AutoBatch (GPU)")
+    if opt.workers < 0:
+        raise SystemExit(f"error: --workers {opt.workers}: must be 0 or more (0 loads data in the training process)")
+    if opt.imgsz < 32:
+        raise SystemExit(f"error: --imgsz {opt.imgsz}: must be at least 32 pixels (the largest model stride)")
+    common.check_device(opt.device)
 
 
 def load_hyp(path: str) -> tuple[dict, dict]:
@@ -84,6 +102,17 @@ def latest_last(project: str) -> str:
     return str(runs[-1])
 
 
+def resume_folder(path: str) -> Path:
+    """The run folder that holds ``path`` as ``<run>/weights/last.pt``: a resumed run continues there, never in a
+    folder recorded inside the checkpoint (the run may have been copied or moved)."""
+    p = Path(path).resolve()
+    if p.parent.name != "weights":
+        raise SystemExit(f"error: --resume {path}: not inside a run folder (<run>/weights/{p.name}); --resume "
+                         f"continues the run that holds the file. Put it at <run>/weights/last.pt, or start a new run "
+                         f"from its weights: --weights {path}")
+    return p.parent.parent
+
+
 def check_resume(path: str, trust: bool) -> str:
     """``path`` when it is a run of this project to continue (read through the checkpoint loader), else a clear exit."""
     from models.checkpoint import checkpoint_format
@@ -91,33 +120,60 @@ def check_resume(path: str, trust: bool) -> str:
     ckpt = common.read_weights(path, "--resume", trust)
     kind = checkpoint_format(ckpt)
     if kind != "ours":
-        raise SystemExit(f"error: --resume {path}: {'a ' + kind + ' checkpoint' if kind else 'no model'}, not a run of "
-                         f"this project; --resume continues one. To start from its weights: --weights {path}")
+        what = f"a {kind} checkpoint" if kind else "no model (a plain state_dict or another file)"
+        raise SystemExit(f"error: --resume {path}: {what}, not a run of this project; --resume continues one. To start "
+                         f"from its weights: --weights {path}" + ("" if kind else " --cfg <model YAML>"))
+    args = ckpt.get("train_args") or {}
+    epoch, epochs = ckpt.get("epoch", -1), args.get("epochs")
+    if ckpt.get("optimizer") is None or epoch is None or epoch < 0 or (epochs and epoch + 1 >= epochs):
+        raise SystemExit(f"error: --resume {path}: this run finished ({epochs or '?'} epoch{'s' * (epochs != 1)}); "
+                         f"nothing to resume. To train longer, start a new run from it: --weights {path} --epochs N")
+    if args.get("data"):
+        from data.datasets import DataError, check_dataset
+
+        try:
+            check_dataset(args["data"])
+        except DataError as e:
+            raise SystemExit(f"error: --resume {path}: the run's dataset: {e}") from None
     return path
 
 
+def check_data(data: str) -> str:
+    from data.datasets import DataError, check_dataset
+
+    try:
+        return check_dataset(data)
+    except DataError as e:
+        raise SystemExit(f"error: --data {e}") from None
+
+
 def build_overrides(opt) -> dict:
-    from data.datasets import prepare_data
+    """ultralytics trainer overrides for ``opt``; every input is checked first, then the run folder is claimed
+    (atomically, locked for this process), so a bad input never leaves a folder behind."""
     from models.checkpoint import TRUST_ENV
 
+    check_flags(opt)
     os.environ[TRUST_ENV] = "1" if opt.trust_weights else "0"  # read by every checkpoint load (and DDP workers)
     project = common.run_dir(opt.project, "train")
     if opt.resume:
         last = latest_last(project) if opt.resume is True else opt.resume
         last = check_resume(last, opt.trust_weights)
-        return {"model": last, "resume": last}
+        folder = resume_folder(last)
+        try:
+            common.claim_run_folder(folder)
+        except common.RunFolderBusy as e:
+            raise SystemExit(f"error: --resume {last}: {e}") from None
+        return {"model": last, "resume": last, "save_dir": str(folder)}
     if not opt.cfg and not opt.weights:
         raise SystemExit("error: give --cfg (a model YAML) and/or --weights (a .pt file)")
     if opt.weights:  # read once now: a missing, foreign-unsupported or refused file fails before any run folder exists
         common.load_weights(opt.weights, "--weights", opt.trust_weights)
     overrides = {
-        "data": prepare_data(opt.data),
         "epochs": opt.epochs,
         "batch": opt.batch_size,
         "imgsz": opt.imgsz,
         "device": common.device_arg(opt.device),
         "workers": opt.workers,
-        "save_dir": common.save_dir(opt.project, "train", opt.name, opt.exist_ok),
         "exist_ok": opt.exist_ok,
         "seed": opt.seed,
         "deterministic": True,
@@ -151,6 +207,8 @@ def build_overrides(opt) -> dict:
     if opt.hyp:
         hyp, loss_hyp = load_hyp(opt.hyp)
         overrides.update(hyp)
+    overrides["data"] = check_data(opt.data)  # last: the built-in dataset is generated on first use
+    overrides["save_dir"] = common.save_dir(opt.project, "train", opt.name, opt.exist_ok)  # inputs checked: claim it
     if opt.attention or loss_hyp or opt.noautoanchor:
         # the run's own model YAML: inserted attention, YOLOv5 loss gains and the AutoAnchor switch travel in it
         # (checkpoints, resume, DDP workers); models/run_config.py writes it into the run folder
@@ -163,9 +221,10 @@ def build_overrides(opt) -> dict:
             overrides["model"] = write_run_yaml(overrides["save_dir"], cfg=opt.cfg or None, weights=weights,
                                                 attention=opt.attention, identity_blend=opt.identity_blend,
                                                 hyp=loss_hyp, autoanchor=False if opt.noautoanchor else None)
-        except InsertError as e:
-            raise SystemExit(f"error: --attention: {e}") from None
-        except ConfigError as e:
+        except (InsertError, ConfigError) as e:
+            common.release_run_folder(overrides["save_dir"], remove_if_empty=True)
+            if isinstance(e, InsertError):
+                raise SystemExit(f"error: --attention: {e}") from None
             raise SystemExit(f"error: --hyp {opt.hyp}: {e}" if opt.hyp else f"error: {e}") from None
         if weights:
             overrides["pretrained"] = weights
@@ -175,10 +234,32 @@ def build_overrides(opt) -> dict:
 def main(opt):
     from models.trainer import AttentionTrainer
 
-    trainer = AttentionTrainer(overrides=build_overrides(opt))
-    trainer.train()
+    overrides = build_overrides(opt)
+    folder = Path(overrides["save_dir"])
+    try:
+        trainer = AttentionTrainer(overrides=overrides)
+        trainer.train()
+    except KeyboardInterrupt:
+        raise SystemExit(f"interrupted (Ctrl-C): {resume_hint(folder)}") from None
+    except Exception as e:
+        if opt.verbose:
+            raise
+        if isinstance(e, OSError) and e.errno == errno.ENOSPC:
+            raise SystemExit(f"error: the disk is full ({e.filename or folder}): {resume_hint(folder)}; free some space "
+                             "first") from None
+        raise SystemExit(f"error: {common.one_line(e)} ({folder}; run with --verbose for the traceback)") from None
     return trainer
 
 
+def resume_hint(folder: Path) -> str:
+    """What the run folder holds after an interruption, and the command that continues it."""
+    last = folder / "weights" / "last.pt"
+    if not last.is_file():
+        return f"no epoch was saved yet in {folder}"
+    return (f"{last} holds the last finished epoch, intact (written atomically); continue with: "
+            f"python train.py --resume {last}")
+
+
 if __name__ == "__main__":
-    main(parse_opt())
+    opt = parse_opt()
+    common.run_cli(main, opt)

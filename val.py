@@ -26,26 +26,44 @@ def parse_opt(argv=None):
     p.add_argument("--name", default="exp", help="save to project/name")
     p.add_argument("--exist-ok", action="store_true", help="existing project/name ok, do not increment")
     common.add_trust_weights(p)
+    common.add_verbose(p)
     return p.parse_args(argv)
 
 
 def main(opt):
-    from data.datasets import prepare_data
+    from data.datasets import DataError, check_dataset, readable_image_errors, scan_problems
 
+    if opt.batch_size < 1:
+        raise SystemExit(f"error: --batch-size {opt.batch_size}: must be 1 or more")
+    common.check_device(opt.device)
     model = common.yolo(opt.weights, trust=opt.trust_weights)
-    return model.val(
-        data=prepare_data(opt.data),
+    try:
+        data = check_dataset(opt.data, split=opt.task)
+    except DataError as e:
+        raise SystemExit(f"error: --data {e}" + (f" (--task {opt.task})" if opt.task != "val" else "")) from None
+    readable_image_errors()
+    from models.trainer import ReproducibleValidator
+
+    metrics = model.val(
+        validator=ReproducibleValidator,  # NMS without a wall-clock limit: the same weights give the same scores
+        data=data,
         imgsz=opt.imgsz,
         batch=opt.batch_size,
         conf=opt.conf_thres,
         iou=opt.iou_thres,
         device=common.device_arg(opt.device),
-        half=opt.half,
+        quantize=16 if opt.half else None,  # ultralytics' name for half precision (``half`` is deprecated)
         split=opt.task,
-        save_dir=common.save_dir(opt.project, "val", opt.name, opt.exist_ok),
+        save_dir=common.save_dir(opt.project, "val", opt.name, opt.exist_ok),  # inputs checked: claim the folder
         exist_ok=opt.exist_ok,
     )
+    from ultralytics.data.utils import check_det_dataset
+
+    summary = scan_problems(check_det_dataset(data, autodownload=False).get(opt.task), prefix=f"{opt.task}: ")
+    if summary:
+        print(summary)
+    return metrics
 
 
 if __name__ == "__main__":
-    main(parse_opt())
+    common.run_cli(main, parse_opt())

@@ -1,7 +1,10 @@
-"""Shared pieces of train.py / val.py / detect.py: environment, argument helpers, errors."""
+"""Shared pieces of train.py / val.py / detect.py: environment, argument helpers, run folders, errors."""
 
 from __future__ import annotations
 
+import atexit
+import os
+import re
 import sys
 from pathlib import Path
 
@@ -88,8 +91,205 @@ def run_dir(project: str | None, task: str) -> str:
     return str(Path(project).resolve()) if project else str(ROOT / "runs" / task)
 
 
-def save_dir(project: str | None, task: str, name: str, exist_ok: bool) -> str:
-    """YOLOv5-style run folder: project/name, then name2, name3, ... unless ``exist_ok``."""
-    from ultralytics.utils.files import increment_path
+LOCK_DIR = ".run-locks"  # <project>/.run-locks/<run name>.lock, outside the run folder (DDP's launcher deletes that)
+_held: dict[str, int] = {}  # lock path -> open file descriptor, for this process's lifetime
 
-    return str(increment_path(Path(run_dir(project, task)) / name, exist_ok=exist_ok, sep=""))
+
+class RunFolderBusy(RuntimeError):
+    """A run folder that a live process holds."""
+
+
+def lock_path(folder: Path) -> Path:
+    return folder.parent / LOCK_DIR / f"{folder.name}.lock"
+
+
+def _holder(path: Path) -> str:
+    try:
+        return path.read_text().split("\n", 1)[0].strip() or "?"
+    except OSError:
+        return "?"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True
+    return True
+
+
+def lock_run_folder(folder: str | Path) -> bool:
+    """Hold ``folder``'s lock for the rest of this process (True), or False when a live process holds it.
+
+    The lock file records the holder's pid and command. Where ``fcntl`` exists the lock is a kernel lock on that
+    file, released when the holder exits however it exits (kill -9 included), so a stale lock is simply taken
+    over; elsewhere the recorded pid is checked for liveness.
+    """
+    path = lock_path(Path(folder))
+    key = str(path)
+    if key in _held:
+        return True
+    try:
+        import fcntl
+    except ImportError:  # no kernel locks: O_EXCL creation, stale when the recorded pid is gone
+        fcntl = None
+    for _ in range(20):
+        path.parent.mkdir(parents=True, exist_ok=True)  # again: a process giving up its claim may remove it
+        if fcntl is None:
+            try:
+                fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
+            except FileNotFoundError:
+                continue
+            except FileExistsError:
+                holder = _holder(path)
+                if holder.isdigit() and not _pid_alive(int(holder)):
+                    path.unlink(missing_ok=True)  # stale: take it over
+                    continue
+                return False
+        else:
+            try:
+                fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            except FileNotFoundError:
+                continue
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                os.close(fd)
+                return False
+            try:  # the file may have been released and unlinked between our open and our lock: lock the new one
+                same = os.fstat(fd).st_ino == os.stat(path).st_ino
+            except FileNotFoundError:
+                same = False
+            if not same:
+                os.close(fd)
+                continue
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n{' '.join(sys.argv)}\n".encode())
+        _held[key] = fd
+        return True
+    return False
+
+
+def _release_locks() -> None:
+    for key, fd in list(_held.items()):
+        try:
+            Path(key).unlink(missing_ok=True)  # while still held: nobody else can be holding this file
+        finally:
+            os.close(fd)
+            _held.pop(key, None)
+
+
+atexit.register(_release_locks)
+
+
+def release_run_folder(folder: str | Path, remove_if_empty: bool = False) -> None:
+    """Give up ``folder`` (an input turned out to be bad after it was claimed): its lock, and the folder itself when
+    ``remove_if_empty`` and nothing was written into it."""
+    folder = Path(folder)
+    fd = _held.pop(str(lock_path(folder)), None)
+    if fd is not None:
+        lock_path(folder).unlink(missing_ok=True)
+        os.close(fd)
+    if remove_if_empty:  # the folder, then the lock folder and the project folder if this left them empty
+        for d in (folder, lock_path(folder).parent, folder.parent):
+            try:
+                d.rmdir()
+            except OSError:
+                break
+
+
+def claim_run_folder(folder: str | Path, flag: str = "--exist-ok") -> Path:
+    """Take ``folder`` for this process (create it if needed) or refuse, naming the live run that holds it."""
+    folder = Path(folder)
+    if not lock_run_folder(folder):
+        raise RunFolderBusy(f"{folder} is in use by a run that is still going (pid {_holder(lock_path(folder))}); "
+                            "wait for it to finish, stop it, or pick another --name")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def save_dir(project: str | None, task: str, name: str, exist_ok: bool) -> str:
+    """YOLOv5-style run folder, created and locked for this process: project/name, else name2, name3, ... (the
+    first that is free, atomically across processes: locked, then created with ``os.mkdir``); with ``exist_ok``
+    project/name itself unless a live run holds it (a clear exit then)."""
+    base = Path(run_dir(project, task))
+    if exist_ok:
+        try:
+            return str(claim_run_folder(base / name))
+        except RunFolderBusy as e:
+            raise SystemExit(f"error: --exist-ok: {e}") from None
+    base.mkdir(parents=True, exist_ok=True)
+    for n in range(1, 10000):
+        folder = base / (name if n == 1 else f"{name}{n}")
+        if folder.exists() or not lock_run_folder(folder):
+            continue
+        try:
+            folder.mkdir()
+        except FileExistsError:
+            release_run_folder(folder)
+            continue
+        return str(folder)
+    raise SystemExit(f"error: --name {name}: no free run folder under {base} ({name} to {name}9999 are taken)")
+
+
+# --- flags and errors -------------------------------------------------------------------------------------------
+
+
+def add_verbose(parser):
+    parser.add_argument("--verbose", action="store_true", help="on an error, show the full traceback (default: one line)")
+
+
+def check_device(device: str, flag: str = "--device") -> str:
+    """``device`` when this machine has it; else a clear exit saying what it has."""
+    d = str(device).strip().lower()
+    if d in {"", "cpu"}:
+        return device
+    import torch
+
+    if d == "mps":
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return device
+        raise SystemExit(f"error: {flag} {device}: no Apple GPU (MPS) on this machine; use --device cpu")
+    if re.fullmatch(r"(cuda:?)?\d+(,\d+)*|cuda|-1(,-1)*", d):
+        n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if n == 0:
+            raise SystemExit(f"error: {flag} {device}: this machine has no CUDA GPU that torch can use; use --device cpu "
+                             "(or leave --device out)")
+        wanted = [int(i) for i in re.findall(r"\d+", d.replace("cuda", ""))] if any(c.isdigit() for c in d) else [0]
+        bad = [i for i in wanted if i >= n and "-1" not in d]
+        if bad:
+            raise SystemExit(f"error: {flag} {device}: this machine has {n} CUDA GPU{'s' * (n > 1)} "
+                             f"({'0' if n == 1 else f'0-{n - 1}'}); pick from those, or --device cpu")
+        return device
+    if re.fullmatch(r"(npu|xpu)(:\d+(,\d+)*)?", d):
+        return device  # ultralytics checks these
+    raise SystemExit(f"error: {flag} {device}: not a device; write cpu, a GPU index (0), a list (0,1,2,3), or leave it "
+                     "out for the best available")
+
+
+def one_line(e: BaseException) -> str:
+    """An exception as one line: its message with newlines and ultralytics' emoji folded away."""
+    text = " ".join(str(e).replace("❌", "").replace("⚠️", "").split())
+    return f"{type(e).__name__}: {text}" if text else type(e).__name__
+
+
+def run_cli(main, opt):
+    """``main(opt)``, with any failure as one line on stderr and exit code 1 (the traceback with ``--verbose``)."""
+    try:
+        return main(opt)
+    except SystemExit:
+        raise
+    except KeyboardInterrupt:
+        if getattr(opt, "verbose", False):
+            raise
+        raise SystemExit("interrupted (Ctrl-C)") from None
+    except Exception as e:
+        if getattr(opt, "verbose", False):
+            raise
+        if isinstance(e, OSError) and e.errno == 28:  # ENOSPC
+            where = f" writing {e.filename}" if e.filename else ""
+            raise SystemExit(f"error: the disk is full{where}: files already written are intact (every one is "
+                             "replaced atomically); free some space and run again") from None
+        raise SystemExit(f"error: {one_line(e)} (run with --verbose for the traceback)") from None
