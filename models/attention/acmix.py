@@ -52,7 +52,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.attention._common import at_least_fp32, divisor_at_most, linspace_pm1
+from models.attention._common import at_least_fp32, check_form, divisor_at_most, linspace_pm1
 from models.protocol import AttentionModule
 from models.registry import register_attention
 
@@ -86,14 +86,14 @@ def reflect_pad(x: torch.Tensor, p: int) -> torch.Tensor:
     "(zero-init, +C params; form=official: reflection, no mask, no bias). 7x7 taps as views: P3 80x80 C=128 "
     "fwd+bwd 681 -> 60 MiB.",
     renamed={"heads": "num_heads", "head": "num_heads", "n_heads": "num_heads"},
+    forms=FORMS,
 )
 class ACmix(AttentionModule):
     """rate1 * local 7x7 self-attention + rate2 * shift-initialised grouped conv, sharing q/k/v."""
 
     def __init__(self, c1: int, kernel_att: int = 7, num_heads: int = 4, kernel_conv: int = 3, form: str = "paper"):
         super().__init__()
-        if form not in FORMS:
-            raise ValueError(f"ACmix form must be one of {', '.join(map(repr, FORMS))}, got {form!r}")
+        check_form("ACmix", form, FORMS)
         if kernel_att % 2 == 0 or kernel_conv % 2 == 0:
             raise ValueError(f"ACmix kernels must be odd, got kernel_att={kernel_att}, kernel_conv={kernel_conv}")
         self.form = form

@@ -59,7 +59,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.attention._common import at_least_fp32, divisor_at_most
+from models.attention._common import at_least_fp32, check_form, divisor_at_most
 from models.attention._sdpa import fused_attention
 from models.protocol import AttentionModule
 from models.registry import register_attention
@@ -108,6 +108,7 @@ def bilinear_gather(feat: torch.Tensor, py: torch.Tensor, px: torch.Tensor) -> t
     "half-pixel reference points. SDPA: no N x Ns map (P3 80x80 C=128 fwd+bwd 3799 -> 65 MiB).",
     renamed={"n_heads": "num_heads", "heads": "num_heads", "head": "num_heads", "n_groups": "groups",
              "ksize": "kernel_size", "k_size": "kernel_size"},
+    forms=FORMS,
 )
 class DAttention(AttentionModule):
     """x + DeformableAttention(LN(x)): 8 heads, 4 offset groups, stride 1, offset range 4, 3x3 offset conv."""
@@ -115,8 +116,7 @@ class DAttention(AttentionModule):
     def __init__(self, c1: int, num_heads: int = 8, groups: int = 4, stride: int = 1,
                  offset_range_factor: float = 4.0, kernel_size: int = 3, form: str = "paper"):
         super().__init__()
-        if form not in FORMS:
-            raise ValueError(f"DAttention form must be one of {', '.join(map(repr, FORMS))}, got {form!r}")
+        check_form("DAttention", form, FORMS)
         self.form = form
         if kernel_size % 2 == 0 or stride < 1:
             raise ValueError(f"DAttention needs an odd kernel_size and stride >= 1, got kernel_size={kernel_size}, "

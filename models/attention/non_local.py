@@ -48,7 +48,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.attention._common import BatchNorm2dSafe, at_least_fp32, autocast_off, hidden_width
+from models.attention._common import BatchNorm2dSafe, at_least_fp32, autocast_off, check_form, hidden_width
 from models.attention._sdpa import fused_attention
 from models.protocol import AttentionModule
 from models.registry import register_attention
@@ -77,6 +77,7 @@ def floor_pool_input(x: torch.Tensor) -> torch.Tensor:
     notes="Ports use floor max-pooling (drops a row/column at odd sizes, fails at 1x1) and fp16 logits. "
     "form=official: the Caffe2 code's input max-pool (floor), ci^-0.5 logit scale and BN eps. SDPA: no N x N' map "
     "stored (P3 80x80 C=128 fwd+bwd 131 -> 23 MiB).",
+    forms=FORMS,
 )
 class NonLocal(AttentionModule):
     """z = x + BN(W_z softmax(theta^T phi) g), embedded Gaussian, BN zero-initialised; ``form`` paper | official."""
@@ -84,8 +85,7 @@ class NonLocal(AttentionModule):
     def __init__(self, c1: int, reduction: int = 2, sub_sample: bool = True, min_channels: int = 1,
                  form: str = "paper"):
         super().__init__()
-        if form not in FORMS:
-            raise ValueError(f"NonLocal form must be one of {', '.join(map(repr, FORMS))}, got {form!r}")
+        check_form("NonLocal", form, FORMS)
         self.form = form
         ci = hidden_width(self, c1, reduction, min_channels, "inner width")
         self.sub_sample = bool(sub_sample)

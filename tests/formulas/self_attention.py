@@ -88,4 +88,9 @@ FORMS = {
     ("ExternalAttention", "official"): lambda c: PAPER["ExternalAttention"](c) - 64 * c,  # M_v tied to M_k^T
     ("CoT", "official"): _cot,  # BatchNorm2d in the fusion (2C' affine, as the GroupNorm)
     ("ResidualAttention", "official"): _ran,  # only the mask pooling differs
+    # the Caffe2 code's input max-pool, logit scale and BN eps: no parameter differs
+    ("NonLocal", "official"): PAPER["NonLocal"],
+    ("ACmix", "official"): lambda c: _acmix(c) - c,  # the official dep_conv has no bias
+    # the official sub-layer with its half-pixel reference points; pre-norm and dwc_pe as in the default form
+    ("DAttention", "official"): lambda c: _dat(c) + 2 * c + 10 * c,
 }
