@@ -102,7 +102,7 @@ class BoTMHSA(AttentionModule):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, c, h, w = x.shape
-        n, m, d = h * w, self.heads, self.d
+        n, m = h * w, self.heads
         q, k, v = self._qkv(x)
         if explicit_is_faster(x, b * m, n, n, widths_differ=True):  # small maps on CPU, and export: the explicit map
             out = torch.matmul(self._softmax(q, k, h, w).to(v.dtype), v.transpose(2, 3))
