@@ -42,3 +42,21 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+@pytest.fixture(autouse=True)
+def _restore_torch_global_state():
+    """Every test starts and ends with the process-wide torch switches as they were.
+
+    ultralytics' trainer (``deterministic=True``, train.py's default) turns on
+    ``torch.use_deterministic_algorithms(True, warn_only=True)`` and leaves it on; an in-process training test
+    would otherwise change what later tests measure.
+    """
+    import torch
+
+    state = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled(),
+             torch.get_default_dtype(), torch.is_grad_enabled())
+    yield
+    torch.use_deterministic_algorithms(state[0], warn_only=state[1])
+    torch.set_default_dtype(state[2])
+    torch.set_grad_enabled(state[3])
