@@ -9,6 +9,11 @@ sys.path.insert(0, str(ROOT))
 
 import offline  # noqa: E402  (sets YOLO_OFFLINE and friends before ultralytics is imported)
 
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # pytest-xdist runs one worker per core: one intra-op thread each (and in the scripts tests start), so that the
+    # workers do not spin-wait on each other's cores
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 offline.configure()
 
 

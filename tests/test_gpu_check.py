@@ -386,6 +386,7 @@ def test_trainer_uses_its_own_amp_check_and_never_ultralytics(monkeypatch):
         seen["result"] = engine.check_amp(self.model)
 
     monkeypatch.setattr(DetectionTrainer, "_setup_train", fake_setup)
+    monkeypatch.setattr(AttentionTrainer, "print_plan", lambda self: "")  # needs the loaders the stub does not make
     trainer = object.__new__(AttentionTrainer)
     trainer.model = nn.Conv2d(3, 3, 1)  # on CPU: AMP is off, as in ultralytics, and nothing is loaded
     trainer._setup_train()
