@@ -25,6 +25,9 @@ sys.path.insert(0, str(ROOT))
 import offline  # noqa: E402
 
 offline.configure()
+
+from tools.generated import write_or_check  # noqa: E402
+
 OUT = ROOT / "docs" / "modules.md"
 GOLDEN = ROOT / "tests" / "fixtures" / "golden"  # golden fixtures: one test each in tests/test_golden.py
 LATENCY_CELL = (256, "P4")  # the profiler cell (C, map) whose forward latency the table shows
@@ -164,16 +167,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--check", action="store_true")
     args = ap.parse_args(argv)
-    text = render()
-    if args.check:
-        if not OUT.exists() or OUT.read_text() != text:
-            print(f"{OUT} is out of date: run python tools/gen_docs.py")
-            return 1
-        return 0
-    OUT.parent.mkdir(exist_ok=True)
-    OUT.write_text(text)
-    print(f"wrote {OUT.relative_to(ROOT)}")
-    return 0
+    return write_or_check(OUT, render(), args.check, "python tools/gen_docs.py", ROOT)
 
 
 if __name__ == "__main__":
