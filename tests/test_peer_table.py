@@ -1,4 +1,4 @@
-"""docs/peers.md is what tools/gen_peer_table.py renders from docs/peers/reference.json, and the data is sound."""
+"""docs/peers.md is what tools/gen_peer_table.py renders from docs/peers/*.json, and the data is sound."""
 
 import pytest
 

@@ -71,8 +71,8 @@ that commit does not contain: the peer runs stubbed that import (no attention YA
 - **YOLOAir's names and arguments** (`models/aliases.py`): YOLOAir's names are aliases of ours (`SEAttention`,
   `CA`, `GAMAttention`, ...), read in YOLOAir's argument convention (the first argument is a nominal, width-scaled
   channel count). A row that uses one of *our* names in YOLOAir's convention (`SOCA [1024]`: reduction 8,
-  `ShuffleAttention [1024]`: 8 groups; `DoubleAttention [512, 128, 128]`) is read YOLOAir's way under the model
-  YAML key `dialect: yoloair`; the *keys* column says where it is needed.
+  `ShuffleAttention [1024]`: 8 groups; `DoubleAttention [512, 128, 128]`: the EAP signature YOLOAir's YAML
+  follows) is read YOLOAir's way under the model YAML key `dialect: yoloair`; the *keys* column says where.
 """
 
 
