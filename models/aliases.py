@@ -422,6 +422,9 @@ def yoloair(params: tuple = (), to_ours: ToOurs | None = None, channel: str | No
 
 
 def _yoloair_cbam(v: Values, ctx: RowContext) -> dict:
+    v.notes.append("YOLOAir's CBAM (models/Models/research.py) uses LeakyReLU(0.1) in its channel MLP and a biased 7x7 "
+                   "spatial conv without BatchNorm; this is the official CBAM (ReLU, bias-free conv + BN: 1 parameter "
+                   "more)")
     return {"reduction": _exact_reduction(ctx, 16), "min_channels": 1}  # YOLOAir's CBAM(c1, c2): C // 16, no floor
 
 
@@ -440,7 +443,8 @@ def _yoloair_danet(v: Values, ctx: RowContext) -> dict:
 def _yoloair_acmix(v: Values, ctx: RowContext) -> dict:
     _only(v, "stride", (1,), "the block keeps the map size")
     _only(v, "dilation", (1,), "ACmix here has no dilation")
-    return {"kernel_att": v["kernel_att"], "num_heads": v["head"], "kernel_conv": v["kernel_conv"]}
+    # YOLOAir's ACmix is the official code (dep_conv without bias, reflection padding): our official form
+    return {"kernel_att": v["kernel_att"], "num_heads": v["head"], "kernel_conv": v["kernel_conv"], "form": "official"}
 
 
 def _yoloair_s2(v: Values, ctx: RowContext) -> dict:

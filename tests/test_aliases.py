@@ -97,7 +97,7 @@ FIGURES = [
     ("SOCA", [1024], "yoloair", C, W, 66_112, 66_112, ""),
     ("ShuffleAttention", [1024], "yoloair", C, W, 192, 192, ""),
     ("CBAM", [1024], "yoloair", C, W, 33_411, 33_412, "CBAM's spatial BN (2) vs YOLOAir's conv bias (1)"),
-    ("ACmix", [1024], "yoloair", C, W, 829_934, 830_446, "YOLOAir's ACmix drops its depthwise conv's bias: C"),
+    ("ACmix", [1024], "yoloair", C, W, 829_934, 829_934, ""),  # YOLOAir's is the official code: form official
     ("DoubleAttention", [512, 128, 128, 8], "yoloair", C, W, 263_040, 263_040, ""),
     ("ParNetAttention", [512], "yoloair", C, W, 2_887_168, 2_886_656, "EAP's conv biases (3C) vs one more BN (2C)"),
     ("ShuffleAttention", [], "ods", C, W, 192, 192, ""),

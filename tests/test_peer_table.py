@@ -44,9 +44,9 @@ def test_yoloair_family_records_peer_counts_and_the_differences():
     assert len(built) == 13
     differ = {k: e["ours"]["params"] - e["peer"]["params"] for k, e in built.items() if not exact(e)}
     # SE: biases (C + C/r at C=512); SK: the paper's 2 grouped branches, not EAP's 4 dense ones; CBAM: BN after the
-    # spatial conv (+1 per CBAM); ACmix: default form keeps dep_conv's bias (+C) and 3 CBAMs
+    # spatial conv (+1 per CBAM); ACmix under `dialect: yoloair` is the official form (exact), its 3 CBAMs +1 each
     assert differ == {"yolov5s_SEAttention.yaml": 544, "yolov5s_SKAttention.yaml": -21_911_552,
-                      "yolov5s_cbam.yaml": 1, "yolov5s_acmix.yaml": 515}
+                      "yolov5s_cbam.yaml": 1, "yolov5s_acmix.yaml": 3}
     assert built["yolov5_SOCA.yaml"]["keys"] == {"dialect": "yoloair"}
 
 
