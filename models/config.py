@@ -94,8 +94,13 @@ def read_yaml(path: Path):
                           "(a name with a stray byte would not be the layer you meant)") from None
     try:
         return yaml.load(text, Loader=_ModelYamlLoader)  # noqa: S506  (a SafeLoader subclass)
+    except yaml.MarkedYAMLError as e:  # one line: where, then what (PyYAML's own text adds a quoted snippet)
+        mark = e.problem_mark or e.context_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+        what = "; ".join(str(t) for t in (e.context, e.problem) if t)
+        raise ConfigError(f"{path}: not a valid model YAML: {where}{what}") from None
     except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not a valid model YAML: {e}") from None
+        raise ConfigError(f"{path}: not a valid model YAML: {' '.join(str(e).split())}") from None
 
 
 def load_config(cfg: str | Path | dict) -> dict:
