@@ -13,6 +13,9 @@ Steps, in this order (most important first, so a short budget cuts the benchmark
    ``model.half()`` forward (what ``val.py --half`` runs) on activations of ~10, finite; under
    ``torch.use_deterministic_algorithms(True)`` (``warn_only=False``, ``CUBLAS_WORKSPACE_CONFIG=:4096:8`` set before
    CUDA starts) forward+backward twice, bit-equal.
+   ``golden``: every golden fixture (tests/fixtures/golden/, the official implementations' float64 outputs) with
+   ours on CUDA in float32, TF32 off, eval and train mode: max difference relative to the largest output, at most
+   1e-4 (on CPU in float32 the worst of the 49 is 8.7e-7).
 3. ``dataset``: the built-in shapes dataset (made on first use).
 4. For ``yolov5s-cbam.yaml`` (anchor-free) and ``yolov5s-cbam-anchor.yaml`` (YOLOv5's anchor head):
    ``train:<cfg>`` (``python train.py`` 2 epochs, AMP, 320 px; the log must show our AMP check, never a download),
@@ -360,6 +363,38 @@ class _OpRecorder(torch.utils._python_dispatch.TorchDispatchMode):
         return func(*args, **(kwargs or {}))
 
 
+GOLDEN_RTOL = 1e-4  # float32 on CUDA (TF32 off) against the official code's float64 outputs, relative to max |output|
+
+
+def golden_check(ctx: Context, device: str = "cuda") -> dict:
+    """The golden fixtures (tests/fixtures/golden/, outputs of the official implementations) on ``device`` in float32
+    with TF32 off: each fixture's max |ours - official| relative to its largest output, eval and train mode."""
+    from tests.golden import fixture_names, load, max_differences
+
+    rows, failures = {}, []
+    tf32 = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    try:
+        for name in fixture_names():
+            fx = load(name)
+            try:
+                diffs = max_differences(fx, device=device, dtype=torch.float32)
+                scale = max(1.0, max(float(fx.expected(k.split(".")[0], int(k.split(".")[1])).abs().max())
+                                     for k in diffs))
+                rel = max(diffs.values()) / scale
+                rows[name] = {"module": fx.meta["module"], "form": fx.meta["ours_ctor"].get("form", ""),
+                              "max_abs": max(diffs.values()), "rel": rel}
+                if not rel <= GOLDEN_RTOL:
+                    failures.append(f"golden {name}: float32 on {device} differs from the official code by {rel:.2g} "
+                                    f"of the largest output (limit {GOLDEN_RTOL:g})")
+            except Exception as e:  # one fixture's failure is recorded, the others still run
+                rows[name] = {"module": fx.meta["module"], "error": f"{type(e).__name__}: {e}"[:300]}
+                failures.append(f"golden {name}: {type(e).__name__}: {e}"[:300])
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = tf32
+    return {"fixtures": rows, "failures": failures}
+
+
 def dispatched_ops(m: torch.nn.Module, x: torch.Tensor) -> set[str]:
     """aten operation names one train-mode forward+backward of ``m`` dispatches (backward included)."""
     x = x.clone().requires_grad_(True)
@@ -696,6 +731,7 @@ def build_steps(patterns: list[str] | None = None, configs=CONFIGS, data: str = 
     """The steps in run order (see the module docstring); ``patterns`` selects some by name (globs)."""
     steps = [Step("environment", environment, 5, needs_cuda=False),
              Step("module_matrix", module_matrix, 60),
+             Step("golden", golden_check, 15),
              Step("dataset", dataset_step(data), 30)]
     for cfg in configs:
         t = _tag(cfg)
@@ -858,6 +894,14 @@ def render_markdown(report: dict) -> str:
               "ok" if not r.get("failures") else "FAIL"] for r in mm["modules"]]
         lines.append(markdown_table(["Module", "Map", "fp32", "fp16 out", "fp16 grad", "bf16 out", "bf16 grad", "half",
                                      "deterministic", ""], t, "llllllllll"))
+    gd = by.get("golden", {})
+    if gd.get("fixtures"):
+        lines.append("\n## Golden fixtures (CUDA, float32, TF32 off)\n")
+        lines.append(f"Each fixture of tests/fixtures/golden/ (the official implementations' float64 outputs): max |ours - "
+                     f"official| over eval and train mode, and relative to the largest output (limit {GOLDEN_RTOL:g}).\n")
+        t = [[n, r["module"], r.get("form", ""), _sci(r.get("max_abs")), _sci(r.get("rel")),
+              r.get("error", "ok" if (r.get("rel") or 0) <= GOLDEN_RTOL else "FAIL")] for n, r in gd["fixtures"].items()]
+        lines.append(markdown_table(["Fixture", "Module", "Form", "max abs", "relative", ""], t, "llllll"))
     run_rows = []
     for cfg in CONFIGS:
         tag = _tag(cfg)

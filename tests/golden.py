@@ -157,17 +157,20 @@ def mapped_state(fx: Fixture, ours: torch.nn.Module) -> dict[str, torch.Tensor]:
     return state
 
 
-def max_differences(fx: Fixture) -> dict[str, float]:
-    """``{"eval.0": max |ours - official|, "train.0": ...}`` with a fresh state before every forward, float64."""
+def max_differences(fx: Fixture, device: str | torch.device = "cpu",
+                    dtype: torch.dtype = torch.float64) -> dict[str, float]:
+    """``{"eval.0": max |ours - official|, "train.0": ...}`` with a fresh state before every forward; float64 on the
+    CPU by default (the tests), or another device and dtype (``benchmarks/gpu_check.py``: CUDA, float32)."""
     ours = build_ours(fx)
     state = mapped_state(fx, ours)
+    ours.to(device=device, dtype=dtype)
     out = {}
     for mode in ("eval", "train"):
         for i, x in enumerate(fx.inputs):
-            ours.load_state_dict(state, strict=True)
+            ours.load_state_dict(state, strict=True)  # copies into ours' device and dtype
             ours.train(mode == "train")
             with torch.no_grad():
-                y = ours(x.clone())
+                y = ours(x.clone().to(device=device, dtype=dtype)).double().cpu()
             ref = fx.expected(mode, i)
             out[f"{mode}.{i}"] = float((y - ref).abs().max()) if y.shape == ref.shape else float("inf")
     return out

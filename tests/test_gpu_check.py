@@ -392,3 +392,23 @@ def test_trainer_uses_its_own_amp_check_and_never_ultralytics(monkeypatch):
     trainer._setup_train()
     assert seen["result"] is False
     assert engine.check_amp is original  # restored afterwards
+
+
+def test_golden_step_compares_every_fixture_in_float32_and_names_a_departure(monkeypatch):
+    """The golden step on CPU (the same code runs on CUDA): float32 against the official float64 outputs passes, a
+    fixture whose module departs is named, and the report renders its table."""
+    from tests import golden
+
+    monkeypatch.setattr(golden, "fixture_names", lambda: ["SE", "ECA"])
+    result = gc.golden_check(None, device="cpu")
+    assert result["failures"] == [], result["failures"]
+    assert set(result["fixtures"]) == {"SE", "ECA"}
+    for row in result["fixtures"].values():
+        assert 0 <= row["rel"] <= gc.GOLDEN_RTOL and row["form"] == "official"
+    real = golden.max_differences
+    monkeypatch.setattr(golden, "max_differences", lambda fx, **kw: {k: v + 1.0 for k, v in real(fx, **kw).items()})
+    bad = gc.golden_check(None, device="cpu")
+    assert len(bad["failures"]) == 2 and bad["failures"][0].startswith("golden SE: float32 on cpu differs")
+    md = gc.render_markdown({"steps": [{"step": "golden", "status": "failed", "seconds": 1, "note": "",
+                                        "failures": bad["failures"], **bad}]})
+    assert "## Golden fixtures (CUDA, float32, TF32 off)" in md and "| SE | SE | official |" in md and "FAIL" in md
