@@ -429,11 +429,29 @@ def model_from_checkpoint(ckpt: dict, path: str | Path = "checkpoint"):
     return model.eval()
 
 
+_LAST_LOADED: list = []  # [(file identity, trust), model]: the last file load_model read, kept on the CPU
+
+
 def load_model(path: str | Path, device="cpu", trust: bool | None = None):
     """The model stored in a checkpoint as this project's ``AttentionDetectionModel``: fp32, in eval mode, the ``ema``
     weights when present, else ``model``. Any supported format (see the module doc); restricted unpickling unless
-    ``trust`` (``None``: ``YOLO_TRUST_WEIGHTS``)."""
-    return model_from_checkpoint(read_checkpoint(path, trust), path).to(device)
+    ``trust`` (``None``: ``YOLO_TRUST_WEIGHTS``).
+
+    train.py reads its ``--weights`` file up to three times (checked before the run folder is made, its YAML for
+    ``--attention``, the transfer): the last file read through the allow-list is kept, keyed by its path, size, inode
+    and modification time, and each call gets its own copy, so such a file is unpickled and rebuilt once per process.
+    A trusted load (``trust``) is never kept: it reads, and runs, the file every time, as asked.
+    """
+    trust = trust_enabled() if trust is None else trust
+    p = Path(path)
+    st = p.stat() if p.is_file() and not trust else None
+    key = (str(p.resolve()), st.st_size, st.st_ino, st.st_mtime_ns) if st else None
+    if key is None or not _LAST_LOADED or _LAST_LOADED[0] != key:
+        model = model_from_checkpoint(read_checkpoint(path, trust), path).cpu()
+        _LAST_LOADED[:] = [key, model] if key else []
+    else:
+        model = _LAST_LOADED[1]
+    return copy.deepcopy(model).to(device)
 
 
 # ----------------------------------------------------------------------------------------------------------------------
