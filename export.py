@@ -3,7 +3,7 @@
     python export.py --weights runs/train/exp/weights/best.pt --include onnx
     python export.py --weights best.pt --include onnx torchscript --imgsz 640 --dynamic --device 0 --half
 
-Flags follow YOLOv5's export.py. Each checkpoint is read with ``models.checkpoint.load_model`` and handed, as a
+Flags follow YOLOv5's export.py. Each checkpoint is read with ``models.weights.checkpoint.load_model`` and handed, as a
 model object, to ``ultralytics.engine.exporter.Exporter`` (fusion, tracing, metadata, the format converters are
 ultralytics'). Anchor-free (``Detect``), anchor-based YOLOv5 (``Detect`` with anchors) and YOLOv7 (``IDetect``)
 heads all export one output tensor ``(batch, 4 + nc, anchors)``: xywh in input pixels and class scores, what
@@ -93,7 +93,7 @@ def export_one(weights: Path, fmt: str, opt) -> str:
     """Export one checkpoint to one format; returns the path ultralytics wrote."""
     from ultralytics.engine.exporter import Exporter
 
-    from models.checkpoint import load_model
+    from models.weights.checkpoint import load_model
 
     target = export_target(weights, fmt)
     if target is not None and target.exists() and not opt.exist_ok:

@@ -115,7 +115,7 @@ def resume_folder(path: str) -> Path:
 
 def check_resume(path: str, trust: bool) -> str:
     """``path`` when it is a run of this project to continue (read through the checkpoint loader), else a clear exit."""
-    from models.checkpoint import checkpoint_format
+    from models.weights.checkpoint import checkpoint_format
 
     ckpt = common.read_weights(path, "--resume", trust)
     kind = checkpoint_format(ckpt)
@@ -150,7 +150,7 @@ def check_data(data: str) -> str:
 def build_overrides(opt) -> dict:
     """ultralytics trainer overrides for ``opt``; every input is checked first, then the run folder is claimed
     (atomically, locked for this process), so a bad input never leaves a folder behind."""
-    from models.checkpoint import TRUST_ENV
+    from models.weights.checkpoint import TRUST_ENV
 
     check_flags(opt)
     os.environ[TRUST_ENV] = "1" if opt.trust_weights else "0"  # read by every checkpoint load (and DDP workers)
@@ -183,7 +183,7 @@ def build_overrides(opt) -> dict:
         "amp": opt.amp,
     }
     if opt.cfg:
-        from models.config import resolve_config
+        from models.parse.read import resolve_config
         from models.registry import ConfigError
         from models.yolo import build_model
 
@@ -200,7 +200,7 @@ def build_overrides(opt) -> dict:
         overrides["model"] = common.check_weights(opt.weights)
     if opt.identity_blend and not opt.attention:
         raise SystemExit("error: --identity-blend applies to modules inserted with --attention")
-    from models.transfer import IDENTITY_INIT_ENV
+    from models.weights.transfer import IDENTITY_INIT_ENV
 
     os.environ[IDENTITY_INIT_ENV] = "1" if opt.identity_init else "0"  # read by AttentionTrainer.get_model (and DDP workers)
     loss_hyp = {}
@@ -211,10 +211,10 @@ def build_overrides(opt) -> dict:
     overrides["save_dir"] = common.save_dir(opt.project, "train", opt.name, opt.exist_ok)  # inputs checked: claim it
     if opt.attention or loss_hyp or opt.noautoanchor:
         # the run's own model YAML: inserted attention, YOLOv5 loss gains and the AutoAnchor switch travel in it
-        # (checkpoints, resume, DDP workers); models/run_config.py writes it into the run folder
-        from models.insertion import InsertError
+        # (checkpoints, resume, DDP workers); models/engine/run_yaml.py writes it into the run folder
+        from models.surgery.insertion import InsertError
         from models.registry import ConfigError
-        from models.run_config import write_run_yaml
+        from models.engine.run_yaml import write_run_yaml
 
         weights = common.check_weights(opt.weights) if opt.weights else None
         try:
@@ -232,7 +232,7 @@ def build_overrides(opt) -> dict:
 
 
 def main(opt):
-    from models.trainer import AttentionTrainer
+    from models.engine.trainer import AttentionTrainer
 
     overrides = build_overrides(opt)
     folder = Path(overrides["save_dir"])

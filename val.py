@@ -42,7 +42,7 @@ def main(opt):
     except DataError as e:
         raise SystemExit(f"error: --data {e}" + (f" (--task {opt.task})" if opt.task != "val" else "")) from None
     readable_image_errors()
-    from models.trainer import ReproducibleValidator
+    from models.engine.trainer import ReproducibleValidator
 
     metrics = model.val(
         validator=ReproducibleValidator,  # NMS without a wall-clock limit: the same weights give the same scores

@@ -558,7 +558,7 @@ def export_step(cfg: str, imgsz: int = 320) -> Callable[[Context], dict]:
         import numpy as np
         import onnxruntime as ort
 
-        from models.checkpoint import load_model
+        from models.weights.checkpoint import load_model
 
         weights = Path(ctx.artefacts[f"weights:{cfg}"])
         run_command([sys.executable, "export.py", "--weights", str(weights), "--include", "onnx", "--imgsz",

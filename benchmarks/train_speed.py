@@ -59,8 +59,8 @@ def train_once(impl: str, data: str, epochs: int, imgsz: int, batch: int, device
     from ultralytics.models.yolo.detect import DetectionTrainer
 
     from data.datasets import prepare_data
-    from models.config import resolve_config
-    from models.trainer import AttentionTrainer
+    from models.parse.read import resolve_config
+    from models.engine.trainer import AttentionTrainer
 
     if impl == "ours":
         path, _ = resolve_config("yolov5n.yaml")

@@ -1,7 +1,7 @@
 """The detector: an ultralytics ``DetectionModel`` whose layers come from our parser.
 
 Trainer, validator, predictor and exporter use it unchanged. The layer contract is in
-:mod:`models.registry`, YAML handling in :mod:`models.config`, the parser in :mod:`models.parser`.
+:mod:`models.registry`, YAML handling in :mod:`models.parse.read`, the parser in :mod:`models.parse.plan`.
 """
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ from ultralytics.nn.tasks import DetectionModel
 from ultralytics.utils import LOGGER, torch_utils
 from ultralytics.utils.torch_utils import initialize_weights
 
-from models.config import load_config
-from models.parser import parse_model
-from models.probe import head_strides, input_channels
+from models.parse.read import load_config
+from models.parse.plan import parse_model
+from models.parse.probe import head_strides, input_channels
 from models.registry import LAYERS, ConfigError
 
 

@@ -92,7 +92,7 @@ def test_unknown_variant_and_runner_owned_flags_are_refused(tiny_data, tmp_path)
 
 @pytest.mark.slow
 def test_interrupted_variant_resumes(tiny_data, tmp_path, monkeypatch):
-    from models.trainer import AttentionTrainer
+    from models.engine.trainer import AttentionTrainer
     from tools import ablate
 
     save = AttentionTrainer.save_model

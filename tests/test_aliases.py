@@ -22,7 +22,7 @@ import logging
 import pytest
 import torch
 
-from models.parser import parse_model
+from models.parse.plan import parse_model
 from models.registry import LAYERS, ConfigError, attention_specs
 from models.yolo import build_model
 
@@ -235,7 +235,7 @@ def test_known_modules_of_other_projects_are_not_provided_rather_than_typos():
 
 def test_names_listed_as_not_provided_are_not_registered():
     """The lists of other projects' modules this project lacks stay true as layers are added (ReOrg, DownC, ...)."""
-    from models import aliases
+    from models.dialects import aliases
 
     listed = aliases.YOLOAIR_NOT_PROVIDED + aliases.YOLOV7_NOT_PROVIDED + [n for n, *_ in aliases._ATTENTION_NOT_PROVIDED]
     assert [n for n in listed if n in LAYERS] == []

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from models.heads import AnchorDetect, AnchorHead, IDetect
-from models.config import CONFIG_DIR as ROOT_CONFIGS
-from models.config import load_config
+from models.heads.anchor import AnchorDetect, AnchorHead, IDetect
+from models.parse.read import CONFIG_DIR as ROOT_CONFIGS
+from models.parse.read import load_config
 from models.registry import ConfigError
 from models.yolo import build_model
 
@@ -217,7 +217,7 @@ def test_yolov5_loss_plugs_into_the_ultralytics_model_loss_hook():
 
 
 def test_loss_gains_come_from_the_model_yaml_hyp_with_scratch_low_defaults():
-    from models.loss import HYP_SCRATCH_LOW, AnchorLoss
+    from models.heads.loss import HYP_SCRATCH_LOW, AnchorLoss
 
     model = with_args(build_model("yolov5n-anchor.yaml", nc=5), imgsz=320)
     loss = AnchorLoss(model)
@@ -231,7 +231,7 @@ def test_loss_gains_come_from_the_model_yaml_hyp_with_scratch_low_defaults():
 
 
 def test_assignment_uses_the_anchor_ratio_threshold_and_the_two_nearest_neighbour_cells():
-    from models.loss import AnchorLoss
+    from models.heads.loss import AnchorLoss
 
     model = with_args(build_model("yolov5n-anchor.yaml", nc=2))
     loss = AnchorLoss(model)
@@ -306,7 +306,7 @@ def _labels_of_wide_boxes(n=40, seed=0):
 
 
 def test_autoanchor_evolves_badly_sized_anchors_and_reports_both_bprs():
-    from models.autoanchor import anchor_fit, check_anchors
+    from models.heads.autoanchor import anchor_fit, check_anchors
 
     d = load_config("yolov5n-anchor.yaml")
     d["anchors"] = [[4, 4, 5, 5, 6, 6]] * 3  # tiny squares: nothing like the wide boxes of the data
@@ -321,7 +321,7 @@ def test_autoanchor_evolves_badly_sized_anchors_and_reports_both_bprs():
 
 
 def test_autoanchor_keeps_anchors_that_fit():
-    from models.autoanchor import check_anchors
+    from models.heads.autoanchor import check_anchors
 
     head = build_model("yolov5n-anchor.yaml", nc=1).model[-1]
     before = head.anchors.clone()
@@ -334,7 +334,7 @@ def test_autoanchor_keeps_anchors_that_fit():
 def test_autoanchor_runs_from_the_trainer_hook_and_updates_the_ema_copy():
     from copy import deepcopy
 
-    from models.autoanchor import autoanchor_before_training
+    from models.heads.autoanchor import autoanchor_before_training
 
     d = load_config("yolov5n-anchor.yaml")
     d["anchors"] = [[4, 4, 5, 5, 6, 6]] * 3
@@ -356,7 +356,7 @@ def test_autoanchor_runs_from_the_trainer_hook_and_updates_the_ema_copy():
 
 
 def test_anchor_count_in_yaml_means_anchors_computed_from_data():
-    from models.autoanchor import check_anchors
+    from models.heads.autoanchor import check_anchors
 
     d = load_config("yolov5n-anchor.yaml")
     d["anchors"] = 2
@@ -371,7 +371,7 @@ def test_anchor_count_in_yaml_means_anchors_computed_from_data():
 
 
 def test_hyp_file_loss_keys_reach_the_run_model_yaml_only_in_yolov5_form(tmp_path):
-    from models.run_config import write_run_yaml
+    from models.engine.run_yaml import write_run_yaml
     from train import load_hyp
 
     v5 = tmp_path / "v5.yaml"

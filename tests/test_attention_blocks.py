@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from models.attention_blocks import ResidualBlend
-from models.protocol import init_identity
+from models.layers.attention_blocks import ResidualBlend
+from models.registry.protocol import init_identity
 from models.registry import attention_specs
 from models.registry import ConfigError
 from models.yolo import build_model

@@ -7,7 +7,7 @@ import importlib
 import torch
 from torch import nn
 
-from models.dense_memory import dense_attention_check
+from models.engine.checks import dense_attention_check
 from models.attention.bot_mhsa import BoTMHSA
 from models.attention.criss_cross import CrissCross
 from models.attention.danet import DANet

@@ -546,7 +546,7 @@ def test_init_identity(name):
 
 @pytest.mark.parametrize("name", ["CoT", "ResidualAttention", "BoTMHSA", "ACmix"])
 def test_no_identity_claim_where_impossible(name):
-    from models.protocol import init_identity
+    from models.registry.protocol import init_identity
 
     assert init_identity(SPECS[name].cls(32)) is False
 

@@ -24,11 +24,11 @@ import pytest
 import torch
 from torch import nn
 
-from models.checkpoint import (CheckpointError, UnsafeCheckpointError, PeerModule, TRUST_ENV, checkpoint_format,
+from models.weights.checkpoint import (CheckpointError, UnsafeCheckpointError, PeerModule, TRUST_ENV, checkpoint_format,
                                load_model, read_checkpoint, stand_in)
-from models.config import load_config
-from models.heads import AnchorDetect, IDetect
-from models.transfer import transfer_weights
+from models.parse.read import load_config
+from models.heads.anchor import AnchorDetect, IDetect
+from models.weights.transfer import transfer_weights
 from models.yolo import AttentionDetectionModel, build_model
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -436,7 +436,7 @@ def test_a_fused_peer_model_is_refused_with_what_to_pass_instead(tmp_path):
 
 
 def test_released_weights_transfer_fully_into_attention_variants(tmp_path):
-    from models.insertion import insert
+    from models.surgery.insertion import insert
 
     d = classic_yaml()
     base = save_peer(tmp_path / "yolov5s.pt", "v7.0", reference(d), d)
@@ -457,7 +457,7 @@ def test_released_weights_transfer_fully_into_attention_variants(tmp_path):
 def test_older_and_p6_weights_transfer_fully_into_attention_variants(fmt, tmp_path):
     """CBAM after the backbone of the checkpoint's own model YAML: every tensor of the file is transferred, and with
     the new layer cut out of the graph the model still predicts what the file did."""
-    from models.insertion import insert
+    from models.surgery.insertion import insert
 
     family, make_yaml = FORMATS[fmt]
     d = make_yaml()
@@ -481,7 +481,7 @@ def test_deploy_detect_transfers_into_idetect_with_identity_implicit_layers(tmp_
     """A YOLOv7 deploy file (implicit layers folded into the head convs) into a training config with IDetect:
     the implicit layers start as the identity, so with an identity-start insertion the model predicts what the
     deploy model did."""
-    from models.insertion import insert
+    from models.surgery.insertion import insert
 
     d = yolov7_yaml(deploy=True)
     ref = reference(d)
@@ -580,7 +580,7 @@ def test_payload_in_a_peer_checkpoint_and_protocol_4_pickles_are_refused(tmp_pat
     assert not marker.exists()
 
 
-@pytest.mark.parametrize("func", ["ultralytics.utils.checks.check_requirements", "models.checkpoint.load_model",
+@pytest.mark.parametrize("func", ["ultralytics.utils.checks.check_requirements", "models.weights.checkpoint.load_model",
                                   "torch.load", "numpy.load", "builtins.getattr"])
 def test_functions_of_allowed_packages_are_refused(func, tmp_path):
     """Only classes (and a few named tensor-rebuild functions) are looked up, never other functions of the allowed
@@ -662,7 +662,7 @@ def test_train_paths_refuse_a_payload(evil, tiny_data, tmp_path):
 
 def test_trainer_resume_and_pretrained_paths_refuse_a_payload(evil, tiny_data, tmp_path):
     """AttentionTrainer's own loads (what DDP workers and direct users of the trainer reach)."""
-    from models.trainer import AttentionTrainer
+    from models.engine.trainer import AttentionTrainer
 
     path, marker = evil
     with pytest.raises(FileNotFoundError) as e:  # ultralytics' check_resume reports any failure as 'not found'...
@@ -729,7 +729,7 @@ def test_yolov5s_pt_is_that_file_never_yolov5su(tmp_path, monkeypatch, tiny_data
     """A path whose text has no 'u': ultralytics would read yolov5su.pt instead (or download it)."""
     import tools.common as common
     import train
-    from models.trainer import AttentionTrainer
+    from models.engine.trainer import AttentionTrainer
 
     d = classic_yaml()
     ref = reference(d)

@@ -127,7 +127,7 @@ def test_yolov5_v31_file_validates_and_detects(tiny_data, tmp_path):
 @pytest.mark.slow
 def test_train_transfers_a_yolov7_p6_training_file_into_a_cbam_variant(tiny_data, tmp_path):
     """python train.py --weights yolov7-w6_training.pt --cfg <the P6 YAML with CBAM>: every tensor of the file."""
-    from models.checkpoint import load_model
+    from models.weights.checkpoint import load_model
 
     d = fixture_yaml("yolov7-p6-aux.yaml")
     weights = save_peer(tmp_path / "yolov7-w6_training.pt", "yolov7", reference(d), d, stripped=False)
@@ -153,8 +153,8 @@ def test_our_checkpoint_loads_in_ultralytics_safe_load(files):
         "    YOLO(sys.argv[1]); print('loaded without registering')\n"
         "except TypeError as e:\n"
         "    print('refused before registering')\n"
-        "import models.checkpoint\n"
-        "models.checkpoint.register_safe_globals()\n"
+        "import models.weights.checkpoint\n"
+        "models.weights.checkpoint.register_safe_globals()\n"
         "model = YOLO(sys.argv[1])\n"
         "print(type(model.model).__name__, type(model.model.model[10]).__name__)\n"
         "print(len(model.predict(sys.argv[2] + '/data/images/shapes_7.jpg', imgsz=64, verbose=False)))\n"

@@ -30,7 +30,7 @@ def refusal(run) -> str:
 def trained(tiny_data, tmp_path_factory):
     """A finished 1-epoch run (in this process, no plots)."""
     import train
-    from models.trainer import AttentionTrainer
+    from models.engine.trainer import AttentionTrainer
 
     project = tmp_path_factory.mktemp("runs")
     opt = train.parse_opt(["--cfg", "yolov5n.yaml", "--data", tiny_data, "--epochs", "1", "--img", "64",
@@ -105,7 +105,7 @@ def test_resume_a_finished_run_or_a_loose_file(trained, tmp_path):
     _, exp = trained
     done = train_refusal(tmp_path, "--resume", str(exp / "weights/last.pt"))
     assert "this run finished (1 epoch); nothing to resume" in done and "--weights" in done
-    from models.checkpoint import read_checkpoint
+    from models.weights.checkpoint import read_checkpoint
 
     ckpt = read_checkpoint(str(exp / "weights/last.pt"))  # made unfinished: epoch 1 of 3, with optimizer state
     ckpt.update(epoch=0, optimizer={"state": {}, "param_groups": []}, train_args={**ckpt["train_args"], "epochs": 3})

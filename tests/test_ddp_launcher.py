@@ -10,7 +10,7 @@ from pathlib import Path
 def test_ddp_file_reconstructs_our_trainer(tiny_data, tmp_path):
     from ultralytics.utils.dist import generate_ddp_file
 
-    from models.trainer import AttentionTrainer
+    from models.engine.trainer import AttentionTrainer
 
     trainer = AttentionTrainer(
         overrides={"model": "yolov5n-cbam.yaml", "data": tiny_data, "imgsz": 64, "epochs": 1, "device": "cpu",
@@ -27,7 +27,7 @@ def test_ddp_file_reconstructs_our_trainer(tiny_data, tmp_path):
         script.write_text(probe)
         out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=240)
         assert out.returncode == 0, out.stderr[-3000:]
-        assert "TRAINER models.trainer AttentionTrainer" in out.stdout
+        assert "TRAINER models.engine.trainer AttentionTrainer" in out.stdout
         assert "MODEL AttentionDetectionModel" in out.stdout
     finally:
         file.unlink(missing_ok=True)

@@ -140,7 +140,7 @@ def test_interrupted_run_resumes(tiny_data, tmp_path):
         f"sys.path.insert(0, {str(ROOT)!r})\n"
         "import tools.common\n"
         "from train import parse_opt, build_overrides\n"
-        "from models.trainer import AttentionTrainer\n"
+        "from models.engine.trainer import AttentionTrainer\n"
         "opt = parse_opt(sys.argv[1:])\n"
         "t = AttentionTrainer(overrides=build_overrides(opt))\n"
         "def stop(tr):\n"

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import export
-from models.checkpoint import load_model
+from models.weights.checkpoint import load_model
 from models.yolo import build_model
 
 pytestmark = pytest.mark.usefixtures("one_thread")

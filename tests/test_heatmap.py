@@ -205,7 +205,7 @@ def test_every_module_gives_maps_of_the_right_shape():
 def test_heatmaps_read_a_module_only_through_the_protocol():
     """A user's module (unregistered) is found because it subclasses AttentionModule; its maps are what its
     attention_maps returns, and a method that merely looks like a gate is not probed for."""
-    from models.protocol import AttentionModule
+    from models.registry.protocol import AttentionModule
     from tools.heatmap import attention_layers, attention_maps
 
     class Scaled(AttentionModule):

@@ -10,8 +10,8 @@ import pytest
 import torch
 import yaml
 
-from models.config import load_config
-from models.insertion import (
+from models.parse.read import load_config
+from models.surgery.insertion import (
     InsertError,
     Insertion,
     build_yaml_text,
@@ -426,7 +426,7 @@ _NATIVE: dict[str, bool] = {}
 
 
 def native_identity(name: str) -> bool:
-    from models.protocol import init_identity
+    from models.registry.protocol import init_identity
     from models.registry import LAYERS
 
     if name not in _NATIVE:
@@ -448,7 +448,7 @@ def random_insertions(d: dict, rng: random.Random, k: int, names: list[str]) -> 
 
 def check_insertion_keeps_outputs(cfg_path: Path, seed: int, k: int) -> None:
     from models.registry import attention_specs
-    from models.transfer import transfer_weights
+    from models.weights.transfer import transfer_weights
 
     rng = random.Random(f"{cfg_path.name}-{seed}")
     names = [s.name for s in attention_specs() if not s.dense]  # dense N x N maps: P5 only (see catalogue)

@@ -36,7 +36,7 @@ def test_train_with_inserted_attention_transfers_and_saves_model_yaml(tiny_data,
     exp = tmp_path / "runs" / "exp"
     model_yaml = exp / "model.yaml"
     assert model_yaml.is_file()
-    from models.config import load_config
+    from models.parse.read import load_config
     from models.yolo import build_model
 
     d = load_config(model_yaml)
@@ -63,7 +63,7 @@ def test_run_yaml_survives_the_ddp_launcher_deleting_the_run_folder(tiny_data, t
     """ultralytics' DDP launcher removes the run folder before the workers build the model from args.model."""
     import shutil as _shutil
 
-    from models.trainer import AttentionTrainer
+    from models.engine.trainer import AttentionTrainer
     from train import build_overrides, parse_opt
 
     opt = parse_opt(["--cfg", "yolov5n.yaml", "--attention", "SE@backbone_end", "--data", tiny_data, "--img", "64",

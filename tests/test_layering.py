@@ -17,20 +17,21 @@ ROOT = Path(__file__).resolve().parents[1]
 
 LEVELS = {
     # 0: the layer contract and the module protocol
-    "models.registry": 0, "models.protocol": 0,
-    # 1: layers, heads, losses, YAML data (each registers into the registry or reads YAML dicts)
-    "models.attention": 1, "models.common": 1, "models.yolov7_blocks": 1, "models.yolov5_legacy": 1,
-    "models.attention_blocks": 1, "models.heads": 1, "models.loss": 1, "models.loss_ota": 1, "models.config": 1,
-    "models.yaml_text": 1, "models.aliases": 1,
+    "models.registry": 0, "models.registry.protocol": 0,
+    # package docstrings (no imports)
+    "models.parse": 0, "models.engine": 0,
+    # 1: layers, attention modules, heads and losses, YAML data (each registers into the registry or reads YAML dicts)
+    "models.attention": 1, "models.layers": 1, "models.heads": 1, "models.parse.read": 1, "models.parse.text": 1,
+    "models.dialects": 1,
     # 2: the parser and the shape probe
-    "models.parser": 2, "models.probe": 2,
+    "models.parse.plan": 2, "models.parse.probe": 2,
     # 3: the model
     "models.yolo": 3,
     # 4: what works on built models and files: insertion, transfer, checkpoints, run YAMLs, checks
-    "models.insertion": 4, "models.transfer": 4, "models.checkpoint": 4, "models.run_config": 4,
-    "models.dense_memory": 4, "models.autoanchor": 4,
+    "models.surgery": 4, "models.weights": 4, "models.engine.run_yaml": 4, "models.engine.checks": 4,
+    "models.heads.autoanchor": 4,
     # 5: engine glue
-    "models.trainer": 5,
+    "models.engine.trainer": 5,
 }
 
 
@@ -101,7 +102,7 @@ def test_registry_alone_resolves_every_name():
 def test_parser_restores_the_process_wide_default_activation():
     from ultralytics.nn.modules import Conv
 
-    from models.parser import parse_model
+    from models.parse.plan import parse_model
 
     before = Conv.default_act
     d = {"nc": 2, "activation": "nn.ReLU()", "backbone": [[-1, 1, "Conv", [8, 3, 2]]],

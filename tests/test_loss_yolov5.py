@@ -1,4 +1,4 @@
-"""AnchorLoss (models/loss.py) against YOLOv5's own ComputeLoss on fixed inputs.
+"""AnchorLoss (models/heads/loss.py) against YOLOv5's own ComputeLoss on fixed inputs.
 
 tests/fixtures/loss_yolov5.pt holds seeded predictions, targets, anchors and hyperparameters, and the numbers
 YOLOv5's ``utils/loss.py`` ComputeLoss (ultralytics/yolov5 v7.0, commit recorded in the file) gave for them,
@@ -49,7 +49,7 @@ def load_cases(name):
 
 @pytest.mark.parametrize("case", load_cases("loss_yolov5.pt"), ids=lambda c: c["name"])
 def test_anchor_loss_equals_yolov5_compute_loss(case):
-    from models.loss import AnchorLoss
+    from models.heads.loss import AnchorLoss
 
     loss, items = AnchorLoss(_Model(case))(case["preds"], batch_of(case))
     ours = torch.stack([items["box_loss"], items["obj_loss"], items["cls_loss"]])
@@ -60,7 +60,7 @@ def test_anchor_loss_equals_yolov5_compute_loss(case):
 
 def test_anchor_loss_changes_when_a_target_moves():
     """The fixture comparison can fail: a shifted target gives a different loss."""
-    from models.loss import AnchorLoss
+    from models.heads.loss import AnchorLoss
 
     case = load_cases("loss_yolov5.pt")[0]
     batch = batch_of(case)

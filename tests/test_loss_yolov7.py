@@ -1,4 +1,4 @@
-"""YOLOv7's losses: ours (models/loss.py, models/loss_ota.py) against YOLOv7's own on fixed inputs.
+"""YOLOv7's losses: ours (models/heads/loss.py, models/heads/loss_ota.py) against YOLOv7's own on fixed inputs.
 
 tests/fixtures/loss_yolov7.pt holds seeded predictions (lead maps, then auxiliary maps for the P6 cases),
 targets, anchors and hyperparameters, and what YOLOv7's ``utils/loss.py`` (WongKinYiu/yolov7, commit recorded
@@ -15,8 +15,8 @@ CASES = load_cases("loss_yolov7.pt")
 
 
 def criterion(case, model):
-    from models.loss import AnchorLoss
-    from models.loss_ota import AuxOTALoss, OTALoss
+    from models.heads.loss import AnchorLoss
+    from models.heads.loss_ota import AuxOTALoss, OTALoss
 
     return {"ComputeLoss": AnchorLoss, "ComputeLossOTA": OTALoss, "ComputeLossAuxOTA": AuxOTALoss}[case["loss_class"]](model)
 
@@ -31,8 +31,8 @@ def test_loss_equals_yolov7(case):
 
 def test_ota_assigns_differently_from_yolov5():
     """On the same inputs the OTA loss is not YOLOv5's (the comparison above would catch a silent fallback)."""
-    from models.loss import AnchorLoss
-    from models.loss_ota import OTALoss
+    from models.heads.loss import AnchorLoss
+    from models.heads.loss_ota import OTALoss
 
     case = next(c for c in CASES if c["name"] == "ComputeLossOTA-nc3")
     model = _Model(case)
@@ -43,7 +43,7 @@ def test_ota_assigns_differently_from_yolov5():
 
 def test_aux_loss_on_eval_outputs_is_the_lead_part():
     """The validator passes eval-mode outputs (decoded, lead maps): the loss is then the lead terms alone."""
-    from models.loss_ota import AuxOTALoss
+    from models.heads.loss_ota import AuxOTALoss
 
     case = next(c for c in CASES if c["loss_class"] == "ComputeLossAuxOTA")
     model = _Model(case)
@@ -54,7 +54,7 @@ def test_aux_loss_on_eval_outputs_is_the_lead_part():
 
 
 def test_ota_is_selected_by_the_hyp_key_and_rejects_other_values():
-    from models.loss import loss_hyp
+    from models.heads.loss import loss_hyp
 
     assert loss_hyp({"hyp": {"loss_ota": 1}})["loss_ota"] == 1
     assert loss_hyp({})["loss_ota"] == 0
@@ -66,8 +66,8 @@ def test_a_yolov7_hyp_file_switches_train_py_to_ota(tmp_path):
     """``--hyp`` with YOLOv7's ``loss_ota: 1`` reaches the run's model YAML, and the model then trains with OTA."""
     from types import SimpleNamespace
 
-    from models.loss_ota import OTALoss
-    from models.run_config import write_run_yaml
+    from models.heads.loss_ota import OTALoss
+    from models.engine.run_yaml import write_run_yaml
     from models.yolo import build_model
     from train import load_hyp
 

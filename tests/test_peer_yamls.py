@@ -20,7 +20,7 @@ FIXTURES = Path(__file__).parent / "fixtures"
 YAMLS = FIXTURES / "peer_yamls"
 ENTRIES = torch.load(FIXTURES / "peer_outputs.pt", weights_only=True)["entries"]
 LEAKY = "nn.LeakyReLU(0.1)"
-# what the YAML files of those releases cannot say: the code's activations (models/yolov5_legacy.py)
+# what the YAML files of those releases cannot say: the code's activations (models/layers/yolov5.py)
 RELEASE_KEYS = {"v3.0": {"activation": LEAKY, "csp_activation": LEAKY},
                 "v3.1": {"activation": "nn.Hardswish()", "csp_activation": LEAKY},
                 "v5.0": {"csp_activation": LEAKY}}
@@ -31,7 +31,7 @@ def release(entry) -> str:
 
 
 def build(name, **keys):
-    from models.config import load_config
+    from models.parse.read import load_config
     from models.yolo import build_model
 
     d = load_config(YAMLS / name)
@@ -72,7 +72,7 @@ def test_the_release_keys_matter():
 
 @pytest.mark.parametrize("name", sorted({e["yaml"] for e in ENTRIES}))
 def test_full_width_parameter_count_equals_the_peers(name):
-    from models.config import load_config
+    from models.parse.read import load_config
     from models.yolo import build_model
 
     expected = {e["params_width_1"] for e in ENTRIES if e["yaml"] == name}
@@ -86,7 +86,7 @@ def test_full_width_parameter_count_equals_the_peers(name):
 
 def build_model_skeleton(d):
     """The layers alone (no shape probe, no weight init): enough for a parameter count, fast on the meta device."""
-    from models.parser import parse_model
+    from models.parse.plan import parse_model
 
     layers, _ = parse_model(d, ch=3, verbose=False)
     return layers
@@ -95,13 +95,13 @@ def build_model_skeleton(d):
 def test_bottleneck_rule_yolov5_without_scales_ultralytics_with_scales():
     from ultralytics.nn.modules import Bottleneck as UltralyticsBottleneck
 
-    from models.yolov5_legacy import Bottleneck, BottleneckCSP
+    from models.layers.yolov5 import Bottleneck, BottleneckCSP
 
     classic = build("yolov3-bottleneck.yaml")
     b = classic.model[2]
     assert type(b) is Bottleneck and b.cv1.conv.kernel_size == (1, 1)
     assert isinstance(build("yolov5-csp-focus.yaml").model[2], BottleneckCSP)
-    from models.config import load_config
+    from models.parse.read import load_config
     from models.yolo import build_model
 
     d = load_config(YAMLS / "yolov3-bottleneck.yaml")
@@ -142,7 +142,7 @@ def test_yolov7_layer_rows_are_checked():
     from models.registry import ConfigError
     from models.yolo import build_model
 
-    from models.config import load_config
+    from models.parse.read import load_config
 
     d = load_config(YAMLS / "yolov7-p6-aux.yaml")
     d["backbone"][6] = [[-1, 0], 1, "Shortcut", [1]]  # 8 channels + the 12 of ReOrg
@@ -181,7 +181,7 @@ def _toy(model, imgsz=64):
 
 
 def test_aux_model_trains_both_heads_with_aux_ota_and_validates_on_the_lead():
-    from models.loss_ota import AuxOTALoss
+    from models.heads.loss_ota import AuxOTALoss
 
     model = build("yolov7-p6-aux.yaml")
     batch = _toy(model)
@@ -198,8 +198,8 @@ def test_aux_model_trains_both_heads_with_aux_ota_and_validates_on_the_lead():
 
 
 def test_p5_heads_switch_to_ota_with_the_hyp_key():
-    from models.loss import AnchorLoss
-    from models.loss_ota import OTALoss
+    from models.heads.loss import AnchorLoss
+    from models.heads.loss_ota import OTALoss
 
     plain = build("yolov5-csp-focus.yaml")
     _toy(plain)
@@ -212,7 +212,7 @@ def test_p5_heads_switch_to_ota_with_the_hyp_key():
 
 
 def test_reparameterize_cli_writes_a_loadable_deploy_checkpoint_and_never_overwrites(tmp_path):
-    from models.checkpoint import load_model
+    from models.weights.checkpoint import load_model
     from tools import reparameterize
 
     trained = build("yolov7-p6-aux.yaml")

@@ -38,7 +38,7 @@ def temporaries(run: Path) -> list[Path]:
 
 def checkpoint(path: Path) -> dict:
     """The checkpoint through the project's restricted reader, with its model rebuilt (it must load)."""
-    from models.checkpoint import model_from_checkpoint, read_checkpoint
+    from models.weights.checkpoint import model_from_checkpoint, read_checkpoint
 
     ckpt = read_checkpoint(str(path))
     model_from_checkpoint(ckpt, str(path))
@@ -205,7 +205,7 @@ def train_in_process(tiny_data, project, epochs, monkeypatch):
 
 
 def test_disk_full_during_an_epoch_keeps_results_and_checkpoints_intact(tiny_data, tmp_path, monkeypatch):
-    from models.trainer import AttentionTrainer
+    from models.engine.trainer import AttentionTrainer
 
     disk = DiskFull(monkeypatch)
     save_metrics = AttentionTrainer.save_metrics
@@ -230,7 +230,7 @@ def test_disk_full_during_an_epoch_keeps_results_and_checkpoints_intact(tiny_dat
 
 
 def test_disk_full_during_a_checkpoint_write_keeps_the_previous_one(tiny_data, tmp_path, monkeypatch):
-    from models.trainer import AttentionTrainer
+    from models.engine.trainer import AttentionTrainer
 
     disk = DiskFull(monkeypatch)
     save_model = AttentionTrainer.save_model
@@ -251,7 +251,7 @@ def test_disk_full_during_a_checkpoint_write_keeps_the_previous_one(tiny_data, t
 
 
 def test_disk_full_during_the_final_strip_warns_and_keeps_both_checkpoints(tiny_data, tmp_path, monkeypatch, caplog):
-    from models.trainer import AttentionTrainer
+    from models.engine.trainer import AttentionTrainer
 
     disk = DiskFull(monkeypatch)
     final_eval = AttentionTrainer.final_eval
@@ -273,7 +273,7 @@ def test_disk_full_during_the_final_strip_warns_and_keeps_both_checkpoints(tiny_
 
 
 def test_stale_temporaries_are_removed_and_only_ours(tmp_path):
-    from models.trainer import remove_stale_temporaries
+    from models.engine.trainer import remove_stale_temporaries
 
     (tmp_path / "weights").mkdir()
     ours = [tmp_path / "weights/last.pt.tmp", tmp_path / "weights/best.pt.tmp", tmp_path / "results.csv.tmp",
@@ -286,7 +286,7 @@ def test_stale_temporaries_are_removed_and_only_ours(tmp_path):
 
 
 def test_results_rewrite_keeps_one_row_per_epoch_up_to_the_checkpoint(tmp_path):
-    from models.trainer import rewrite_results
+    from models.engine.trainer import rewrite_results
 
     f = tmp_path / "results.csv"
     f.write_text("epoch,time,loss\n1,1,0.9\n2,2,0.8\n2,3,0.7\n3,4,0.6\n3,4")  # interrupted appends
@@ -380,7 +380,7 @@ def test_validation_nms_has_no_wall_clock_limit(monkeypatch):
     import ultralytics.utils.nms as nms
     from ultralytics.models.yolo.detect import DetectionValidator
 
-    from models.trainer import ReproducibleValidator
+    from models.engine.trainer import ReproducibleValidator
 
     clock = iter(range(0, 10**6, 5))  # every reading of the clock is 5 s later: a very busy machine
     monkeypatch.setattr(nms.time, "time", lambda: float(next(clock)))

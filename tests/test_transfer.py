@@ -9,10 +9,10 @@ import pytest
 import torch
 from ultralytics.utils.torch_utils import intersect_dicts
 
-from models.config import load_config
+from models.parse.read import load_config
 from models.yolo import build_model
-from models.transfer import transfer_weights
-from models.insertion import insert, insert_layers
+from models.weights.transfer import transfer_weights
+from models.surgery.insertion import insert, insert_layers
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -199,7 +199,7 @@ def saved_base(tiny_data, tmp_path_factory) -> dict[str, Path]:
     (EMA in fp16, optimizer, train_args) after the trainer's own set-up, then stripped as at the end of training."""
     from ultralytics.utils.torch_utils import strip_optimizer
 
-    from models.trainer import AttentionTrainer
+    from models.engine.trainer import AttentionTrainer
 
     project = tmp_path_factory.mktemp("base")
     out = {}
@@ -224,8 +224,8 @@ def test_saved_checkpoint_transfers_every_tensor_into_its_attention_variant(save
     """train.py --cfg <variant> --weights best.pt and train.py --weights best.pt --attention CBAM@<position>: every
     tensor of the saved model is transferred (our loader never flips the 'inplace' flags that broke the matching)."""
     import train
-    from models.checkpoint import load_model
-    from models.trainer import AttentionTrainer
+    from models.weights.checkpoint import load_model
+    from models.engine.trainer import AttentionTrainer
 
     best = saved_base[base_cfg]
     n_base = len(load_model(best).state_dict())

@@ -8,7 +8,7 @@ import pytest
 import torch
 from ultralytics.nn.modules import Detect
 
-from models.heads import IDetect
+from models.heads.anchor import IDetect
 from models.yolo import build_model
 
 V7_ANCHOR = ["yolov7-tiny", "yolov7", "yolov7x"]

@@ -38,7 +38,7 @@ def add_trust_weights(parser):
 
 def check_weights(path: str, flag: str = "--weights") -> str:
     """``path`` when it is a local file (taken literally: nothing renamed, nothing downloaded), else a clear exit."""
-    from models.checkpoint import WHERE_TO_GET
+    from models.weights.checkpoint import WHERE_TO_GET
 
     p = Path(path)
     if not p.is_file():
@@ -49,9 +49,9 @@ def check_weights(path: str, flag: str = "--weights") -> str:
 
 
 def read_weights(path: str, flag: str = "--weights", trust: bool = False) -> dict:
-    """The checkpoint dict of ``path`` (models.checkpoint.read_checkpoint); a clear exit for a missing, unreadable or
+    """The checkpoint dict of ``path`` (models.weights.checkpoint.read_checkpoint); a clear exit for a missing, unreadable or
     refused file."""
-    from models.checkpoint import CheckpointError, read_checkpoint
+    from models.weights.checkpoint import CheckpointError, read_checkpoint
 
     try:
         return read_checkpoint(check_weights(path, flag), trust=trust)
@@ -60,8 +60,8 @@ def read_weights(path: str, flag: str = "--weights", trust: bool = False) -> dic
 
 
 def load_weights(path: str, flag: str = "--weights", trust: bool = False, device: str = "cpu"):
-    """This project's model from any supported checkpoint (models.checkpoint.load_model), or a clear exit."""
-    from models.checkpoint import CheckpointError, model_from_checkpoint
+    """This project's model from any supported checkpoint (models.weights.checkpoint.load_model), or a clear exit."""
+    from models.weights.checkpoint import CheckpointError, model_from_checkpoint
 
     ckpt = read_weights(path, flag, trust)
     try:

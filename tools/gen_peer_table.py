@@ -54,7 +54,7 @@ that commit does not contain: the peer runs stubbed that import (no attention YA
 - **`Bottleneck` / `BottleneckCSP`.** The name means a different layer in ultralytics (3x3 then 3x3) and in
   YOLOv5 (1x1 then 3x3). A YAML **without** a `scales:` table (one with `depth_multiple` / `width_multiple`:
   every YOLOv5 and YOLOv7 file) is a YOLOv5/YOLOv7 YAML and gets YOLOv5's layers
-  (`models/yolov5_legacy.py`); a YAML with `scales:` (ultralytics' form, which every `configs/yolov5*.yaml`
+  (`models/layers/yolov5.py`); a YAML with `scales:` (ultralytics' form, which every `configs/yolov5*.yaml`
   here uses) gets ultralytics'. Either can be named in any YAML: `yolov5.Bottleneck`,
   `yolov5.BottleneckCSP`. All other shared names (`Conv`, `C3`, `C3x`, `C3TR`, `C3Ghost`, `GhostConv`,
   `Focus`, `SPP`, `SPPF`, ...) are the same layers in both.
@@ -64,11 +64,11 @@ that commit does not contain: the peer runs stubbed that import (no attention YA
   `activation: nn.LeakyReLU(0.1)` (v3.0) or `activation: nn.Hardswish()` (v3.1) for every Conv, and
   `csp_activation: nn.LeakyReLU(0.1)` for the `BottleneckCSP` of v3.0 to v6.0 (SiLU from v6.1 on, the
   default). Parameter counts do not depend on them; outputs do. The *keys* column lists what each row needs.
-- **YOLOv7 P6 and auxiliary heads**: `ReOrg`, `DownC`, `Shortcut` (`models/yolov7_blocks.py`) and
-  `IAuxDetect` (`models/heads.py`); `tools/reparameterize.py` turns a trained aux model into its deploy YAML's
+- **YOLOv7 P6 and auxiliary heads**: `ReOrg`, `DownC`, `Shortcut` (`models/layers/yolov7.py`) and
+  `IAuxDetect` (`models/heads/anchor.py`); `tools/reparameterize.py` turns a trained aux model into its deploy YAML's
   model. State-dict names equal the peers' except YOLOv7's `RepConv` (`rbr_dense.0/1` -> `conv1.conv/bn`,
   `rbr_1x1.0/1` -> `conv2.conv/bn`, `rbr_identity` -> `bn`).
-- **YOLOAir's names and arguments** (`models/aliases.py`): YOLOAir's names are aliases of ours (`SEAttention`,
+- **YOLOAir's names and arguments** (`models/dialects/aliases.py`): YOLOAir's names are aliases of ours (`SEAttention`,
   `CA`, `GAMAttention`, ...), read in YOLOAir's argument convention (the first argument is a nominal, width-scaled
   channel count). A row that uses one of *our* names in YOLOAir's convention (`SOCA [1024]`: reduction 8,
   `ShuffleAttention [1024]`: 8 groups; `DoubleAttention [512, 128, 128]`: the EAP signature YOLOAir's YAML
@@ -200,7 +200,7 @@ def measure(data: dict, spec: str) -> list[str]:
     offline.configure()
     import yaml
 
-    from models.protocol import AttentionModule
+    from models.registry.protocol import AttentionModule
     from models.yolo import build_model, model_flops
 
     record = {**RECORD, **data.get("record", {})}

@@ -11,7 +11,7 @@ Per image (or video frame) it saves to ``<save_dir>/heatmaps/``:
   no detection above the threshold, for the single highest-scoring prediction (the caption says which). Boxes drawn.
 - ``<stem>_attn_L<i>_<Module>.png`` for every attention layer ``i`` (``L<i>.<path>`` for one nested in a block
   such as ``C3Att``): its spatial map over the image and its per-channel weights as a bar chart. The maps come
-  from the module protocol, ``module.attention_maps(x)`` (``models/protocol.py``): its gates (SE, CBAM, CoordAtt,
+  from the module protocol, ``module.attention_maps(x)`` (``models/registry/protocol.py``): its gates (SE, CBAM, CoordAtt,
   ...), or the attention each position receives (NonLocal, DANet, CrissCross, BoTMHSA), or GCBlock's pooling
   weights. A map the module does not give is derived from the layer's input and output, captured with forward
   hooks: spatial = ||out||^2 / ||in||^2 over channels per pixel, channel = mean|out| / mean|in| over pixels. Each
@@ -40,7 +40,7 @@ EPS = 1e-8
 
 def load_model(weights: str, device: str = "cpu", trust: bool = False):
     """Our checkpoint as an fp32 eval model whose parameters take gradients (Grad-CAM needs them)."""
-    from models.checkpoint import load_model as load_checkpoint_model
+    from models.weights.checkpoint import load_model as load_checkpoint_model
 
     model = load_checkpoint_model(common.check_weights(weights), device=device, trust=trust)
     for p in model.parameters():
@@ -49,13 +49,13 @@ def load_model(weights: str, device: str = "cpu", trust: bool = False):
 
 
 def attention_layers(model) -> list[tuple[str, object]]:
-    """(label, module) of every attention module (:class:`models.protocol.AttentionModule`) in the model.
+    """(label, module) of every attention module (:class:`models.registry.protocol.AttentionModule`) in the model.
 
     A top-level layer ``i`` is labelled ``L<i>``; a module inside one (``C3Att``'s bottlenecks, ``ELANAtt``'s
     stages, a ``ResidualBlend`` wrapper) ``L<i>.<path>``, e.g. ``L2.m.0.att``. Modules inside a found attention
     module are not listed again.
     """
-    from models.protocol import attention_modules
+    from models.registry.protocol import attention_modules
 
     found = []
     for k, layer in enumerate(model.model):

@@ -15,7 +15,7 @@ A spec is ``MODULE[ARGS]@POSITION``; ``[ARGS]`` (a YAML list) or ``{KEYWORDS}`` 
 
 Every ``from`` reference keeps pointing at the same producing layer; row comments that begin with the old
 layer number are renumbered. The result is built before anything is written; on any error nothing is.
-The work is done by ``models/insertion.py`` (the graph and positions) and ``models/yaml_text.py`` (the text).
+The work is done by ``models/surgery/insertion.py`` (the graph and positions) and ``models/parse/text.py`` (the text).
 """
 
 from __future__ import annotations
@@ -31,10 +31,10 @@ if str(ROOT) not in sys.path:
 
 def main(argv=None) -> int:
     import tools.common  # noqa: F401  (offline environment)
-    from models.config import load_config
-    from models.insertion import build_yaml_text, describe_positions, identity_support
+    from models.parse.read import load_config
+    from models.surgery.insertion import build_yaml_text, describe_positions, identity_support
     from models.registry import ConfigError
-    from models.yaml_text import write_text
+    from models.parse.text import write_text
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("cfg", nargs="?", help="model YAML: a path or a name in configs/ (yolov5s.yaml picks scale s)")

@@ -26,9 +26,9 @@ HEADER = """\
 
 def config_text(spec) -> str:
     """configs/yolov5.yaml with ``spec`` inserted at backbone_end (layer 10) by tools/insert.py."""
-    from models.config import load_config
-    from models.insertion import Insertion, insert_layers
-    from models.yaml_text import to_text
+    from models.parse.read import load_config
+    from models.surgery.insertion import Insertion, insert_layers
+    from models.parse.text import to_text
 
     arxiv = f", arXiv:{spec.arxiv}" if spec.arxiv else ""
     header = HEADER.format(name=spec.name, lower=spec.tag, paper=spec.paper, year=spec.year, arxiv=arxiv)

@@ -30,8 +30,8 @@ offline.configure()
 
 import torch  # noqa: E402
 
-from models.config import rows_of  # noqa: E402
-from models.heads import AnchorHead, IDetect  # noqa: E402
+from models.parse.read import rows_of  # noqa: E402
+from models.heads.anchor import AnchorHead, IDetect  # noqa: E402
 from models.registry import ConfigError  # noqa: E402
 from models.yolo import build_model  # noqa: E402
 
@@ -94,7 +94,7 @@ def main(argv=None) -> int:
     p.add_argument("--tolerance", type=float, default=1e-3, help="largest allowed output difference (pixels/scores)")
     opt = p.parse_args(argv)
 
-    from models.checkpoint import load_model
+    from models.weights.checkpoint import load_model
 
     out = Path(opt.output)
     if out.exists():

@@ -7,7 +7,7 @@ import math
 import torch
 from torch import nn
 
-from models.protocol import AttentionModule
+from models.registry.protocol import AttentionModule
 
 
 def reduced_channels(c: int, reduction: float, min_channels: int) -> int:
@@ -45,7 +45,7 @@ class BatchNorm2dSafe(nn.BatchNorm2d):
     In train mode a plain BatchNorm raises "Expected more than 1 value per channel" when every channel holds a
     single value: a BatchNorm on a pooled (B, C, 1, 1) vector at batch 1, or on a 1x1 map at batch 1. Training
     meets batch 1 (a last partial batch of one image, batch-1 fine-tuning); the YOLO stride probe does not (it
-    runs in eval mode, ``models/probe.py``). Where a statistic cannot be computed this normalises with the running
+    runs in eval mode, ``models/parse/probe.py``). Where a statistic cannot be computed this normalises with the running
     estimates instead (and does not update them); every other batch gets exactly ``nn.BatchNorm2d``'s maths, so an
     official BatchNorm2d/BatchNorm1d on a (B, C) vector, applied here to (B, C, 1, 1), keeps its values and its
     state-dict keys. Being a subclass, it is also left alone by ultralytics' ``initialize_weights`` (which matches

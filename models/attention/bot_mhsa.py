@@ -42,7 +42,7 @@ which is faster there. Measured on CPU (1 thread, batch 1), explicit -> now: 80x
 W = 192 instead of 32); 40x40, C=256: 134 -> 37 MiB, time 0.50x / 0.75x; 32x32, C=256: 0.72x / 1.10x; 20x20,
 C=512: explicit (the fused form would take 0.98x / 1.13x), unchanged. Kept:
 the 1.21x training time at P3 on CPU buys 11x less memory, and the explicit form there needs 1.9 GiB per image
-(30 GiB at batch 16). Compute stays quadratic: P5 by default (``models/dense_memory.py``). ``attention_maps``
+(30 GiB at batch 16). Compute stays quadratic: P5 by default (``models/engine/checks.py``). ``attention_maps``
 (heatmaps) still builds the full map.
 """
 
@@ -53,7 +53,7 @@ from torch import nn
 
 from models.attention._common import at_least_fp32, divisor_at_most
 from models.attention._sdpa import explicit_is_faster, fused_attention
-from models.protocol import AttentionModule
+from models.registry.protocol import AttentionModule
 from models.registry import register_attention
 
 

@@ -32,7 +32,7 @@ import torch
 from torch import nn
 
 from models.attention._common import BatchNorm2dSafe, check_form, form_hidden_width
-from models.protocol import AttentionModule
+from models.registry.protocol import AttentionModule
 from models.registry import register_attention
 
 

@@ -33,7 +33,7 @@ needs q/k zero-padded to C (8x the q.k FLOPs), so maps of up to 2^22 elements (4
 explicit form there, which is then faster. Measured on CPU (1 thread, batch 1), explicit -> now: 80x80, C=128
 (fused): forward peak 313 -> 16 MiB, forward+backward 479 -> 34 MiB, time 0.59x / 0.62x; 20x20, C=512 (explicit
 kept): unchanged. CAM's (C x C) map is unchanged. Compute stays quadratic (N^2 (C/8 + C) multiply-adds): P5 by
-default (``models/dense_memory.py``). ``attention_maps`` (heatmaps) still builds the full map.
+default (``models/engine/checks.py``). ``attention_maps`` (heatmaps) still builds the full map.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ from torch import nn
 
 from models.attention._common import at_least_fp32, autocast_off, hidden_width
 from models.attention._sdpa import explicit_is_faster, fused_attention
-from models.protocol import AttentionModule
+from models.registry.protocol import AttentionModule
 from models.registry import register_attention
 
 

@@ -50,7 +50,7 @@ Memory (issue 15): every query attends to Ns sampled keys (Ns = N at stride 1); 
 ``models/attention/_sdpa.py``), so the (B, heads, N, Ns) map is not stored. Measured on CPU (1 thread, batch 1),
 explicit -> now: 80x80, C=128: forward peak 2519 -> 29 MiB, forward+backward 3799 -> 65 MiB, time 0.13x / 0.23x;
 20x20, C=512: 28 -> 17 MiB, 0.78x / 0.85x. Compute stays quadratic at stride 1: P5 by default
-(``models/dense_memory.py``).
+(``models/engine/checks.py``).
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ from torch import nn
 
 from models.attention._common import at_least_fp32, check_form, divisor_at_most
 from models.attention._sdpa import fused_attention
-from models.protocol import AttentionModule
+from models.registry.protocol import AttentionModule
 from models.registry import register_attention
 
 

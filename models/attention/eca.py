@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from models.attention._common import check_form, eca_kernel_size
-from models.protocol import AttentionModule
+from models.registry.protocol import AttentionModule
 from models.registry import register_attention
 
 

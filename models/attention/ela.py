@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from models.attention._common import divisor_at_most
-from models.protocol import AttentionModule
+from models.registry.protocol import AttentionModule
 from models.registry import register_attention
 
 

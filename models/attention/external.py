@@ -43,7 +43,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from models.attention._common import BatchNorm2dSafe, at_least_fp32, autocast_off, check_form, form_option
-from models.protocol import AttentionModule
+from models.registry.protocol import AttentionModule
 from models.registry import register_attention
 
 FORMS = ("paper", "official")

@@ -34,7 +34,7 @@ import torch
 from torch import nn
 
 from models.attention._common import BatchNorm2dSafe, channel_shuffle, divisor_at_most, hidden_width
-from models.protocol import AttentionModule
+from models.registry.protocol import AttentionModule
 from models.registry import register_attention
 
 

@@ -26,7 +26,7 @@ from __future__ import annotations
 import torch
 
 from models.attention._common import BatchNorm2dSafe
-from models.protocol import AttentionModule
+from models.registry.protocol import AttentionModule
 from models.registry import register_attention
 
 

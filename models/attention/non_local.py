@@ -39,7 +39,7 @@ map is never stored, in either form. Measured on CPU (1 thread, batch 1), explic
 input, C=128: forward peak 80 -> 10 MiB, forward+backward 131 -> 23 MiB, time fwd 0.47x, fwd+bwd 0.53x; 20x20,
 C=512: memory unchanged (3 / 6 MiB), time 0.89x / 0.92x.
 ``attention_maps`` (heatmaps) still builds the full map. The cost is now compute, N * N' * C/2 multiply-adds
-twice per pass (2.6 GFLOPs per 640 image at P3 of yolov5s), not memory; see ``models/dense_memory.py``.
+twice per pass (2.6 GFLOPs per 640 image at P3 of yolov5s), not memory; see ``models/engine/checks.py``.
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ from torch import nn
 
 from models.attention._common import BatchNorm2dSafe, at_least_fp32, autocast_off, check_form, hidden_width
 from models.attention._sdpa import fused_attention
-from models.protocol import AttentionModule
+from models.registry.protocol import AttentionModule
 from models.registry import register_attention
 
 FORMS = ("paper", "official")

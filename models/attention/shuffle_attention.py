@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from models.attention._common import channel_shuffle, divisor_at_most
-from models.protocol import AttentionModule
+from models.registry.protocol import AttentionModule
 from models.registry import register_attention
 
 

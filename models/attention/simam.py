@@ -22,7 +22,7 @@ from __future__ import annotations
 import torch
 
 from models.attention._common import at_least_fp32, spatial_dof
-from models.protocol import AttentionModule
+from models.registry.protocol import AttentionModule
 from models.registry import register_attention
 
 

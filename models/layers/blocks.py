@@ -10,7 +10,7 @@ from torch import nn
 from ultralytics.nn import modules as um
 
 from models.registry import LAYERS, RowContext
-from models.yolov5_legacy import bottleneck_csp_name, bottleneck_name
+from models.layers.yolov5 import bottleneck_csp_name, bottleneck_name
 
 # c1, c2 = in/out channels; the YAML's first argument is the nominal output width (scaled by width_multiple)
 for _cls in (um.Conv, um.DWConv, um.GhostConv, um.Focus, um.SPP, um.GhostBottleneck, um.ConvTranspose):
@@ -18,7 +18,7 @@ for _cls in (um.Conv, um.DWConv, um.GhostConv, um.Focus, um.SPP, um.GhostBottlen
 # as above, with the (depth-scaled) repeat count inserted as the third argument
 for _cls in (um.C1, um.C2, um.C2f, um.C3, um.C3x, um.C3Ghost, um.C3TR, um.RepC3):
     LAYERS.add(_cls, kind="repeat")
-# Same name, different layer in YOLOv5: YOLOv5/YOLOv7 YAMLs (no 'scales:') get YOLOv5's (models/yolov5_legacy.py)
+# Same name, different layer in YOLOv5: YOLOv5/YOLOv7 YAMLs (no 'scales:') get YOLOv5's (models/layers/yolov5.py)
 LAYERS.add(um.Bottleneck, kind="conv", dispatch=bottleneck_name)
 LAYERS.add(um.BottleneckCSP, kind="repeat", dispatch=bottleneck_csp_name)
 LAYERS.add(um.Concat, kind="concat")
@@ -41,7 +41,7 @@ def _detect_args(args: list, row: RowContext) -> tuple[list, None]:
 
 
 def _detect_class(args: list, model: dict) -> str:
-    """``Detect [nc, anchors]`` (YOLOv5/YOLOv7 YAMLs) is the anchor-based head of models/heads.py; ``[nc]`` is ours."""
+    """``Detect [nc, anchors]`` (YOLOv5/YOLOv7 YAMLs) is the anchor-based head of models/heads/anchor.py; ``[nc]`` is ours."""
     return "AnchorDetect" if len(args) > 1 else "Detect"
 
 

@@ -11,7 +11,7 @@ layer after the insertion point. Here the two layer lists are aligned structural
    ``initialize_weights`` change) and its state-dict shapes.
 2. The body (all layers but the detection head) is aligned by a monotone sequence alignment that
    maximises the number of pairs with equal signatures; a layer class may also declare that it
-   extends another (``TRANSFER_FROM = ("C3",)`` on :class:`models.attention_blocks.C3Att`), which
+   extends another (``TRANSFER_FROM = ("C3",)`` on :class:`models.layers.attention_blocks.C3Att`), which
    allows a partial pair in the same place.
 3. Every pair is checked against the graph: the layers it reads must be paired with each other
    (looking through unpaired single-input layers, i.e. inserted or removed attention). A pair with
@@ -38,7 +38,7 @@ import torch
 from torch import nn
 from ultralytics.utils import LOGGER
 
-from models.protocol import init_identity
+from models.registry.protocol import init_identity
 
 INPUT = -1  # the image
 # attributes that do not change what a layer's weights mean: training-time settings, flags loaders flip, and the
@@ -183,11 +183,11 @@ def layers_of(model: nn.Module) -> list[Layer]:
 def load_source(weights) -> tuple[nn.Module, str]:
     """(model, display name) from a checkpoint path, a checkpoint dict or a model."""
     if isinstance(weights, (str, Path)):
-        from models.checkpoint import load_model
+        from models.weights.checkpoint import load_model
 
         return load_model(weights), Path(weights).name
-    if isinstance(weights, dict):  # a models.checkpoint.read_checkpoint dict (any supported format)
-        from models.checkpoint import CheckpointError, model_from_checkpoint
+    if isinstance(weights, dict):  # a models.weights.checkpoint.read_checkpoint dict (any supported format)
+        from models.weights.checkpoint import CheckpointError, model_from_checkpoint
 
         try:
             return model_from_checkpoint(weights), "checkpoint"
@@ -309,7 +309,7 @@ def _match_class_branch_width(head: nn.Module, src: nn.Module) -> bool:
 def _anchor_heads(base: nn.Module, new: nn.Module) -> bool:
     """YOLOv5's Detect and YOLOv7's IDetect: the same head but for IDetect's implicit layers (folded into the convs
     in YOLOv7 deploy files)."""
-    from models.heads import AnchorHead
+    from models.heads.anchor import AnchorHead
 
     return isinstance(base, AnchorHead) and isinstance(new, AnchorHead)
 
@@ -320,7 +320,7 @@ def _head_source(base: nn.Module, new: nn.Module, name: str, n: int, notes: list
     leaves the implicit layers to start as the identity (see :func:`_implicit_identity`)."""
     from copy import deepcopy
 
-    from models.heads import IDetect
+    from models.heads.anchor import IDetect
 
     if isinstance(base, IDetect) and not isinstance(new, IDetect):
         folded = deepcopy(base)
@@ -334,7 +334,7 @@ def _head_source(base: nn.Module, new: nn.Module, name: str, n: int, notes: list
 def _implicit_identity(base: nn.Module, new: nn.Module, name: str, n: int, notes: list[str]) -> set[str]:
     """A Detect (no implicit layers) transferred into an IDetect: ImplicitA starts at 0 and ImplicitM at 1, so the
     head computes exactly the Detect's convs. Returns the keys set."""
-    from models.heads import IDetect
+    from models.heads.anchor import IDetect
 
     if not isinstance(new, IDetect) or isinstance(base, IDetect):
         return set()

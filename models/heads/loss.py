@@ -18,7 +18,7 @@ What it computes (YOLOv5 v6/v7, ``utils/loss.py``):
 
 The gains come from the model YAML's ``hyp:`` mapping (train.py puts the YOLOv5 keys of ``--hyp`` there),
 so they travel with the model into checkpoints, resumed runs and DDP workers. ``hyp: {loss_ota: 1}`` (YOLOv7's
-hyp key) switches an anchor head to YOLOv7's OTA assignment (:mod:`models.loss_ota`); YOLOv7's aux-head models
+hyp key) switches an anchor head to YOLOv7's OTA assignment (:mod:`models.heads.loss_ota`); YOLOv7's aux-head models
 (``IAuxDetect``) always train with its lead-guided assignment.
 
 Checked against YOLOv5's own ``ComputeLoss`` (ultralytics/yolov5 v7.0) on fixed predictions and targets:

@@ -1,6 +1,6 @@
 """Model YAML text: write a model dict back as YAML, keeping the source file's layout and comments.
 
-Used by the insertion tool and by the run's model YAML (``models/run_config.py``). Values are written in
+Used by the insertion tool and by the run's model YAML (``models/engine/run_yaml.py``). Values are written in
 YAML flow style (:func:`flow`) so that ``yaml.safe_load`` reads back exactly the dict that was written;
 :func:`to_text` checks that it does, and falls back to a plain layout for source layouts it does not
 understand. Row comments that begin with a layer number are renumbered.

@@ -14,7 +14,7 @@ the same producing layer. A module inserted after layer k takes k's place for ev
 module. Index and type positions refer to the dict you start from.
 
 This module works on dicts (:func:`insert_layers` is pure); :func:`insert` also loads the config and
-builds the result. Text output (keeping the source file's comments) is :mod:`models.yaml_text`; the
+builds the result. Text output (keeping the source file's comments) is :mod:`models.parse.text`; the
 command line is ``tools/insert.py``.
 """
 
@@ -26,10 +26,10 @@ from dataclasses import dataclass, field
 
 import yaml
 
-from models.config import INPUT as IMAGE, load_config, resolve_from, rows_of, with_scale
-from models.protocol import init_identity
+from models.parse.read import INPUT as IMAGE, load_config, resolve_from, rows_of, with_scale
+from models.registry.protocol import init_identity
 from models.registry import LAYERS, ConfigError, attention_specs, is_int
-from models.yaml_text import RowOrigin, flow
+from models.parse.text import RowOrigin, flow
 
 SPEC_RE = re.compile(r"^\s*([A-Za-z_][\w.]*)\s*(\[.*\]|\{.*\})?\s*@\s*(\S.*?)\s*$", re.S)
 POSITION_NAMES = ("backbone_end", "neck_outputs", "head_inputs", "p3", "p4", "p5", "after:<Type>", "<index>")
@@ -76,7 +76,7 @@ class InsertResult:
     requests: list = field(default_factory=list)  # the Insertions, as asked
 
     def origins(self) -> list[RowOrigin]:
-        """Where each row of :attr:`cfg` comes from, for :func:`models.yaml_text.to_text`."""
+        """Where each row of :attr:`cfg` comes from, for :func:`models.parse.text.to_text`."""
         requests = {r.index: r.request for r in self.inserted}
         out = []
         for i, nd in enumerate(self.order):
@@ -163,7 +163,7 @@ def layer_strides(d: dict) -> list[int | None]:
     attention rows' nominal widths dropped (a narrow Concat may round differently); if that copy does not build,
     the model as written is.
     """
-    from models.probe import layer_strides as probe_strides
+    from models.parse.probe import layer_strides as probe_strides
     from models.yolo import build_model
 
     narrow = copy.deepcopy(d)
@@ -373,7 +373,7 @@ def blend_non_identity(result: InsertResult, model=None) -> list[int]:
     """Wrap every inserted attention module that cannot start as the identity in ResidualBlend (in place).
 
     ``model`` is ``result.cfg`` built (built here when not given). Returns the new-YAML indices that were
-    wrapped. See models/attention_blocks.py for why and when.
+    wrapped. See models/layers/attention_blocks.py for why and when.
     """
     model = model if model is not None else _build(result.cfg)
     rows = result.cfg["backbone"] + result.cfg["head"]
@@ -419,8 +419,8 @@ def identity_support(channels: int = 64) -> str:
 def build_yaml_text(cfg, insertions, identity_blend: bool = False, note: list[str] | None = None,
                     header: list[str] | None = None) -> tuple[str, InsertResult]:
     """Insert, build, and render: (YAML text, result). Keeps the source file's layout when ``cfg`` is a file."""
-    from models.config import resolve_config
-    from models.yaml_text import to_text
+    from models.parse.read import resolve_config
+    from models.parse.text import to_text
 
     result = insert(cfg, insertions, identity_blend=identity_blend)
     template = None if isinstance(cfg, dict) else resolve_config(cfg)[0].read_text()

@@ -2,9 +2,9 @@
 
 It reads YOLOv5 (v6+) and YOLOv7-style YAMLs (``depth_multiple``/``width_multiple`` or an ultralytics
 ``scales:`` table). Layer names resolve only through the registry (:meth:`models.registry.Registry.resolve`),
-other projects' names too (``models/aliases.py``: their arguments translated, the translation in the layer
+other projects' names too (``models/dialects/aliases.py``: their arguments translated, the translation in the layer
 table); every name is checked before any row is planned, and all unknown ones are reported at once. Argument
-values go through :func:`models.config.parse_arg` (never evaluated as code).
+values go through :func:`models.parse.read.parse_arg` (never evaluated as code).
 
 Channels: attention rows take their input channel count from the ``from`` layer. A first argument,
 when given, is the nominal width a YOLOv5 YAML writes before ``width_multiple``; it is scaled exactly
@@ -25,7 +25,7 @@ from torch import nn
 from ultralytics.nn.modules import Conv
 from ultralytics.utils import LOGGER
 
-from models.config import INPUT, model_scale, parse_activation, parse_arg, resolve_from, rows_of
+from models.parse.read import INPUT, model_scale, parse_activation, parse_arg, resolve_from, rows_of
 from models.registry import LAYERS, ConfigError, LayerSpec, RowContext, attention_arguments, is_int, scaled_width
 
 

@@ -18,7 +18,7 @@ from ultralytics.utils import LOGGER
 
 from models.registry import ConfigError
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CONFIG_DIR = ROOT / "configs"
 SCALE_RE = re.compile(r"^(yolov\d+)([nsmlx])(-.+)?$")
 INPUT = -1  # a 'from' reference to the image (first row only)

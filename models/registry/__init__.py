@@ -18,7 +18,7 @@ The registry imports the places that register into it the first time it is asked
 module alone, and nothing below the parser ever imports the parser.
 
 Names from other projects (YOLOAir, External-Attention-pytorch, objectdetection_script) are registered too, as
-:class:`Alias` entries (``models/aliases.py``): a foreign name, the module it means here, and one :class:`Reading`
+:class:`Alias` entries (``models/dialects/aliases.py``): a foreign name, the module it means here, and one :class:`Reading`
 per source project, which reads a row's arguments the way that project does and translates them into ours. The
 parser asks :meth:`Registry.resolve` for every row; modules other projects have and this one lacks are
 :class:`KnownModule` entries, so that their names fail as "not provided" rather than as typos.
@@ -37,12 +37,12 @@ from ultralytics.utils.ops import make_divisible
 
 # Modules whose import registers layers, imported on the first look-up (order: blocks the others build on first).
 LOCATIONS = (
-    "models.common",
-    "models.yolov7_blocks",
+    "models.layers.blocks",
+    "models.layers.yolov7",
     "models.attention",
-    "models.attention_blocks",
-    "models.heads",
-    "models.aliases",  # names other projects use for the modules above; last: they name registered modules
+    "models.layers.attention_blocks",
+    "models.heads.anchor",
+    "models.dialects.aliases",  # names other projects use for the modules above; last: they name registered modules
 )
 
 KINDS = ("attention", "conv", "repeat", "concat", "head", "passthrough", "norm", "custom")
@@ -491,7 +491,7 @@ def register_attention(
 ) -> Callable[[type], type]:
     """Class decorator: make an attention module placeable from a model YAML.
 
-    The class subclasses :class:`models.protocol.AttentionModule`, takes the input channel count as its first
+    The class subclasses :class:`models.registry.protocol.AttentionModule`, takes the input channel count as its first
     positional argument, keeps the input shape, and gives its hyperparameters the paper's defaults. ``renamed``
     maps hyperparameter names a module used to accept (or that popular ports use) to the current ones; YAML rows
     may still write them. ``forms`` lists the values of the class's ``form`` argument where a module offers several
@@ -500,11 +500,11 @@ def register_attention(
     """
 
     def deco(cls: type) -> type:
-        from models.protocol import AttentionModule  # torch-level base class; imported late to keep this file light
+        from models.registry.protocol import AttentionModule  # torch-level base class; imported late to keep this file light
 
         if not (isinstance(cls, type) and issubclass(cls, AttentionModule)):
             raise TypeError(f"@register_attention: {getattr(cls, '__name__', cls)!r} must subclass "
-                            "models.protocol.AttentionModule (build notes, init_identity, attention_maps)")
+                            "models.registry.protocol.AttentionModule (build notes, init_identity, attention_maps)")
         params = list(inspect.signature(cls).parameters)
         for old, new in (renamed or {}).items():
             if new not in params:

@@ -2,7 +2,7 @@
 
 Everything else (data loading, augmentation, loss of the anchor-free head, optimiser, EMA, AMP, DDP,
 validation, metrics, plots, checkpoints, resume) is ultralytics' own; the checkpoints its resume and
-pretrained paths read go through :mod:`models.checkpoint` (restricted unpickling, foreign formats rebuilt
+pretrained paths read go through :mod:`models.weights.checkpoint` (restricted unpickling, foreign formats rebuilt
 as our model). Kept in an importable module so ultralytics' DDP launcher pickles the class by reference.
 """
 
@@ -20,18 +20,18 @@ from ultralytics.models.yolo.detect import DetectionTrainer, DetectionValidator
 from ultralytics.utils import LOGGER, RANK, YAML
 
 from data.datasets import readable_image_errors, scan_problems
-from models.autoanchor import autoanchor_before_training
-from models.checkpoint import model_from_checkpoint, read_checkpoint
-from models.run_config import restore_run_yaml
-from models.transfer import identity_init_enabled, transfer_weights
+from models.heads.autoanchor import autoanchor_before_training
+from models.weights.checkpoint import model_from_checkpoint, read_checkpoint
+from models.engine.run_yaml import restore_run_yaml
+from models.weights.transfer import identity_init_enabled, transfer_weights
 from models.yolo import AttentionDetectionModel
 
 
 def warn_dense_attention(model, imgsz, batch) -> list[str]:
     """Warn, naming the layer, when a dense attention module's working set (q, k, v, outputs and what the backward
     keeps; no N x N map is stored since the SDPA rewrite) would exceed the memory budget at this image size and batch
-    (``models/dense_memory.py``)."""
-    from models.dense_memory import dense_attention_check
+    (``models/engine/checks.py``)."""
+    from models.engine.checks import dense_attention_check
 
     msgs = dense_attention_check(model, imgsz, batch=max(int(batch), 1))
     for msg in msgs:
@@ -83,7 +83,7 @@ def amp_verdict(model: torch.nn.Module, imgsz: int, dtype: torch.dtype = torch.f
 
 
 def _load_checkpoint(weight, device=None, inplace=True, fuse=False):
-    """ultralytics' ``load_checkpoint`` contract (model, checkpoint dict), read by :mod:`models.checkpoint`: restricted
+    """ultralytics' ``load_checkpoint`` contract (model, checkpoint dict), read by :mod:`models.weights.checkpoint`: restricted
     unpickling, any supported format, the path used as given."""
     ckpt = read_checkpoint(weight)
     model = model_from_checkpoint(ckpt, weight).to(device)
@@ -100,7 +100,7 @@ def _local_file(file, *args, **kwargs) -> str:
 @contextmanager
 def project_checkpoints():
     """While active, the ultralytics trainer's resume and pretrained paths read checkpoints through
-    :mod:`models.checkpoint` and take weight paths literally (the names its module looks up are swapped back after)."""
+    :mod:`models.weights.checkpoint` and take weight paths literally (the names its module looks up are swapped back after)."""
     import ultralytics.engine.trainer as engine
 
     saved = engine.load_checkpoint, engine.check_file
@@ -294,7 +294,7 @@ class AttentionTrainer(DetectionTrainer):
         model = self.set_model_names_for_load(model)
         if RANK in {-1, 0}:
             warn_dense_attention(model, self.args.imgsz, self.args.batch)
-        if weights:  # structural transfer: inserted/removed layers keep every other layer's weights (models/transfer.py)
+        if weights:  # structural transfer: inserted/removed layers keep every other layer's weights (models/weights/transfer.py)
             self.transfer_report = transfer_weights(model, weights, identity_init=identity_init_enabled(),
                                                     verbose=verbose and RANK in {-1, 0})
         return model

@@ -2,7 +2,7 @@
 
 ``dense_attention_check(model, imgsz)`` finds every module registered with ``dense=True`` inside any
 ``nn.Module`` tree, measures the stride of the feature map each one sees (the shape probe,
-:func:`models.probe.probe_shapes`), scales that to ``imgsz`` and estimates the module's attention working set for
+:func:`models.parse.probe.probe_shapes`), scales that to ``imgsz`` and estimates the module's attention working set for
 the whole batch: ``module.attention_map_elements(h, w) * batch * dtype_bytes`` (the module protocol; default 2
 bytes: fp16/bf16 AMP). It returns one message per module over ``budget_gib``.
 
@@ -28,7 +28,7 @@ import math
 
 from torch import nn
 
-from models.probe import probe_shapes
+from models.parse.probe import probe_shapes
 from models.registry import attention_specs
 
 

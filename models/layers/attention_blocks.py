@@ -32,7 +32,7 @@ import torch
 from torch import nn
 from ultralytics.nn.modules import C3, Bottleneck
 
-from models.protocol import IdentityInit, init_identity
+from models.registry.protocol import IdentityInit, init_identity
 from models.registry import (LAYERS, ConfigError, RowContext, attention_arguments, attention_spec, bind_arguments,
                              is_int)
 

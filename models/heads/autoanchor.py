@@ -11,7 +11,7 @@ YOLOv5's procedure (``utils/autoanchor.py``), with our own implementation:
   fitness (mean best ratio over labels that pass the threshold) improves. The new anchors replace the
   old ones only if their BPR is higher.
 
-Runs from :class:`models.trainer.AttentionTrainer` before the first epoch (not on resume, where the
+Runs from :class:`models.engine.trainer.AttentionTrainer` before the first epoch (not on resume, where the
 checkpoint's anchors are kept; the model YAML key ``autoanchor: false`` or ``train.py --noautoanchor``
 turns it off). All randomness comes from a fixed-seed generator, so every DDP rank computes the same
 anchors.
@@ -154,8 +154,8 @@ def autoanchor_before_training(trainer) -> None:
     """``on_pretrain_routine_end`` callback: check (and fix) the anchors of an anchor-based head before epoch 1."""
     from ultralytics.utils.torch_utils import unwrap_model
 
-    from models.heads import AnchorHead
-    from models.loss import loss_hyp
+    from models.heads.anchor import AnchorHead
+    from models.heads.loss import loss_hyp
 
     model = unwrap_model(trainer.model)
     head = model.model[-1]

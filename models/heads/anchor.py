@@ -25,9 +25,9 @@ import math
 import torch
 from torch import nn
 
-from models.loss import AnchorLoss, loss_hyp
+from models.heads.loss import AnchorLoss, loss_hyp
 from models.registry import LAYERS, ConfigError, RowContext
-from models.yolov7_blocks import ImplicitA, ImplicitM
+from models.layers.yolov7 import ImplicitA, ImplicitM
 
 
 def anchor_table(anchors, nl: int) -> tuple[torch.Tensor, bool]:
@@ -118,7 +118,7 @@ class AnchorHead(nn.Module):
     def setup_strides(self, strides: torch.Tensor) -> torch.Tensor:
         """Take the measured strides of the input levels, put anchors in stride units, order them, initialise biases.
 
-        ``strides`` comes from the model's shape probe (:func:`models.probe.head_strides`).
+        ``strides`` comes from the model's shape probe (:func:`models.parse.probe.head_strides`).
         """
         self.stride = strides.to(torch.float32).clone()
         if self.anchors_from_data:  # placeholder squares of 2 to 5 strides; AutoAnchor replaces them
@@ -148,9 +148,9 @@ class AnchorHead(nn.Module):
 
     def make_criterion(self, model: nn.Module):
         """The loss for this head (AttentionDetectionModel.init_criterion calls this): YOLOv5's assignment, or
-        YOLOv7's OTA assignment when the model YAML's ``hyp:`` has ``loss_ota: 1`` (models/loss_ota.py)."""
+        YOLOv7's OTA assignment when the model YAML's ``hyp:`` has ``loss_ota: 1`` (models/heads/loss_ota.py)."""
         if loss_hyp(model.yaml)["loss_ota"]:
-            from models.loss_ota import OTALoss
+            from models.heads.loss_ota import OTALoss
 
             return OTALoss(model)
         return AnchorLoss(model)
@@ -198,7 +198,7 @@ class IAuxDetect(IDetect):
 
     A row lists ``2 * nl`` inputs, lead levels first: ``[[114, ..., 121], 1, IAuxDetect, [nc, anchors]]``.
     Training returns the ``nl`` lead maps followed by the ``nl`` auxiliary maps; YOLOv7's lead-guided assignment
-    (``ComputeLossAuxOTA``, :class:`models.loss_ota.AuxOTALoss`) trains both. Inference uses the lead head alone
+    (``ComputeLossAuxOTA``, :class:`models.heads.loss_ota.AuxOTALoss`) trains both. Inference uses the lead head alone
     (the auxiliary convs are not run); the deploy model (tools/reparameterize.py) keeps only the lead head.
     """
 
@@ -238,7 +238,7 @@ class IAuxDetect(IDetect):
             b[:, 5:] += math.log(0.6 / (self.nc - 0.99999))
 
     def make_criterion(self, model: nn.Module):
-        from models.loss_ota import AuxOTALoss
+        from models.heads.loss_ota import AuxOTALoss
 
         return AuxOTALoss(model)
 

@@ -19,11 +19,11 @@ import shutil
 from copy import deepcopy
 from pathlib import Path
 
-from models.config import load_config, resolve_config
-from models.insertion import InsertError, blend_non_identity, insert_layers, validate
-from models.loss import loss_hyp
+from models.parse.read import load_config, resolve_config
+from models.surgery.insertion import InsertError, blend_non_identity, insert_layers, validate
+from models.heads.loss import loss_hyp
 from models.registry import ConfigError
-from models.yaml_text import to_text, write_text
+from models.parse.text import to_text, write_text
 
 STAGE_DIR = ".run-configs"  # beside the run folders: <project>/.run-configs/<run name>/<yaml>
 
@@ -37,7 +37,7 @@ def _source(cfg, weights) -> tuple[dict, str | None, str]:
         return d, template, name
     if not weights:
         raise ConfigError("the run's model needs a model: give --cfg or --weights")
-    from models.checkpoint import load_model
+    from models.weights.checkpoint import load_model
 
     d = deepcopy(getattr(load_model(weights), "yaml", None))
     if not isinstance(d, dict):

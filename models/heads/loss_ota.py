@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from ultralytics.utils.metrics import box_iou
 from ultralytics.utils.ops import xywh2xyxy
 
-from models.loss import AnchorLoss
+from models.heads.loss import AnchorLoss
 
 
 class OTALoss(AnchorLoss):

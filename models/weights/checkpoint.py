@@ -55,8 +55,12 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from models import MOVED
+
 TRUST_ENV = "YOLO_TRUST_WEIGHTS"  # "1": unrestricted unpickling (train.py --trust-weights; an env var reaches DDP workers)
-PACKAGE_DIR = Path(__file__).resolve().parent  # this project's ``models`` package
+PACKAGE_DIR = Path(__file__).resolve().parents[1]  # this project's ``models`` package
+# this project's classes in checkpoints written before the rooms: old module path -> where they live now
+OLD_PATHS = {**MOVED, "models.heads": "models.heads.anchor"}
 PEER_MODULES = frozenset({"models.yolo", "models.common", "models.experimental"})  # classic YOLOv5 / YOLOv7 modules
 WHERE_TO_GET = (
     "Released weights are files you download yourself, then pass by path: classic YOLOv5 from "
@@ -102,7 +106,7 @@ class PeerModule(nn.Module):
 
     def forward(self, *args, **kwargs):
         raise TypeError(f"{self.peer_class} is a stand-in read from a foreign checkpoint and has no code; "
-                        "models.checkpoint.load_model() rebuilds it as this project's model")
+                        "models.weights.checkpoint.load_model() rebuilds it as this project's model")
 
 
 _STAND_INS: dict[str, type] = {}
@@ -246,6 +250,8 @@ class _Resolver:
         if (module, name) in _compat_pickle.NAME_MAPPING:  # protocol-2 pickles use Python 2 names (__builtin__.set)
             module, name = _compat_pickle.NAME_MAPPING[(module, name)]
         module = _compat_pickle.IMPORT_MAPPING.get(module, module)
+        if not self.peer:
+            module = OLD_PATHS.get(module, module)
         key = f"{module}.{name}"
         if not (isinstance(module, str) and isinstance(name, str) and NAME_RE.match(key)):
             raise UnsafeCheckpointError(self.path, repr((module, name)))
@@ -460,7 +466,7 @@ def load_model(path: str | Path, device="cpu", trust: bool | None = None):
 # Module names in a peer's model YAML that this project registers under another name (peer name -> registered
 # name). Empty: every supported peer layer is found under its own name. The names ultralytics uses for other layers
 # (Bottleneck, BottleneckCSP, RepConv) pick the peer's layer by the YAML rule (no ``scales:`` table: YOLOv5's /
-# YOLOv7's, models/yolov5_legacy.py), and ``csp_activation:`` picks BottleneckCSP's activation.
+# YOLOv7's, models/layers/yolov5.py), and ``csp_activation:`` picks BottleneckCSP's activation.
 ROW_NAMES: dict[str, str] = {}
 # YOLOv7's RepConv branches -> ultralytics' RepConv (3x3 conv+BN, 1x1 conv+BN, identity BN; fused conv)
 RENAMED = {"RepConv": {"rbr_dense.0": "conv1.conv", "rbr_dense.1": "conv1.bn", "rbr_1x1.0": "conv2.conv",
@@ -563,7 +569,7 @@ def _load_layer(theirs: nn.Module, ours: nn.Module, where: str) -> int:
 
 def _activation_row(act: nn.Module) -> str | None:
     """``nn.LeakyReLU(0.1)`` for an activation module, as a model YAML's ``activation:`` writes it."""
-    from models.config import ACTIVATIONS
+    from models.parse.read import ACTIVATIONS
 
     name = type(act).__name__
     if ACTIVATIONS.get(name) is not type(act):
@@ -635,7 +641,7 @@ def _rebuild(src: nn.Module, path, family: str):
     """``src`` (a peer stand-in tree or an ultralytics model) rebuilt as this project's model, tensors mapped in."""
     from ultralytics.utils import LOGGER
 
-    from models.heads import AnchorHead
+    from models.heads.anchor import AnchorHead
     from models.registry import ConfigError
     from models.yolo import AttentionDetectionModel
 

@@ -1,0 +1,1 @@
+"""Changing a model YAML: inserting layers with every later ``from`` index remapped."""

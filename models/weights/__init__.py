@@ -1,0 +1,1 @@
+"""Checkpoints: restricted unpickling, formats, other projects' models rebuilt as ours, weight transfer."""
