@@ -14,6 +14,7 @@ import argparse
 from pathlib import Path
 
 import tools.common as common
+from models.engine import run_folder
 
 
 def parse_opt(argv=None):
@@ -85,7 +86,7 @@ def main(opt):
         save_txt=opt.save_txt,
         save_conf=opt.save_conf,
         classes=opt.classes,
-        save_dir=(save_dir := common.save_dir(opt.project, "detect", opt.name, opt.exist_ok)),
+        save_dir=(save_dir := run_folder.save_dir(opt.project, "detect", opt.name, opt.exist_ok)),
         exist_ok=opt.exist_ok,
         quantize=16 if opt.half else None,  # ultralytics' name for half precision (``half`` is deprecated)
         line_width=opt.line_thickness,

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import argparse
 import errno
-import os
 from pathlib import Path
 
 import tools.common as common
+from models.engine import run_folder
 
 ULTRALYTICS_HYP = {
     "lr0", "lrf", "momentum", "weight_decay", "warmup_epochs", "warmup_momentum", "warmup_bias_lr", "box", "cls",
@@ -150,18 +150,15 @@ def check_data(data: str) -> str:
 def build_overrides(opt) -> dict:
     """ultralytics trainer overrides for ``opt``; every input is checked first, then the run folder is claimed
     (atomically, locked for this process), so a bad input never leaves a folder behind."""
-    from models.weights.checkpoint import TRUST_ENV
-
     check_flags(opt)
-    os.environ[TRUST_ENV] = "1" if opt.trust_weights else "0"  # read by every checkpoint load (and DDP workers)
-    project = common.run_dir(opt.project, "train")
+    project = run_folder.run_dir(opt.project, "train")
     if opt.resume:
         last = latest_last(project) if opt.resume is True else opt.resume
         last = check_resume(last, opt.trust_weights)
         folder = resume_folder(last)
         try:
-            common.claim_run_folder(folder)
-        except common.RunFolderBusy as e:
+            run_folder.claim_run_folder(folder)
+        except run_folder.RunFolderBusy as e:
             raise SystemExit(f"error: --resume {last}: {e}") from None
         return {"model": last, "resume": last, "save_dir": str(folder)}
     if not opt.cfg and not opt.weights:
@@ -200,15 +197,12 @@ def build_overrides(opt) -> dict:
         overrides["model"] = common.check_weights(opt.weights)
     if opt.identity_blend and not opt.attention:
         raise SystemExit("error: --identity-blend applies to modules inserted with --attention")
-    from models.weights.transfer import IDENTITY_INIT_ENV
-
-    os.environ[IDENTITY_INIT_ENV] = "1" if opt.identity_init else "0"  # read by AttentionTrainer.get_model (and DDP workers)
     loss_hyp = {}
     if opt.hyp:
         hyp, loss_hyp = load_hyp(opt.hyp)
         overrides.update(hyp)
     overrides["data"] = check_data(opt.data)  # last: the built-in dataset is generated on first use
-    overrides["save_dir"] = common.save_dir(opt.project, "train", opt.name, opt.exist_ok)  # inputs checked: claim it
+    overrides["save_dir"] = run_folder.save_dir(opt.project, "train", opt.name, opt.exist_ok)  # inputs checked: claim it
     if opt.attention or loss_hyp or opt.noautoanchor:
         # the run's own model YAML: inserted attention, YOLOv5 loss gains and the AutoAnchor switch travel in it
         # (checkpoints, resume, DDP workers); models/engine/run_yaml.py writes it into the run folder
@@ -220,9 +214,10 @@ def build_overrides(opt) -> dict:
         try:
             overrides["model"] = write_run_yaml(overrides["save_dir"], cfg=opt.cfg or None, weights=weights,
                                                 attention=opt.attention, identity_blend=opt.identity_blend,
-                                                hyp=loss_hyp, autoanchor=False if opt.noautoanchor else None)
+                                                hyp=loss_hyp, autoanchor=False if opt.noautoanchor else None,
+                                                trust=opt.trust_weights)
         except (InsertError, ConfigError) as e:
-            common.release_run_folder(overrides["save_dir"], remove_if_empty=True)
+            run_folder.release_run_folder(overrides["save_dir"], remove_if_empty=True)
             if isinstance(e, InsertError):
                 raise SystemExit(f"error: --attention: {e}") from None
             raise SystemExit(f"error: --hyp {opt.hyp}: {e}" if opt.hyp else f"error: {e}") from None
@@ -237,7 +232,8 @@ def main(opt):
     overrides = build_overrides(opt)
     folder = Path(overrides["save_dir"])
     try:
-        trainer = AttentionTrainer(overrides=overrides)
+        trainer_class = AttentionTrainer.configured(trust_weights=opt.trust_weights, identity_init=opt.identity_init)
+        trainer = trainer_class(overrides=overrides)
         trainer.train()
     except KeyboardInterrupt:
         raise SystemExit(f"interrupted (Ctrl-C): {resume_hint(folder)}") from None

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 
 import tools.common as common
+from models.engine import run_folder
 
 
 def parse_opt(argv=None):
@@ -42,7 +43,7 @@ def main(opt):
     except DataError as e:
         raise SystemExit(f"error: --data {e}" + (f" (--task {opt.task})" if opt.task != "val" else "")) from None
     readable_image_errors()
-    from models.engine.trainer import ReproducibleValidator
+    from models.engine.validator import ReproducibleValidator
 
     metrics = model.val(
         validator=ReproducibleValidator,  # NMS without a wall-clock limit: the same weights give the same scores
@@ -54,7 +55,7 @@ def main(opt):
         device=common.device_arg(opt.device),
         quantize=16 if opt.half else None,  # ultralytics' name for half precision (``half`` is deprecated)
         split=opt.task,
-        save_dir=common.save_dir(opt.project, "val", opt.name, opt.exist_ok),  # inputs checked: claim the folder
+        save_dir=run_folder.save_dir(opt.project, "val", opt.name, opt.exist_ok),  # inputs checked: claim the folder
         exist_ok=opt.exist_ok,
     )
     from ultralytics.data.utils import check_det_dataset

@@ -1,12 +1,11 @@
 """The detector: an ultralytics ``DetectionModel`` whose layers come from our parser.
 
-Trainer, validator, predictor and exporter use it unchanged. The layer contract is in
-:mod:`models.registry`, YAML handling in :mod:`models.parse.read`, the parser in :mod:`models.parse.plan`.
+Trainer, validator, predictor and exporter use it unchanged. A YAML's way: :mod:`models.parse.read` (file -> checked
+dict), :mod:`models.parse.plan` (rows resolved), :mod:`models.parse.build` (modules), then this model.
 """
 
 from __future__ import annotations
 
-from contextlib import contextmanager
 from copy import deepcopy
 from pathlib import Path
 
@@ -14,11 +13,12 @@ import torch
 from torch import nn
 from ultralytics.nn.modules import Detect
 from ultralytics.nn.tasks import DetectionModel
-from ultralytics.utils import LOGGER, torch_utils
+from ultralytics.utils import LOGGER
 from ultralytics.utils.torch_utils import initialize_weights
 
+from models.engine.patches import flops_of
+from models.parse.build import parse_model
 from models.parse.read import load_config
-from models.parse.plan import parse_model
 from models.parse.probe import head_strides, input_channels
 from models.registry import LAYERS, ConfigError
 
@@ -63,7 +63,7 @@ class AttentionDetectionModel(DetectionModel):
         """
         if not verbose:
             return None
-        with _true_input_channels(self):
+        with flops_of(self, model_flops):
             return super().info(detailed=detailed, verbose=verbose, imgsz=imgsz)
 
     def init_criterion(self):
@@ -94,22 +94,6 @@ def model_flops(model: nn.Module, imgsz=640) -> float:
         return thop.profile(model, inputs=[im], stride=stride, verbose=False)[0] / 1e9 * 2
     except Exception:
         return 0.0
-
-
-@contextmanager
-def _true_input_channels(model: nn.Module):
-    """ultralytics' ``get_flops`` makes its probe image from ``next(model.parameters()).shape[1]``, which is 12 for a
-    Focus stem; while this is active, ultralytics' summary uses :func:`model_flops` for ``model``. Restored on exit."""
-    original = torch_utils.get_flops
-
-    def get_flops(m, imgsz=640):
-        return model_flops(m, imgsz) if m is model else original(m, imgsz)
-
-    torch_utils.get_flops = get_flops
-    try:
-        yield
-    finally:
-        torch_utils.get_flops = original
 
 
 def build_model(cfg: str | Path | dict, nc: int | None = None, ch: int = 3, verbose: bool = False) -> AttentionDetectionModel:

@@ -22,7 +22,9 @@ import logging
 import pytest
 import torch
 
-from models.parse.plan import parse_model
+from models.parse.build import parse_model
+from models.dialects.names import FOREIGN
+from models.dialects.resolve import closest, resolves
 from models.registry import LAYERS, ConfigError, attention_specs
 from models.yolo import build_model
 
@@ -153,7 +155,7 @@ def test_yoloair_nominal_channel_count_must_scale_to_the_input_width():
     with pytest.raises(ConfigError) as e:
         built("SEAttention", [512])
     msg = str(e.value)
-    assert "layer 1 (SEAttention)" in msg and "scales the first argument 512 by width_multiple 0.5 to 256" in msg
+    assert "layer 1 (SEAttention)" in msg and "512 channels, which width_multiple 0.5 scales to 256" in msg
     assert "write 1024" in msg and "512 is the input's channel count" in msg
     assert "[-1, 1, SE, []]" in msg
     assert count(built("SEAttention", [512], width=1.0)) == 33_312  # at width 1 nominal and real agree
@@ -173,8 +175,8 @@ def test_yoloair_real_channel_count_must_equal_the_input_width():
 @pytest.mark.parametrize("name, args, expected", [
     # GCNet's ContextBlock defaults to channel_add, blog copies of GlobalContextBlock to channel_mul
     ("GlobalContextBlock", [512, 0.25], [
-        "means different modules", "fusion: 'add'", "fusion: 'mul'",
-        "[-1, 1, GCBlock, [{reduction: 4, pooling: 'att', fusion: 'mul', min_channels: 1}]]"]),
+        "means different modules", "fusion: add", "fusion: mul",
+        "[-1, 1, GCBlock, [{reduction: 4, pooling: att, fusion: mul, min_channels: 1}]]"]),
     # EAP's CBAMBlock spatial kernel is 49, ODS's 7
     ("CBAMBlock", [], ["means different modules", "kernel_size: 49",
                         "[-1, 1, CBAM, [{reduction: 16, kernel_size: 7, min_channels: 1}]]"]),
@@ -200,7 +202,7 @@ def test_own_name_with_foreign_arguments_fails_with_how_other_projects_read_it()
         built("TripletAttention", [2])
     msg = str(e.value)
     assert "write 1024" in msg and "YOLOAir's sources read it differently" in msg
-    assert "[-1, 1, TripletAttention, [{no_spatial: true}]]" in msg and "[{no_spatial: false}]" in msg
+    assert "[-1, 1, TripletAttention, [{no_spatial: True}]]" in msg and "[{no_spatial: False}]" in msg
     with pytest.raises(ConfigError, match="YOLOAir's code has no DANet module"):
         built("DANet", [512, 512, False])
     with pytest.raises(ConfigError, match=r"reads it \(DoubleAttention .*\) as \[-1, 1, DoubleAttention, \[\{c_m: 128, "
@@ -235,7 +237,7 @@ def test_known_modules_of_other_projects_are_not_provided_rather_than_typos():
 
 def test_names_listed_as_not_provided_are_not_registered():
     """The lists of other projects' modules this project lacks stay true as layers are added (ReOrg, DownC, ...)."""
-    from models.dialects import aliases
+    from models.dialects import known as aliases
 
     listed = aliases.YOLOAIR_NOT_PROVIDED + aliases.YOLOV7_NOT_PROVIDED + [n for n, *_ in aliases._ATTENTION_NOT_PROVIDED]
     assert [n for n in listed if n in LAYERS] == []
@@ -258,7 +260,7 @@ def test_every_unknown_name_of_a_yaml_is_reported_at_once_with_at_most_five_sugg
 @pytest.mark.parametrize("typo, first", [("cbam", "CBAM"), ("CoordAttention", "CoordAtt"),
                                          ("SEattention", "SEAttention"), ("GAM_attention", "GAM_Attention")])
 def test_closest_names_are_case_insensitive_and_include_aliases(typo, first):
-    assert LAYERS.closest(typo)[0] == first
+    assert closest(typo)[0] == first
 
 
 def test_registry_get_of_an_alias_names_the_module_to_write():
@@ -271,13 +273,13 @@ def test_registry_get_of_an_alias_names_the_module_to_write():
 
 def test_aliases_name_registered_attention_modules_and_never_shadow_ours():
     attention = {s.name for s in attention_specs()}
-    for a in LAYERS.aliases():
+    for a in FOREIGN.aliases():
         assert a.target in attention, a
         assert a.name not in LAYERS, f"{a.name} is registered: the alias would never apply"
         assert a.readings
     for name in ("SOCA", "CBAM", "TripletAttention"):
-        assert LAYERS.readings_of(name) and name in attention
-    assert not [k.name for k in LAYERS.known_modules() if k.name in LAYERS or LAYERS.resolves(k.name)]
+        assert FOREIGN.readings_of(name) and name in attention
+    assert not [k.name for k in FOREIGN.known_modules(LAYERS.names()) if k.name in LAYERS or resolves(k.name)]
 
 
 def test_yoloair_format_yaml_file_builds_and_runs(tmp_path):
@@ -346,8 +348,8 @@ def test_every_readings_documented_example_builds_its_target():
 
     ctx = RowContext([C], {}, W, float("inf"), "<example>")
     fails_by_design = {("SimAM", "yoloair"), ("DANet", "yoloair")}  # YOLOAir's rows that it cannot build either
-    readings = [(a.name, a.target, r) for a in LAYERS.aliases() for r in a.readings]
-    readings += [(s.name, s.name, r) for s in attention_specs() for r in LAYERS.readings_of(s.name)]
+    readings = [(a.name, a.target, r) for a in FOREIGN.aliases() for r in a.readings]
+    readings += [(s.name, s.name, r) for s in attention_specs() for r in FOREIGN.readings_of(s.name)]
     assert len(readings) > 40
     for name, target, r in readings:
         if (name, r.dialect) in fails_by_design:

@@ -344,7 +344,7 @@ def test_official_width_is_exact_and_zero_is_an_error(name):
 
 
 def test_forms_from_a_yaml_row_and_the_official_width_error_names_the_layer():
-    from models.parse.plan import parse_model
+    from models.parse.build import parse_model
     from models.registry import ConfigError
 
     d = {"nc": 1, "backbone": [[-1, 1, "Conv", [64, 3, 2]], [-1, 1, "BAM", [64, {"form": "official"}]]], "head": []}

@@ -24,8 +24,8 @@ import pytest
 import torch
 from torch import nn
 
-from models.weights.checkpoint import (CheckpointError, UnsafeCheckpointError, PeerModule, TRUST_ENV, checkpoint_format,
-                               load_model, read_checkpoint, stand_in)
+from models.weights.checkpoint import CheckpointError, checkpoint_format, load_model, read_checkpoint
+from models.weights.unpickle import PeerModule, UnsafeCheckpointError, stand_in
 from models.parse.read import load_config
 from models.heads.anchor import AnchorDetect, IDetect
 from models.weights.transfer import transfer_weights
@@ -619,12 +619,9 @@ def test_trust_loads_what_the_restricted_loader_refuses(working, tmp_path, monke
     path = plant(tmp_path / "mine.pt", payloads(marker)["posix.system"], working)
     assert type(load_model(path, trust=True)) is AttentionDetectionModel and marker.exists()
     marker.unlink()
-    monkeypatch.setenv(TRUST_ENV, "1")  # what train.py --trust-weights sets for its loaders and DDP workers
-    load_model(path)
-    assert marker.exists()
-    monkeypatch.setenv(TRUST_ENV, "0")
-    with pytest.raises(UnsafeCheckpointError):
+    with pytest.raises(UnsafeCheckpointError):  # the default, whatever the environment says
         load_model(path)
+    assert not marker.exists()
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -676,6 +673,20 @@ def test_trainer_resume_and_pretrained_paths_refuse_a_payload(evil, tiny_data, t
     with pytest.raises(UnsafeCheckpointError, match="posix.system"):
         trainer.setup_model()
     assert not marker.exists()
+
+
+def test_a_trainer_configured_to_trust_reads_the_file_it_was_told_to_trust(evil, tiny_data, tmp_path):
+    """train.py --trust-weights: the setting travels with the trainer class (and so into DDP workers), not through the
+    environment."""
+    from models.engine.trainer import AttentionTrainer
+
+    path, marker = evil
+    trusting = AttentionTrainer.configured(trust_weights=True)
+    assert trusting.__name__ == "AttentionTrainer" and AttentionTrainer.trust_weights is False
+    trainer = trusting(overrides={"model": str(path), "data": tiny_data, "project": str(tmp_path), "name": "t",
+                                  "epochs": 1, "imgsz": 64})
+    trainer.setup_model()
+    assert marker.exists()
 
 
 def test_val_detect_heatmap_refuse_a_payload(evil, tiny_data, tmp_path):

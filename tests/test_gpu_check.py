@@ -325,7 +325,7 @@ def test_train_val_detect_export_steps_chain_on_cpu(tmp_path, tiny_data):
 
 
 def test_amp_check_compares_the_users_own_model_and_passes_a_healthy_one():
-    from models.engine.trainer import AMP_TOLERANCE, amp_disagreement
+    from models.engine.checks import AMP_TOLERANCE, amp_disagreement
     from models.yolo import build_model
 
     model = build_model("yolov5n-cbam.yaml", nc=3)
@@ -347,7 +347,7 @@ class OverflowingDetector(nn.Module):
 
 
 def test_amp_check_disables_amp_when_fp16_overflows(caplog):
-    from models.engine.trainer import amp_disagreement, amp_verdict
+    from models.engine.checks import amp_disagreement, amp_verdict
 
     worst, where = amp_disagreement(OverflowingDetector(), 64)
     assert worst == float("inf") and where == "output 0 (2, 8, 8)"
@@ -363,7 +363,7 @@ def test_amp_check_disables_amp_when_fp16_overflows(caplog):
 
 
 def test_amp_check_that_cannot_run_keeps_amp(monkeypatch):
-    import models.engine.trainer as trainer
+    import models.engine.checks as trainer
 
     def broken(*a, **k):
         raise torch.OutOfMemoryError("CUDA out of memory")

@@ -10,7 +10,7 @@ import yaml
 
 from models.registry import LAYERS
 from models.parse.read import load_config
-from models.parse.plan import parse_model
+from models.parse.build import parse_model
 from models.registry import ConfigError
 from models.yolo import build_model
 
@@ -160,7 +160,7 @@ def test_from_index_out_of_range():
 
 
 def test_activation_whitelist():
-    from models.parse.read import parse_activation
+    from models.parse.values import parse_activation
 
     act = parse_activation("nn.LeakyReLU(0.1)")
     assert isinstance(act, torch.nn.LeakyReLU) and act.negative_slope == 0.1

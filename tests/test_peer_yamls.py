@@ -86,7 +86,7 @@ def test_full_width_parameter_count_equals_the_peers(name):
 
 def build_model_skeleton(d):
     """The layers alone (no shape probe, no weight init): enough for a parameter count, fast on the meta device."""
-    from models.parse.plan import parse_model
+    from models.parse.build import parse_model
 
     layers, _ = parse_model(d, ch=3, verbose=False)
     return layers

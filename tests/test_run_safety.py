@@ -273,7 +273,7 @@ def test_disk_full_during_the_final_strip_warns_and_keeps_both_checkpoints(tiny_
 
 
 def test_stale_temporaries_are_removed_and_only_ours(tmp_path):
-    from models.engine.trainer import remove_stale_temporaries
+    from models.engine.run_folder import remove_stale_temporaries
 
     (tmp_path / "weights").mkdir()
     ours = [tmp_path / "weights/last.pt.tmp", tmp_path / "weights/best.pt.tmp", tmp_path / "results.csv.tmp",
@@ -286,7 +286,7 @@ def test_stale_temporaries_are_removed_and_only_ours(tmp_path):
 
 
 def test_results_rewrite_keeps_one_row_per_epoch_up_to_the_checkpoint(tmp_path):
-    from models.engine.trainer import rewrite_results
+    from models.engine.run_folder import rewrite_results
 
     f = tmp_path / "results.csv"
     f.write_text("epoch,time,loss\n1,1,0.9\n2,2,0.8\n2,3,0.7\n3,4,0.6\n3,4")  # interrupted appends
@@ -304,10 +304,11 @@ CLAIM = """
 import sys, time, pathlib
 sys.path.insert(0, {root!r})
 import tools.common as common
+from models.engine import run_folder
 go = pathlib.Path(sys.argv[2])
 while not go.exists():
     time.sleep(0.005)
-print(common.save_dir(sys.argv[1], "train", "exp", sys.argv[3] == "exist_ok"), flush=True)
+print(run_folder.save_dir(sys.argv[1], "train", "exp", sys.argv[3] == "exist_ok"), flush=True)
 time.sleep(float(sys.argv[4]))
 """
 
@@ -332,26 +333,26 @@ def test_concurrent_runs_with_the_same_name_get_distinct_folders(tmp_path):
 
 
 def test_exist_ok_into_a_live_run_is_refused_and_a_dead_holder_is_taken_over(tmp_path):
-    import tools.common as common
+    from models.engine import run_folder
 
     (holder,) = start_claims(tmp_path, 1, exist_ok=True, hold=120)
     try:
         assert Path(holder.stdout.readline().strip()) == tmp_path / "runs" / "exp"
         with pytest.raises(SystemExit) as refused:
-            common.save_dir(str(tmp_path / "runs"), "train", "exp", True)
+            run_folder.save_dir(str(tmp_path / "runs"), "train", "exp", True)
         message = str(refused.value)
         assert message.startswith("error: --exist-ok:") and f"pid {holder.pid}" in message and "\n" not in message
         # a new run without --exist-ok goes next door, also while the launcher of a DDP run has deleted the folder
         shutil.rmtree(tmp_path / "runs" / "exp")
-        assert Path(common.save_dir(str(tmp_path / "runs"), "train", "exp", False)).name == "exp2"
+        assert Path(run_folder.save_dir(str(tmp_path / "runs"), "train", "exp", False)).name == "exp2"
     finally:
         os.kill(holder.pid, signal.SIGKILL)
         holder.communicate()
-    folder = common.save_dir(str(tmp_path / "runs"), "train", "exp", True)  # the dead holder's lock is stale
+    folder = run_folder.save_dir(str(tmp_path / "runs"), "train", "exp", True)  # the dead holder's lock is stale
     assert Path(folder) == tmp_path / "runs" / "exp"
-    lock = common.lock_path(Path(folder))
+    lock = run_folder.lock_path(Path(folder))
     assert lock.read_text().split()[0] == str(os.getpid()) and lock.parent.parent == Path(folder).parent
-    common.release_run_folder(folder)
+    run_folder.release_run_folder(folder)
     assert not lock.exists()
 
 
@@ -380,7 +381,7 @@ def test_validation_nms_has_no_wall_clock_limit(monkeypatch):
     import ultralytics.utils.nms as nms
     from ultralytics.models.yolo.detect import DetectionValidator
 
-    from models.engine.trainer import ReproducibleValidator
+    from models.engine.validator import ReproducibleValidator
 
     clock = iter(range(0, 10**6, 5))  # every reading of the clock is 5 s later: a very busy machine
     monkeypatch.setattr(nms.time, "time", lambda: float(next(clock)))

@@ -1,6 +1,6 @@
 """Checks the trainer runs when it builds a model: dense attention memory budget."""
 
-from models.engine.trainer import warn_dense_attention
+from models.engine.checks import warn_dense_attention
 from models.yolo import build_model
 
 

@@ -37,7 +37,8 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-import tools.common as common  # noqa: E402  (offline environment first)
+import tools.common as common
+from models.engine import run_folder  # noqa: E402  (offline environment first)
 
 DONE = "ablate_done.json"
 METRICS = {  # our short name -> ultralytics results.csv column
@@ -423,7 +424,7 @@ def plot_curves(variants: list[tuple[str, str]], records: list[dict], root: Path
 
 def main(argv=None) -> int:
     opt = parse_opt(argv)
-    root = Path(common.run_dir(opt.project, "ablate")) / opt.name
+    root = Path(run_folder.run_dir(opt.project, "ablate")) / opt.name
     baseline = opt.baseline or f"yolov5{opt.scale}.yaml"
     variants = [("baseline", baseline)] + [resolve_variant(v, opt.scale) for v in opt.variants]
     labels = [v[0] for v in variants]

@@ -28,7 +28,8 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-import tools.common as common  # noqa: E402  (offline environment first)
+import tools.common as common
+from models.engine import run_folder  # noqa: E402  (offline environment first)
 
 import torch  # noqa: E402
 
@@ -308,7 +309,7 @@ def parse_opt(argv=None):
 
 
 def main(opt) -> list[Path]:
-    save_dir = common.save_dir(opt.project, "heatmap", opt.name, opt.exist_ok)
+    save_dir = run_folder.save_dir(opt.project, "heatmap", opt.name, opt.exist_ok)
     return save_heatmaps(opt.weights, opt.source, save_dir, opt.imgsz, opt.conf_thres, opt.iou_thres, opt.device,
                          opt.every, trust=opt.trust_weights)
 

@@ -1,32 +1,22 @@
-"""Memory check for dense attention modules (quadratic in N = H*W: NonLocal, DANet, BoTMHSA, DAttention).
+"""Checks of a model before it trains: memory of dense attention, AMP agreement, the time one step takes.
 
-``dense_attention_check(model, imgsz)`` finds every module registered with ``dense=True`` inside any
-``nn.Module`` tree, measures the stride of the feature map each one sees (the shape probe,
-:func:`models.parse.probe.probe_shapes`), scales that to ``imgsz`` and estimates the module's attention working set for
-the whole batch: ``module.attention_map_elements(h, w) * batch * dtype_bytes`` (the module protocol; default 2
-bytes: fp16/bf16 AMP). It returns one message per module over ``budget_gib``.
-
-Since these modules compute their attention with ``scaled_dot_product_attention`` (``models/attention/_sdpa.py``),
-no (N x N) map is stored in training or inference, and ``attention_map_elements`` is the module's working set
-per training sample, O(N C): its q, k, v, outputs and what the backward keeps, calibrated against the measured
-forward+backward peak of the module (``tools/measure.py:peak_memory_mb``, CPU fp32; NonLocal 8 C N, DANet 11 C N
-+ 2 C^2, BoTMHSA 9 heads N (d + H + W), DAttention 21 C N). On CPU, maps small enough for the explicit form to be
-faster (DANet, BoTMHSA) are stored explicitly, at most 256 MiB (fp32) per call.
-
-Measured (CPU, fp32, tensor memory of one training step, batch 2 scaled linearly to 16): yolov5s at 640 needs
-685 MiB per 2 images (5.4 GiB at batch 16). NonLocal after the P3 backbone stage (80x80, C=128) added 108 MiB per
-2 images with the stored (N x N/4) map, 30 MiB with SDPA. The default budget, 2 GiB for the batch at 2 bytes per
-element, is about the whole yolov5s training step at batch 16 in AMP: a module over it at least doubles the memory
-of training. At 640 px and batch 16 no dense module reaches it at P5 or P4, and at P3 only BoTMHSA comes near it
-(folded relative logits, 1.3 GiB); what still keeps these modules at P5 by default is compute, which stays
-quadratic: N times N' multiply-adds, 256 times those at P5 when placed at P3.
+Dense attention (quadratic in N = H*W: NonLocal, DANet, BoTMHSA, DAttention): :func:`dense_attention_check` finds
+every module registered with ``dense=True``, measures the stride of the map it sees (the shape probe), scales it to
+the training size and estimates its working set for the batch, ``module.attention_map_elements(h, w) * batch *
+dtype_bytes`` (the module protocol; these modules compute attention through SDPA, so no N x N map is stored and the
+estimate is O(N C), calibrated against the measured forward+backward peak). The default budget, 2 GiB for the batch
+at 2 bytes per element, is about a whole yolov5s training step at batch 16 in AMP; measurements in docs/benchmarks.md.
 """
 
 from __future__ import annotations
 
 import math
+import time
+from copy import deepcopy
 
+import torch
 from torch import nn
+from ultralytics.utils import LOGGER
 
 from models.parse.probe import probe_shapes
 from models.registry import attention_specs
@@ -106,3 +96,86 @@ def dense_attention_check(
             f"compute grows with N^2. {advice}"
         )
     return messages
+
+def warn_dense_attention(model, imgsz, batch) -> list[str]:
+    """Warn, naming the layer, when a dense attention module's working set (q, k, v, outputs and what the backward
+    keeps; no N x N map is stored since the SDPA rewrite) would exceed the memory budget at this image size and batch
+    (``models/engine/checks.py``)."""
+    msgs = dense_attention_check(model, imgsz, batch=max(int(batch), 1))
+    for msg in msgs:
+        LOGGER.warning(msg)
+    return msgs
+
+
+AMP_TOLERANCE = 0.1  # relative L2 difference; fp16 gives at most ~3e-2 on randomly initialised models at 256 px
+
+
+def amp_disagreement(model: torch.nn.Module, imgsz: int, dtype: torch.dtype = torch.float16) -> tuple[float, str]:
+    """How far autocast (``dtype``) moves the training-mode outputs of ``model`` from fp32.
+
+    A copy of the model (so BatchNorm statistics stay untouched) runs in training mode, as AMP training does;
+    batch statistics keep the activations of an untrained model O(1), where eval mode would let them underflow
+    fp16. Returns the largest relative L2 difference over the head's output tensors (inf where the AMP output is
+    not finite) and the name of that output.
+    """
+    device = next(model.parameters()).device
+    x = torch.rand(2, 3, imgsz, imgsz, generator=torch.Generator().manual_seed(0)).to(device)
+    copy = deepcopy(model).train()
+    with torch.no_grad():
+        ref = copy(x)
+        with torch.autocast(device.type, dtype=dtype):
+            amp = copy(x)
+    worst, where = 0.0, ""
+    for i, (a, r) in enumerate(zip(torch.utils._pytree.tree_leaves(amp), torch.utils._pytree.tree_leaves(ref))):
+        a, r = a.float(), r.float()
+        d = float("inf") if not torch.isfinite(a).all() else float((a - r).norm() / r.norm().clamp_min(1e-12))
+        if d >= worst:
+            worst, where = d, f"output {i} {tuple(r.shape)}"
+    return worst, where
+
+
+def amp_verdict(model: torch.nn.Module, imgsz: int, dtype: torch.dtype = torch.float16) -> bool:
+    """Whether to train ``model`` with AMP: the outputs agree within :data:`AMP_TOLERANCE` (logged either way)."""
+    try:
+        worst, where = amp_disagreement(model, imgsz, dtype)
+    except Exception as e:  # the check could not run (out of memory, say): keep AMP, as ultralytics does then
+        LOGGER.warning(f"AMP: check skipped ({type(e).__name__}: {e}); training with AMP as asked. "
+                       "If losses turn NaN, train with --no-amp.")
+        return True
+    if worst <= AMP_TOLERANCE:
+        LOGGER.info(f"AMP: checks passed on this model (autocast vs fp32 relative difference {worst:.1e}) ✅")
+        return True
+    LOGGER.warning(f"AMP: checks failed: autocast changes this model's {where} by {worst:.3g} (relative, limit "
+                   f"{AMP_TOLERANCE}); AMP is disabled for this run")
+    return False
+
+
+def duration(seconds: float) -> str:
+    if seconds < 1:
+        return "under a second"
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min {seconds % 60:02d} s"
+    return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
+
+
+def time_training_step(model: torch.nn.Module, batch: int, imgsz: int, device) -> float:
+    """Seconds of one forward + backward pass of a copy of ``model`` on a zero batch (nothing of the run changes:
+    the copy keeps BatchNorm statistics and gradients to itself, the random number generators are restored)."""
+    copy = deepcopy(model).train()
+    for p in copy.parameters():
+        p.requires_grad_(True)
+    x = torch.zeros(batch, 3, imgsz, imgsz, device=device)
+    steps = 2 if device.type == "cuda" else 1  # the first CUDA step pays for kernel selection
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):  # dropout draws stay private
+        for _ in range(steps):
+            t = time.perf_counter()
+            out = copy(x)
+            sum(o.float().sum() for o in torch.utils._pytree.tree_leaves(out) if isinstance(o, torch.Tensor)).backward()
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            dt = time.perf_counter() - t
+    del copy, x, out
+    return dt

@@ -28,7 +28,7 @@ from models.parse.text import to_text, write_text
 STAGE_DIR = ".run-configs"  # beside the run folders: <project>/.run-configs/<run name>/<yaml>
 
 
-def _source(cfg, weights) -> tuple[dict, str | None, str]:
+def _source(cfg, weights, trust: bool = False) -> tuple[dict, str | None, str]:
     """(model dict, source text for its layout or None, file name) of ``cfg``, or of the YAML stored in ``weights``."""
     if cfg:
         d = load_config(cfg)
@@ -39,7 +39,7 @@ def _source(cfg, weights) -> tuple[dict, str | None, str]:
         raise ConfigError("the run's model needs a model: give --cfg or --weights")
     from models.weights.checkpoint import load_model
 
-    d = deepcopy(getattr(load_model(weights), "yaml", None))
+    d = deepcopy(getattr(load_model(weights, trust=trust), "yaml", None))
     if not isinstance(d, dict):
         raise ConfigError(f"{weights} stores no model YAML; give --cfg")
     name = Path(d.get("yaml_file") or "model.yaml").name
@@ -48,16 +48,18 @@ def _source(cfg, weights) -> tuple[dict, str | None, str]:
 
 
 def write_run_yaml(save_dir: str | Path, cfg=None, weights: str | None = None, attention: list[str] | tuple = (),
-                   identity_blend: bool = False, hyp: dict | None = None, autoanchor: bool | None = None) -> str:
+                   identity_blend: bool = False, hyp: dict | None = None, autoanchor: bool | None = None,
+                   trust: bool = False) -> str:
     """Write the run's model YAML into ``save_dir`` and return the path of the staged copy to train from.
 
     ``cfg`` is a config (path, name or dict); without it the YAML stored in ``weights`` is used. ``attention``:
     insertion specs (``CBAM@backbone_end``; the file is then named ``model.yaml``). ``hyp``: YOLOv5 loss settings
     for the model's ``hyp:``; an ``anchors`` count in it replaces the YAML's anchors with that many per level,
     computed by AutoAnchor (YOLOv5's rule). ``autoanchor``: False keeps the YAML's anchors.
-    Raises :class:`ConfigError` (:class:`InsertError` for insertions) before anything is written.
+    ``trust``: read ``weights`` with unrestricted unpickling. Raises :class:`ConfigError` (:class:`InsertError` for
+    insertions) before anything is written.
     """
-    d, template, name = _source(cfg, weights)
+    d, template, name = _source(cfg, weights, trust)
     result = insert_layers(d, list(attention))
     if attention:
         model = validate(result)

@@ -1,7 +1,7 @@
-"""Layers our YAMLs use: ultralytics' building blocks and the ``nn.*`` layers YOLO YAMLs name.
+"""ultralytics' building blocks and the ``nn.*`` layers YOLO YAMLs name, registered for the parser.
 
-Everything a YAML may name is registered in :data:`models.registry.LAYERS`; the parser resolves names
-nowhere else. Blocks that ultralytics lacks live here too (registered the same way).
+Blocks ultralytics lacks are in ``yolov5.py``, ``yolov7.py`` and ``attention_blocks.py`` beside this file; the
+detection heads are in :mod:`models.heads`.
 """
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from __future__ import annotations
 from torch import nn
 from ultralytics.nn import modules as um
 
-from models.registry import LAYERS, RowContext
 from models.layers.yolov5 import bottleneck_csp_name, bottleneck_name
+from models.registry import LAYERS
 
 # c1, c2 = in/out channels; the YAML's first argument is the nominal output width (scaled by width_multiple)
 for _cls in (um.Conv, um.DWConv, um.GhostConv, um.Focus, um.SPP, um.GhostBottleneck, um.ConvTranspose):
@@ -33,19 +33,6 @@ def _sppf_legacy_act(m, args: list) -> None:
 
 
 LAYERS.add(um.SPPF, kind="conv", post_build=_sppf_legacy_act)
-
-
-def _detect_args(args: list, row: RowContext) -> tuple[list, None]:
-    """ultralytics Detect(nc, reg_max, end2end, ch)."""
-    return [*args[:1], row.model.get("reg_max", 16), row.model.get("end2end"), row.c_from], None
-
-
-def _detect_class(args: list, model: dict) -> str:
-    """``Detect [nc, anchors]`` (YOLOv5/YOLOv7 YAMLs) is the anchor-based head of models/heads/anchor.py; ``[nc]`` is ours."""
-    return "AnchorDetect" if len(args) > 1 else "Detect"
-
-
-LAYERS.add(um.Detect, kind="head", make_args=_detect_args, legacy=True, dispatch=_detect_class)
 
 # torch.nn layers that YOLO YAMLs name, by their YAML spelling
 for _name in ("Upsample", "Identity", "MaxPool2d", "AvgPool2d", "ZeroPad2d", "Dropout", "Dropout2d"):

@@ -1,22 +1,20 @@
-"""Model YAMLs as data: finding and loading them, the scale rule, safe argument values, ``from`` references.
-
-Safety: a YAML is input from strangers. String arguments are symbols (``nc``, ``anchors``), Python
-literals (parsed with ``ast.literal_eval``), plain words such as ``nearest``, or whitelisted activation
-constructors. Nothing is ``eval``-ed.
+"""Read: a model YAML file -> a checked dict. Finding the file (path or bare name, the scale letter in the name),
+loading it safely (a strict YAML loader, size and encoding limits), the model keys (``nc``, scales, multiples,
+``activation``) and the rows' ``from`` references. Argument values are read in :mod:`models.parse.values`.
 """
 
 from __future__ import annotations
 
-import ast
+import math
 import re
 from copy import deepcopy
 from pathlib import Path
 
 import yaml
-from torch import nn
 from ultralytics.utils import LOGGER
 
-from models.registry import ConfigError
+from models.parse.values import parse_activation
+from models.registry import ConfigError, is_int
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG_DIR = ROOT / "configs"
@@ -153,65 +151,6 @@ def with_scale(d: dict) -> dict:
 
 
 # ----------------------------------------------------------------------------------------------------------------------
-# Safe argument values
-
-ACTIVATIONS = {
-    "SiLU": nn.SiLU,
-    "ReLU": nn.ReLU,
-    "ReLU6": nn.ReLU6,
-    "LeakyReLU": nn.LeakyReLU,
-    "Hardswish": nn.Hardswish,
-    "Mish": nn.Mish,
-    "GELU": nn.GELU,
-    "Sigmoid": nn.Sigmoid,
-    "Tanh": nn.Tanh,
-    "Identity": nn.Identity,
-}
-ACT_RE = re.compile(r"^\s*(?:nn\.|torch\.nn\.)?(\w+)\s*\((.*)\)\s*$", re.S)
-WORD_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]*$")
-
-
-def parse_activation(spec: str) -> nn.Module:
-    """Build an activation from text like ``nn.LeakyReLU(0.1)``: whitelisted class, literal arguments only."""
-    m = ACT_RE.match(spec)
-    if not m or m.group(1) not in ACTIVATIONS:
-        raise ValueError(f"'{spec}' is not an allowed activation; allowed: {', '.join(f'nn.{k}(...)' for k in ACTIVATIONS)}")
-    name, inner = m.groups()
-    try:
-        call = ast.parse(f"f({inner})", mode="eval").body
-        args = [ast.literal_eval(a) for a in call.args]
-        kwargs = {k.arg: ast.literal_eval(k.value) for k in call.keywords}
-    except (SyntaxError, ValueError) as e:
-        raise ValueError(f"'{spec}': activation arguments must be literals") from e
-    return ACTIVATIONS[name](*args, **kwargs)
-
-
-def parse_arg(a, symbols: dict, where: str):
-    """Resolve one YAML argument: symbols, literals and plain words; reject anything that looks like code."""
-    if isinstance(a, str):
-        if a in symbols:
-            return symbols[a]
-        try:
-            return ast.literal_eval(a)
-        except (ValueError, SyntaxError):
-            pass
-        if ACT_RE.match(a):
-            try:
-                return parse_activation(a)
-            except ValueError as e:
-                raise ConfigError(f"{where}: {e}") from None
-        if WORD_RE.match(a):
-            return a  # e.g. 'nearest'
-        raise ConfigError(f"{where}: argument {a!r} is not a number, literal, known symbol or plain word; "
-                          "YAML arguments are never evaluated as code")
-    if isinstance(a, list):
-        return [parse_arg(x, symbols, where) for x in a]
-    if isinstance(a, dict):
-        return {k: parse_arg(v, symbols, where) for k, v in a.items()}
-    return a
-
-
-# ----------------------------------------------------------------------------------------------------------------------
 # Rows and 'from' references
 
 
@@ -245,3 +184,56 @@ def resolve_from(f, i: int, where: str) -> list[int]:
             raise ConfigError(f"{where}: 'from' index {x} points to layer {j}, but only layers 0..{i - 1} exist before it")
         out.append(j)
     return out
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Checks of the model keys
+
+# Bounds: a typo (width_multiple 25 for 0.25, a repeat count of 1e9) must be a clear error, not a hang or an
+# out-of-memory crash. They are far above every published YOLO model (yolov5x: depth 1.33, width 1.25, 12 repeats,
+# 1280 channels; yolov7-e6e: 151 M parameters).
+MAX_MULTIPLE = 4.0  # depth_multiple, width_multiple
+MAX_REPEATS = 100  # a row's repeat count after depth scaling
+MAX_CHANNELS = 8192  # a layer's output channels after width scaling
+MAX_PARAMS = 1_000_000_000  # the whole model (4 GB of fp32 weights, four times that to train)
+SCREEN_PARAMS = 50_000_000  # above this rough row-by-row estimate, the exact count is taken before allocating
+
+
+def check_model_keys(d: dict, source: str) -> None:
+    if "nc" not in d:
+        raise ConfigError(f"{source}: missing required key 'nc' (the number of classes)")
+    nc = d["nc"]
+    if not is_int(nc) or nc < 1:
+        raise ConfigError(f"{source}: nc must be a positive whole number of classes, got {nc!r}")
+
+
+def _number(v, key: str, source: str) -> float:
+    if isinstance(v, str):
+        try:
+            v = float(v)
+        except ValueError:
+            raise ConfigError(f"{source}: {key} must be a number, got {v!r}") from None
+        raise ConfigError(f"{source}: {key}: {v!r} was read as text (YAML 1.1 needs a decimal point and a signed "
+                          f"exponent, e.g. 1.0e+6); write it as a plain number, e.g. {v:g}")
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+        raise ConfigError(f"{source}: {key} must be a finite number, got {v!r}")
+    return float(v)
+
+
+def check_multiples(depth, width, source: str) -> None:
+    for key, v in (("depth_multiple", depth), ("width_multiple", width)):
+        v = _number(v, key, source)
+        if not 0 < v <= MAX_MULTIPLE:
+            hint = f" (did you mean {v / 100:g}?)" if v > MAX_MULTIPLE and v / 100 <= MAX_MULTIPLE else ""
+            raise ConfigError(f"{source}: {key} must be in (0, {MAX_MULTIPLE:g}], got {v:g}{hint}; yolov5n..x use "
+                              "depth 0.33-1.33 and width 0.25-1.25")
+
+
+def model_activation(d: dict, source: str):
+    """The model's ``activation:`` (e.g. ``nn.LeakyReLU(0.1)``) as a module, None when the YAML names none."""
+    if not d.get("activation"):
+        return None
+    try:
+        return parse_activation(d["activation"])
+    except ValueError as e:
+        raise ConfigError(f"{source}: activation: {e}") from None

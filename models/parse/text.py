@@ -8,13 +8,14 @@ understand. Row comments that begin with a layer number are renumbered.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
+
+from models.parse.values import flow
 
 INTERNAL_KEYS = ("yaml_file", "channels")  # set by load_config / the model, never written
 
@@ -27,42 +28,6 @@ class RowOrigin:
     section: str  # 'backbone' | 'head'
     old: int | None
     comment: str | None = None
-
-
-# ----------------------------------------------------------------------------------------------------------------------
-# Values in flow style (round-trip through yaml.safe_load)
-
-
-def flow(v) -> str:
-    if isinstance(v, bool):
-        return "True" if v else "False"
-    if v is None:
-        return "null"
-    if isinstance(v, int):
-        return str(v)
-    if isinstance(v, float):
-        if v != v:
-            return ".nan"
-        if v in (float("inf"), float("-inf")):
-            return ".inf" if v > 0 else "-.inf"
-        r = repr(v)
-        if "e" in r and "." not in r.split("e")[0]:
-            mant, exp = r.split("e")
-            r = f"{mant}.0e{exp if exp[0] in '+-' else '+' + exp}"
-        return r
-    if isinstance(v, str):
-        if re.fullmatch(r"[A-Za-z_][\w.\-()+*/ ]*", v) and not v.endswith(" "):
-            try:
-                if yaml.safe_load(f"[{v}]") == [v]:
-                    return v
-            except yaml.YAMLError:
-                pass
-        return json.dumps(v)
-    if isinstance(v, (list, tuple)):
-        return "[" + ", ".join(flow(x) for x in v) + "]"
-    if isinstance(v, dict):
-        return "{" + ", ".join(f"{flow(k)}: {flow(x)}" for k, x in v.items()) + "}"
-    raise TypeError(f"cannot write {type(v).__name__} value {v!r} to a model YAML")
 
 
 # ----------------------------------------------------------------------------------------------------------------------

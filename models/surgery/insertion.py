@@ -29,7 +29,8 @@ import yaml
 from models.parse.read import INPUT as IMAGE, load_config, resolve_from, rows_of, with_scale
 from models.registry.protocol import init_identity
 from models.registry import LAYERS, ConfigError, attention_specs, is_int
-from models.parse.text import RowOrigin, flow
+from models.parse.text import RowOrigin
+from models.parse.values import flow
 
 SPEC_RE = re.compile(r"^\s*([A-Za-z_][\w.]*)\s*(\[.*\]|\{.*\})?\s*@\s*(\S.*?)\s*$", re.S)
 POSITION_NAMES = ("backbone_end", "neck_outputs", "head_inputs", "p3", "p4", "p5", "after:<Type>", "<index>")

@@ -47,16 +47,6 @@ NOT_STRUCTURE = frozenset({"training", "inplace", "eps", "momentum", "i", "f", "
 PLAIN = (bool, int, float, str, tuple, type(None))
 
 
-IDENTITY_INIT_ENV = "YOLO_IDENTITY_INIT"  # "0": no identity start (train.py --no-identity-init); an env var reaches DDP workers
-
-
-def identity_init_enabled() -> bool:
-    """Identity start when transferring: on unless ``YOLO_IDENTITY_INIT=0``."""
-    import os
-
-    return os.environ.get(IDENTITY_INIT_ENV, "1").strip().lower() not in ("0", "false", "no", "off")
-
-
 class TransferError(ValueError):
     """The source cannot be aligned (no YOLO layer list)."""
 
@@ -180,12 +170,13 @@ def layers_of(model: nn.Module) -> list[Layer]:
     return out
 
 
-def load_source(weights) -> tuple[nn.Module, str]:
-    """(model, display name) from a checkpoint path, a checkpoint dict or a model."""
+def load_source(weights, trust: bool = False) -> tuple[nn.Module, str]:
+    """(model, display name) from a checkpoint path (read with unrestricted unpickling only if ``trust``), a
+    checkpoint dict or a model."""
     if isinstance(weights, (str, Path)):
         from models.weights.checkpoint import load_model
 
-        return load_model(weights), Path(weights).name
+        return load_model(weights, trust=trust), Path(weights).name
     if isinstance(weights, dict):  # a models.weights.checkpoint.read_checkpoint dict (any supported format)
         from models.weights.checkpoint import CheckpointError, model_from_checkpoint
 
@@ -348,9 +339,11 @@ def _implicit_identity(base: nn.Module, new: nn.Module, name: str, n: int, notes
     return done
 
 
-def transfer_weights(model: nn.Module, weights, identity_init: bool = True, verbose: bool = True) -> TransferReport:
-    """Load ``weights`` (path, checkpoint dict or model) into ``model`` by structural alignment; see the module doc."""
-    src, name = load_source(weights)
+def transfer_weights(model: nn.Module, weights, identity_init: bool = True, verbose: bool = True,
+                     trust: bool = False) -> TransferReport:
+    """Load ``weights`` (path, checkpoint dict or model) into ``model`` by structural alignment; see the module doc.
+    ``trust``: read a path with unrestricted unpickling (a file one made oneself)."""
+    src, name = load_source(weights, trust)
     base, new = layers_of(src), layers_of(model)
     report = TransferReport(source=name)
     if getattr(src, "is_fused", lambda: False)() and not getattr(model, "is_fused", lambda: False)():
