@@ -206,7 +206,7 @@ def build_overrides(opt) -> dict:
     if opt.attention or loss_hyp or opt.noautoanchor:
         # the run's own model YAML: inserted attention, YOLOv5 loss gains and the AutoAnchor switch travel in it
         # (checkpoints, resume, DDP workers); models/engine/run_yaml.py writes it into the run folder
-        from models.surgery.insertion import InsertError
+        from models.surgery.spec import InsertError
         from models.registry import ConfigError
         from models.engine.run_yaml import write_run_yaml
 

@@ -1,1 +1,1 @@
-"""Benchmarks: module profiler, model overhead, and the measuring helpers they (and tools/ablate.py) share."""
+"""Benchmarks: speed and memory of the modules and models, measured as ratios in one run (helpers in tools/measure.py)."""

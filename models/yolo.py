@@ -21,6 +21,7 @@ from models.parse.build import parse_model
 from models.parse.read import load_config
 from models.parse.probe import head_strides, input_channels
 from models.registry import LAYERS, ConfigError
+from models.registry.protocol import DetectionHead
 
 
 class AttentionDetectionModel(DetectionModel):
@@ -69,12 +70,12 @@ class AttentionDetectionModel(DetectionModel):
     def init_criterion(self):
         """The head's own loss when it has one (anchor-based heads: YOLOv5's loss), else ultralytics' default."""
         head = self.model[-1]
-        return head.make_criterion(self) if hasattr(head, "make_criterion") else super().init_criterion()
+        return head.make_criterion(self) if isinstance(head, DetectionHead) else super().init_criterion()
 
     def fuse(self, verbose: bool = True, imgsz: int = 640):
         """ultralytics' Conv+BN / RepConv fusion, plus the head's own (YOLOv7 IDetect folds its implicit layers)."""
         head = self.model[-1]
-        if not isinstance(head, Detect) and hasattr(head, "fuse"):
+        if isinstance(head, DetectionHead):
             head.fuse()
         return super().fuse(verbose=verbose, imgsz=imgsz)
 

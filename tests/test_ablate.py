@@ -45,7 +45,7 @@ def test_table_has_mean_std_noise_flag_and_costs(ablation):
     assert "| baseline |" in md and "| se |" in md
     assert " ± " in md  # two seeds: mean ± std
     assert "noise" in md
-    from tools.ablate import noise_verdict
+    from tools.ablate_report import noise_verdict
 
     rows = {r["variant"]: r for r in read(root / "ablation.csv")}
     runs = read(root / "runs.csv")
@@ -132,7 +132,7 @@ def test_noise_verdict_is_welchs_test_at_5_percent(seed):
     import numpy as np
     from scipy import stats
 
-    from tools.ablate import noise_verdict
+    from tools.ablate_report import noise_verdict
 
     rng = np.random.default_rng(seed)
     n_v, n_b = rng.integers(2, 6, size=2)
@@ -146,7 +146,7 @@ def test_noise_verdict_is_welchs_test_at_5_percent(seed):
 
 
 def test_noise_verdict_with_one_seed_says_unverified():
-    from tools.ablate import noise_verdict
+    from tools.ablate_report import noise_verdict
 
     assert noise_verdict([0.5], [0.3, 0.31])[2] == "one seed: unverified"
     d, bound, verdict = noise_verdict([0.31, 0.31], [0.30, 0.30])  # no spread at all: any difference is real

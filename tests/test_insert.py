@@ -11,15 +11,9 @@ import torch
 import yaml
 
 from models.parse.read import load_config
-from models.surgery.insertion import (
-    InsertError,
-    Insertion,
-    build_yaml_text,
-    insert,
-    insert_layers,
-    layer_strides,
-    parse_insertion,
-)
+from models.surgery.graph import layer_strides
+from models.surgery.insertion import build_yaml_text, insert, insert_layers
+from models.surgery.spec import InsertError, Insertion, parse_insertion
 from models.yolo import build_model
 from tools.insert import main
 
@@ -301,7 +295,7 @@ def test_text_keeps_comments_and_renumbers_layer_numbers():
     assert "  - [18, 1, SE, []] # 25 SE inserted at neck_outputs" in text
     assert "# 28 Detect(P3, P4, P5)" in text
     assert "  # [from, number, module, args]" in text and "scales: # [depth_multiple" in text
-    assert text.startswith("# Built by tools/insert.py from yolov5.yaml: CBAM@backbone_end SE@neck_outputs\n")
+    assert not text.startswith("# Built by")  # the library writes no provenance line unless asked (note=...)
     assert yaml.safe_load(text)["head"] == result.cfg["head"]
 
 
@@ -366,6 +360,7 @@ def test_cli_writes_a_yaml_that_builds(tmp_path, capsys):
     assert "10 CBAM" in err and "wrote" in err
     m = build_model(str(out))
     assert [m.model[i].type for i in (10, 25, 26, 27)] == ["CBAM", "SE", "SE", "SE"]
+    assert out.read_text().startswith("# Built by tools/insert.py from yolov5n.yaml: CBAM@backbone_end SE@neck_outputs\n")
     assert main(["configs/yolov5.yaml", "--positions"]) == 0
     listing = capsys.readouterr().out
     assert "p4            -> after layer 6 (C3)" in listing and "neck_outputs  -> on the head's inputs [17, 20, 23]" in listing

@@ -75,3 +75,68 @@ def test_detect_head_contract():
     head.train()
     out = head([torch.zeros(1, c, s, s) for c, s in ((16, 8), (32, 4), (64, 2))])
     assert isinstance(out, dict) and "feats" in out, "Detect training output is no longer a dict with 'feats'"
+
+
+# -- every target models/engine/patches.py swaps, pinned -----------------------------------------------------------
+
+EXPECTED_PARAMETERS = {  # what our replacements are called with: the original's leading parameters
+    "get_flops": ["model", "imgsz"],
+    "load_checkpoint": ["weight", "device", "inplace", "fuse"],
+    "check_file": ["file"],
+    "check_amp": ["model"],
+    "strip_optimizer": ["f", "s", "updates"],
+}
+
+
+def _targets():
+    from models.engine.patches import TARGETS
+
+    return TARGETS
+
+
+@pytest.mark.parametrize("module,path,what", _targets(), ids=[f"{m}.{p}" for m, p, _ in _targets()])
+def test_every_patched_target_exists_as_we_use_it(module, path, what):
+    import importlib
+
+    obj = importlib.import_module(module)
+    for part in path.split("."):
+        assert hasattr(obj, part), f"ultralytics changed: {module}.{path} is gone ({what}); models/engine/patches.py"
+        obj = getattr(obj, part)
+    name = path.split(".")[-1]
+    if name in EXPECTED_PARAMETERS:
+        params = list(inspect.signature(obj).parameters)
+        assert params[: len(EXPECTED_PARAMETERS[name])] == EXPECTED_PARAMETERS[name], f"{module}.{path}{params}: {what}"
+    if name == "non_max_suppression":
+        assert "max_time_img" in inspect.signature(obj).parameters, "NMS lost its max_time_img argument"
+    if name == "YAML":
+        assert list(inspect.signature(obj.save).parameters)[:3] == ["file", "data", "header"]
+    if name == "default_act":
+        import torch
+
+        assert isinstance(obj, torch.nn.Module)
+    if name == "legacy":
+        assert isinstance(obj, bool)
+
+
+@pytest.mark.parametrize("method,calls", [
+    ("__init__", "YAML.save("),  # args.yaml, written through trainer_yaml
+    ("_setup_train", "check_amp("),
+    ("final_eval", "strip_optimizer("),
+    ("check_resume", "check_file("),
+    ("setup_model", "load_checkpoint("),
+])
+def test_the_trainer_calls_the_patched_names_where_we_swap_them(method, calls):
+    """A swap only works while the engine looks the name up in ``ultralytics.engine.trainer`` from that method."""
+    from ultralytics.engine.trainer import BaseTrainer
+
+    assert calls in inspect.getsource(getattr(BaseTrainer, method)), f"BaseTrainer.{method} no longer calls {calls}"
+
+
+def test_detection_validator_is_made_as_our_trainer_makes_it():
+    """AttentionTrainer.get_validator builds ReproducibleValidator with DetectionTrainer's own arguments."""
+    from ultralytics.models.yolo.detect import DetectionTrainer, DetectionValidator
+
+    src = inspect.getsource(DetectionTrainer.get_validator)
+    assert "DetectionValidator(" in src and "self.test_loader" in src and "_callbacks=self.callbacks" in src, src
+    assert "postprocess" in vars(DetectionValidator), "DetectionValidator.postprocess (where NMS runs) moved"
+    assert "nms.non_max_suppression(" in inspect.getsource(DetectionValidator.postprocess)

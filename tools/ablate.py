@@ -25,10 +25,7 @@ rounds; ratio to the baseline), and writes to ``runs/ablate/<name>/``:
 from __future__ import annotations
 
 import argparse
-import csv
 import json
-import math
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -39,15 +36,10 @@ if str(ROOT) not in sys.path:
 
 import tools.common as common
 from models.engine import run_folder  # noqa: E402  (offline environment first)
+from tools.ablate_report import (METRICS, plot_curves, plot_tradeoff, read_results, summarise,  # noqa: E402
+                                 write_runs, write_table)
 
 DONE = "ablate_done.json"
-METRICS = {  # our short name -> ultralytics results.csv column
-    "P": "metrics/precision(B)",
-    "R": "metrics/recall(B)",
-    "mAP50": "metrics/mAP50(B)",
-    "mAP50-95": "metrics/mAP50-95(B)",
-}
-CURVES = ("train/box_loss", "val/box_loss", "metrics/mAP50-95(B)")
 OWN_FLAGS = {"--cfg", "--name", "--project", "--seed", "--resume", "--exist-ok"}  # set per run by the runner
 DEMO = dict(name="demo", scale="n", variants=["se", "cbam"], data="shapes.yaml", epochs=8, imgsz=192,
             batch_size=8, seeds=[0, 1], device="cpu", train_args=["--optimizer", "AdamW", "--hyp", "hyp.quick.yaml",
@@ -132,14 +124,6 @@ def check_same_settings(opt, saved: Path) -> None:
         diff = ", ".join(f"{k}: {before[k]!r} -> {getattr(opt, k)!r}" for k in changed)
         raise SystemExit(f"error: {saved.parent} holds runs trained with other settings ({diff}); "
                          "use another --name (or --project) for a new ablation")
-
-
-def read_results(run_dir: Path) -> list[dict]:
-    path = run_dir / "results.csv"
-    if not path.exists():
-        return []
-    with open(path, newline="") as f:
-        return [{k.strip(): v for k, v in row.items()} for row in csv.DictReader(f)]
 
 
 def best_row(rows: list[dict]) -> dict:
@@ -265,158 +249,6 @@ def cost(variants: list[tuple[str, str]], opt) -> dict[str, dict]:
         out[label].update(latency_ms=t[label].median, latency_ratio=measure.median_ratio(t[label], t[base]),
                           latency_device=measure.device_name(device))
     return out
-
-
-def mean_std(xs: list[float]) -> tuple[float, float]:
-    return statistics.fmean(xs), (statistics.stdev(xs) if len(xs) > 1 else float("nan"))
-
-
-def noise_verdict(v: list[float], b: list[float]) -> tuple[float, float, str]:
-    """(difference of means, noise bound, 'outside noise' | 'inside noise' | 'one seed: unverified').
-
-    Welch's test at the 5% level: the difference is outside the seed-to-seed noise when
-    |mean_v - mean_b| > t(0.975, df) * SE, SE = sqrt(s_v^2/n_v + s_b^2/n_b), df by Welch-Satterthwaite.
-    With 2 seeds per arm t is about 4.3 (12.7 at df = 1): two seeds rarely separate small gains, as they should not.
-    """
-    d = statistics.fmean(v) - statistics.fmean(b)
-    if len(v) < 2 or len(b) < 2:
-        return d, float("nan"), "one seed: unverified"
-    a, c = statistics.variance(v) / len(v), statistics.variance(b) / len(b)
-    se = math.sqrt(a + c)
-    if se == 0:
-        return d, 0.0, "outside noise" if d != 0 else "inside noise"
-    df = (a + c) ** 2 / ((a * a / (len(v) - 1) if a else 0) + (c * c / (len(b) - 1) if c else 0))
-    from scipy.stats import t as student_t
-
-    bound = float(student_t.ppf(0.975, df)) * se
-    return d, bound, "outside noise" if abs(d) > bound else "inside noise"
-
-
-def summarise(records: list[dict], variants: list[tuple[str, str]], costs: dict) -> list[dict]:
-    base = variants[0][0]
-    by = {label: [r for r in records if r["variant"] == label] for label, _ in variants}
-    rows = []
-    for label, cfg in variants:
-        rs = by[label]
-        row = {"variant": label, "cfg": cfg, "seeds": " ".join(str(r["seed"]) for r in rs), "n": len(rs),
-               **costs.get(label, {})}
-        for k in METRICS:
-            row[f"{k}_mean"], row[f"{k}_std"] = mean_std([r[k] for r in rs])
-        for k in ("mAP50", "mAP50-95"):
-            d, bound, verdict = noise_verdict([r[k] for r in rs], [r[k] for r in by[base]])
-            row[f"d_{k}"], row[f"bound_{k}"], row[f"noise_{k}"] = d, bound, verdict if label != base else "baseline"
-        rows.append(row)
-    return rows
-
-
-def _pm(mean: float, std: float) -> str:
-    return f"{mean:.4f}" if math.isnan(std) else f"{mean:.4f} ± {std:.4f}"
-
-
-def _diff(row: dict, k: str) -> str:
-    if row[f"noise_{k}"] == "baseline":
-        return "–"
-    b = row[f"bound_{k}"]
-    bound = "" if math.isnan(b) else f", ±{b:.4f}"
-    return f"{row[f'd_{k}']:+.4f} ({row[f'noise_{k}']}{bound})"
-
-
-def write_table(rows: list[dict], opt, root: Path) -> str:
-    from tools import measure
-
-    header = ["Variant", "Config", "Seeds", "P", "R", "mAP50", "mAP50-95", "Δ mAP50 vs baseline",
-              "Δ mAP50-95 vs baseline", "Params", f"GFLOPs@{opt.imgsz}", "Latency ms", "Latency ratio"]
-    t = []
-    for r in rows:
-        t.append([r["variant"], f"`{r['cfg']}`", r["seeds"], _pm(r["P_mean"], r["P_std"]), _pm(r["R_mean"], r["R_std"]),
-                  _pm(r["mAP50_mean"], r["mAP50_std"]), _pm(r["mAP50-95_mean"], r["mAP50-95_std"]), _diff(r, "mAP50"),
-                  _diff(r, "mAP50-95"), f"{r.get('params', 0):,}", measure.fsig(r.get("gflops")),
-                  measure.fnum(r.get("latency_ms"), 2), measure.fnum(r.get("latency_ratio"), 2)])
-    lat_dev = next((r["latency_device"] for r in rows if r.get("latency_device")), "not measured")
-    text = (
-        f"# Ablation {opt.name}\n\nGenerated by `python tools/ablate.py`. Data `{opt.data}`, {opt.epochs} epochs at "
-        f"{opt.imgsz} px, batch {opt.batch_size}, seeds {' '.join(map(str, opt.seeds))}; identical train.py flags for "
-        f"every run: `{' '.join(opt.train_args) or '(defaults)'}`. Metrics: the best epoch of each run (ultralytics' "
-        "results.csv; best = highest mAP50-95), mean ± sample std over seeds. A difference from the baseline is "
-        "*outside noise* only when Welch's test says so at the 5% level: |Δ| > t(0.975, df)·SE, SE = "
-        "sqrt(s_v²/n_v + s_b²/n_b), df by Welch–Satterthwaite (the ± after each verdict is that bound); with one "
-        f"seed a difference cannot be told from seed-to-seed noise. Latency: fused model, batch 1, {opt.imgsz} px, median of interleaved rounds on "
-        f"{lat_dev}; ratio to the baseline measured in the same rounds.\n\n"
-    ) + measure.markdown_table(header, t, "lllrrrrllrrrr")
-    (root / "ablation.md").write_text(text)
-    cols = ["variant", "cfg", "seeds", "n"] + [f"{k}_{s}" for k in METRICS for s in ("mean", "std")] + [
-        f"{p}_{k}" for k in ("mAP50", "mAP50-95") for p in ("d", "bound", "noise")] + [
-        "params", "gflops", "latency_ms", "latency_ratio", "latency_device"]
-    measure.write_csv(root / "ablation.csv", rows, cols)
-    return text
-
-
-def write_runs(records: list[dict], root: Path) -> None:
-    from tools import measure
-
-    cols = ["variant", "cfg", "seed", "epochs", "best_epoch", "seconds", *METRICS]
-    measure.write_csv(root / "runs.csv", records, cols)
-
-
-# ------------------------------------------------------------------------------------------------ plots
-
-
-def plot_tradeoff(rows: list[dict], xkey: str, xlabel: str, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4.5), dpi=120)
-    for i, r in enumerate(rows):
-        x = r.get(xkey)
-        if x is None or (isinstance(x, float) and math.isnan(x)):
-            continue
-        err = 0 if math.isnan(r["mAP50-95_std"]) else r["mAP50-95_std"]
-        ax.errorbar(x, r["mAP50-95_mean"], yerr=err, fmt="s" if i == 0 else "o", capsize=3,
-                    color="black" if i == 0 else f"C{i % 10}", label=r["variant"])
-        ax.annotate(r["variant"], (x, r["mAP50-95_mean"]), textcoords="offset points", xytext=(5, 5), fontsize=8)
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel("mAP50-95 (mean ± std over seeds)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="best")
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-
-
-def plot_curves(variants: list[tuple[str, str]], records: list[dict], root: Path, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
-
-    fig, axes = plt.subplots(1, len(CURVES), figsize=(5 * len(CURVES), 4), dpi=110)
-    for i, (label, _) in enumerate(variants):
-        runs = [read_results(root / f"{label}-s{r['seed']}") for r in records if r["variant"] == label]
-        runs = [r for r in runs if r]
-        if not runs:
-            continue
-        n = min(len(r) for r in runs)
-        for ax, col in zip(axes, CURVES):
-            ys = np.array([[float(row[col]) for row in r[:n]] for r in runs])
-            epochs = np.arange(1, n + 1)
-            color = "black" if i == 0 else f"C{i % 10}"
-            ax.plot(epochs, ys.mean(0), color=color, label=label, marker="o" if n < 3 else None)
-            if len(runs) > 1:
-                ax.fill_between(epochs, ys.min(0), ys.max(0), color=color, alpha=0.15)
-    from matplotlib.ticker import MaxNLocator
-
-    for ax, col in zip(axes, CURVES):
-        ax.set_title(col + " (mean; band = min-max over seeds)", fontsize=9)
-        ax.set_xlabel("epoch")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.grid(alpha=0.3)
-    axes[-1].legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
 
 
 # ------------------------------------------------------------------------------------------------- main

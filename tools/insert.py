@@ -32,7 +32,8 @@ if str(ROOT) not in sys.path:
 def main(argv=None) -> int:
     import tools.common  # noqa: F401  (offline environment)
     from models.parse.read import load_config
-    from models.surgery.insertion import build_yaml_text, describe_positions, identity_support
+    from models.surgery.graph import describe_positions
+    from models.surgery.insertion import build_yaml_text, identity_support
     from models.registry import ConfigError
     from models.parse.text import write_text
 
@@ -56,7 +57,8 @@ def main(argv=None) -> int:
             d = load_config(args.cfg)
             print(describe_positions(d, Path(d["yaml_file"]).name))
             return 0
-        text, result = build_yaml_text(args.cfg, args.specs, identity_blend=args.identity_blend)
+        note = [f"# Built by tools/insert.py from {Path(str(args.cfg)).name}: {' '.join(args.specs)}"]
+        text, result = build_yaml_text(args.cfg, args.specs, identity_blend=args.identity_blend, note=note)
     except (ConfigError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

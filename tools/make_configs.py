@@ -1,8 +1,9 @@
 """Write ``configs/yolov5-<name>.yaml`` for every registered attention module.
 
-Each config is ``configs/yolov5.yaml`` with the module inserted after SPPF (layer 10, the end of the
-backbone, P5/32) by ``tools/insert.py`` (which shifts every later ``from`` index). This is the placement most YOLOv5
-attention studies use, and the only one the catalogue allows for dense N x N modules (P5).
+Each config is ``configs/yolov5.yaml`` with the module inserted at ``backbone_end`` (after SPPF, P5/32) by the
+insertion code of ``tools/insert.py`` (:func:`models.surgery.insertion.insert_layers`, which shifts every later
+``from`` index). This is the placement most YOLOv5 attention studies use, and the only one the catalogue allows for
+dense N x N modules (P5).
 
     python tools/make_configs.py          # write missing configs
     python tools/make_configs.py --check  # exit 1 if any is missing or stale
@@ -27,7 +28,8 @@ HEADER = """\
 def config_text(spec) -> str:
     """configs/yolov5.yaml with ``spec`` inserted at backbone_end (layer 10) by tools/insert.py."""
     from models.parse.read import load_config
-    from models.surgery.insertion import Insertion, insert_layers
+    from models.surgery.insertion import insert_layers
+    from models.surgery.spec import Insertion
     from models.parse.text import to_text
 
     arxiv = f", arXiv:{spec.arxiv}" if spec.arxiv else ""

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from models.attention._common import BatchNorm2dSafe
-from models.registry.protocol import AttentionModule
+from models.registry.protocol import GatedAttention
 from models.registry import register_attention
 
 
@@ -48,8 +48,10 @@ class ConvBNSiLU(nn.Module):
     placement="backbone_end",
     notes="Standalone x * CAA(x) as in ODS; in PKINet the map gates the inception branch output instead.",
 )
-class CAA(AttentionModule):
+class CAA(GatedAttention):
     """x * sigmoid(conv2(v_conv(h_conv(conv1(avgpool7(x)))))), strip kernels 1x11 and 11x1."""
+
+    gate_name = "context anchor gate"
 
     def __init__(self, c1: int, h_kernel_size: int = 11, v_kernel_size: int = 11):
         super().__init__()
@@ -64,9 +66,3 @@ class CAA(AttentionModule):
         """The context anchor map in (0, 1), shape (B, C, H, W)."""
         a = self.conv1(F.avg_pool2d(x, 7, 1, 3))
         return torch.sigmoid(self.conv2(self.v_conv(self.h_conv(a))))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * self.gate(x)
-
-    def attention_maps(self, x: torch.Tensor) -> dict:
-        return self.gate_maps(self.gate(x), "context anchor gate")

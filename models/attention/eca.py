@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from models.attention._common import check_form, eca_kernel_size
-from models.registry.protocol import AttentionModule
+from models.registry.protocol import GatedAttention
 from models.registry import register_attention
 
 
@@ -42,8 +42,10 @@ FORMS = ("paper", "official")
     renamed={"k_size": "kernel_size", "ksize": "kernel_size"},
     forms=FORMS,
 )
-class ECA(AttentionModule):
+class ECA(GatedAttention):
     """x * sigmoid(conv1d_k(GAP(x))), k adaptive to C (3 for C<=96, 5 for 128..1280, 7 for 2048)."""
+
+    gate_name = "channel gate"
 
     def __init__(self, c1: int, kernel_size: int | None = None, gamma: float = 2, b: float = 1, form: str = "paper"):
         super().__init__()
@@ -54,9 +56,3 @@ class ECA(AttentionModule):
     def gate(self, x: torch.Tensor) -> torch.Tensor:
         y = x.mean((2, 3)).unsqueeze(1)  # (B, 1, C)
         return torch.sigmoid(self.conv(y)).transpose(1, 2).unsqueeze(-1)  # (B, C, 1, 1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * self.gate(x)
-
-    def attention_maps(self, x: torch.Tensor) -> dict:
-        return self.gate_maps(self.gate(x), "channel gate")

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.registry.protocol import AttentionModule
+from models.registry.protocol import GatedAttention
 from models.registry import register_attention
 
 
@@ -31,21 +31,17 @@ from models.registry import register_attention
     placement="backbone_end",
     notes="ODS EffectiveSE.py imports timm.models.layers.create_act, which current timm lacks; same maths otherwise.",
 )
-class EffectiveSE(AttentionModule):
+class EffectiveSE(GatedAttention):
     """x * hsigmoid(FC_CxC(GAP(x)))."""
+
+    gate_name = "channel gate"
 
     def __init__(self, c1: int, add_maxpool: bool = False):
         super().__init__()
         self.add_maxpool = bool(add_maxpool)
         self.fc = nn.Conv2d(c1, c1, 1, bias=True)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * self._channel_gate(x)
-
-    def attention_maps(self, x: torch.Tensor) -> dict:
-        return self.gate_maps(self._channel_gate(x), "channel gate")
-
-    def _channel_gate(self, x: torch.Tensor) -> torch.Tensor:
+    def gate(self, x: torch.Tensor) -> torch.Tensor:
         """hsigmoid(W s), (B, C, 1, 1); s the mean (or mean/max blend) over positions."""
         s = x.mean((2, 3), keepdim=True)
         if self.add_maxpool:

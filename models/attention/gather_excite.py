@@ -49,7 +49,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from models.attention._common import BatchNorm2dSafe, check_form, form_hidden_width, form_option
-from models.registry.protocol import AttentionModule
+from models.registry.protocol import GatedAttention
 from models.registry import register_attention
 
 
@@ -75,8 +75,10 @@ def timm_width(c: int, reduction: float) -> int:
     ),
     forms=FORMS,
 )
-class GatherExcite(AttentionModule):
+class GatherExcite(GatedAttention):
     """x * sigmoid(resize(MLP(gather_e(x)))), extent 0 (global) by default."""
+
+    gate_name = "excite gate"
 
     def __init__(
         self, c1: int, extent: int = 0, extra_params: bool = False, use_mlp: bool | None = None,
@@ -134,9 +136,3 @@ class GatherExcite(AttentionModule):
         if self.extent > 0:
             g = F.interpolate(g, size=x.shape[-2:], mode="nearest")
         return torch.sigmoid(g)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * self.gate(x)
-
-    def attention_maps(self, x: torch.Tensor) -> dict:
-        return self.gate_maps(self.gate(x), "excite gate")

@@ -32,7 +32,7 @@ import torch
 from torch import nn
 
 from models.attention._common import eca_kernel_size
-from models.registry.protocol import AttentionModule
+from models.registry.protocol import GatedAttention
 from models.registry import register_attention
 
 
@@ -62,8 +62,10 @@ def adaptive_pool_matrix(n_in, n_out, like: torch.Tensor) -> torch.Tensor:
         "Its first version mixed the global attention across the batch."
     ),
 )
-class MLCA(AttentionModule):
+class MLCA(GatedAttention):
     """x * unpool(0.5 * sigmoid(ECA(GAP L)) + 0.5 * sigmoid(ECA_seq(L))), L = 5x5 adaptive pool of x."""
+
+    gate_name = "mixed local/global gate"
 
     def __init__(self, c1: int, local_size: int = 5, gamma: float = 2, b: float = 1, local_weight: float = 0.5):
         super().__init__()
@@ -92,9 +94,3 @@ class MLCA(AttentionModule):
         att = self.attention(x)
         uh, uw = adaptive_pool_matrix(s, h, x), adaptive_pool_matrix(s, w, x)  # (H, s), (W, s)
         return torch.matmul(torch.matmul(uh, att), uw.transpose(0, 1))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * self.gate(x)
-
-    def attention_maps(self, x: torch.Tensor) -> dict:
-        return self.gate_maps(self.gate(x), "mixed local/global gate")

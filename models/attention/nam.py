@@ -26,7 +26,7 @@ from __future__ import annotations
 import torch
 
 from models.attention._common import BatchNorm2dSafe
-from models.registry.protocol import AttentionModule
+from models.registry.protocol import GatedAttention
 from models.registry import register_attention
 
 
@@ -42,8 +42,10 @@ from models.registry import register_attention
         "call NAM.sparsity_penalty() from the trainer to add it."
     ),
 )
-class NAM(AttentionModule):
+class NAM(GatedAttention):
     """x * sigmoid(BN(x) * |gamma| / sum|gamma|), gamma detached in the weights."""
+
+    gate_name = "normalisation gate"
 
     def __init__(self, c1: int):
         super().__init__()
@@ -61,9 +63,3 @@ class NAM(AttentionModule):
         """sigmoid(w_gamma * BN(x)), (B, C, H, W)."""
         w = self.channel_weights().to(x.dtype).reshape(1, -1, 1, 1)
         return torch.sigmoid(self.bn(x) * w)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * self.gate(x)
-
-    def attention_maps(self, x: torch.Tensor) -> dict:
-        return self.gate_maps(self.gate(x), "normalisation gate")

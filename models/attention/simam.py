@@ -22,7 +22,7 @@ from __future__ import annotations
 import torch
 
 from models.attention._common import at_least_fp32, spatial_dof
-from models.registry.protocol import AttentionModule
+from models.registry.protocol import GatedAttention
 from models.registry import register_attention
 
 
@@ -35,8 +35,10 @@ from models.registry import register_attention
     placement="backbone_end",
     notes="EAP/ODS match the official code (fp16 overflow of the variance and NaN on 1x1 maps included).",
 )
-class SimAM(AttentionModule):
+class SimAM(GatedAttention):
     """x * sigmoid((x - mu)^2 / (4 (var + lambda)) + 0.5), per channel; no parameters."""
+
+    gate_name = "energy gate"
 
     def __init__(self, c1: int, e_lambda: float = 1e-4):
         super().__init__()
@@ -49,12 +51,6 @@ class SimAM(AttentionModule):
         var = d.sum((2, 3), keepdim=True) / spatial_dof(xf)
         inv_energy = d / (4 * (var + self.e_lambda)) + 0.5
         return torch.sigmoid(inv_energy).to(x.dtype)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * self.gate(x)
-
-    def attention_maps(self, x: torch.Tensor) -> dict:
-        return self.gate_maps(self.gate(x), "energy gate")
 
     def extra_repr(self) -> str:
         return f"e_lambda={self.e_lambda}"

@@ -1,4 +1,4 @@
-"""Squeeze-and-Excitation and Effective SE.
+"""SE: Squeeze-and-Excitation.
 
 SE: Hu, Shen, Albanie, Sun, Wu, "Squeeze-and-Excitation Networks", CVPR 2018, arXiv:1709.01507.
 Official code: hujie-frank/SENet (Caffe prototxts).
@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from models.attention._common import check_form, form_hidden_width
-from models.registry.protocol import AttentionModule
+from models.registry.protocol import GatedAttention
 from models.registry import register_attention
 
 
@@ -42,8 +42,10 @@ FORMS = ("paper", "official")
     notes="Same maths in most ports; EAP defines an init_weights() it never calls.",
     forms=FORMS,
 )
-class SE(AttentionModule):
+class SE(GatedAttention):
     """x * sigmoid(W2 relu(W1 GAP(x))), reduction r=16."""
+
+    gate_name = "channel gate"
 
     def __init__(self, c1: int, reduction: float = 16, min_channels: int | None = None, form: str = "paper"):
         super().__init__()
@@ -56,9 +58,3 @@ class SE(AttentionModule):
     def gate(self, x: torch.Tensor) -> torch.Tensor:
         """Channel weights in (0, 1), shape (B, C, 1, 1)."""
         return torch.sigmoid(self.fc2(self.act(self.fc1(x.mean((2, 3), keepdim=True)))))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * self.gate(x)
-
-    def attention_maps(self, x: torch.Tensor) -> dict:
-        return self.gate_maps(self.gate(x), "channel gate")

@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from models.attention._common import BatchNorm2dSafe
-from models.registry.protocol import AttentionModule
+from models.registry.protocol import GatedAttention
 from models.registry import register_attention
 
 
@@ -56,8 +56,10 @@ class ZPoolGate(nn.Module):
     notes="EAP matches the official code; ultralytics' initialize_weights would reset its BN momentum to 0.03.",
     renamed={"k_size": "kernel_size", "ksize": "kernel_size"},
 )
-class TripletAttention(AttentionModule):
+class TripletAttention(GatedAttention):
     """Average of the C-W, H-C and H-W Z-pool gates (the last one dropped with ``no_spatial``); 300 params."""
+
+    gate_name = "mean of the branch gates"
 
     def __init__(self, c1: int, kernel_size: int = 7, no_spatial: bool = False):
         super().__init__()
@@ -75,9 +77,3 @@ class TripletAttention(AttentionModule):
             return (a_cw + a_hc) / 2
         a_hw = self.hw(z_pool(x, 1))  # (B, 1, H, W)
         return (a_cw + a_hc + a_hw) / 3
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * self.gate(x)
-
-    def attention_maps(self, x: torch.Tensor) -> dict:
-        return self.gate_maps(self.gate(x), "mean of the branch gates")

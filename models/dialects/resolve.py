@@ -12,7 +12,7 @@ from __future__ import annotations
 import inspect
 from dataclasses import dataclass
 
-from models.dialects import aliases, known  # noqa: F401  (they fill FOREIGN)
+from models.dialects import aliases, known  # noqa: F401  (importing them fills FOREIGN)
 from models.dialects.names import DIALECTS, FOREIGN, Alias
 from models.dialects.readings import our_row
 from models.parse.values import flow

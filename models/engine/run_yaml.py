@@ -20,7 +20,8 @@ from copy import deepcopy
 from pathlib import Path
 
 from models.parse.read import load_config, resolve_config
-from models.surgery.insertion import InsertError, blend_non_identity, insert_layers, validate
+from models.surgery.insertion import blend_non_identity, insert_layers, validate
+from models.surgery.spec import InsertError
 from models.heads.loss import loss_hyp
 from models.registry import ConfigError
 from models.parse.text import to_text, write_text

@@ -21,12 +21,14 @@ Anchors are kept as a buffer in units of their level's stride (as YOLOv5 keeps t
 from __future__ import annotations
 
 import math
+from copy import deepcopy
 
 import torch
 from torch import nn
 
 from models.heads.loss import AnchorLoss, loss_hyp
 from models.registry import LAYERS, ConfigError, RowContext
+from models.registry.protocol import DetectionHead
 from models.layers.yolov7 import ImplicitA, ImplicitM
 
 
@@ -56,7 +58,7 @@ def anchor_table(anchors, nl: int) -> tuple[torch.Tensor, bool]:
     return torch.tensor(flat, dtype=torch.float32).view(nl, -1, 2), False
 
 
-class AnchorHead(nn.Module):
+class AnchorHead(DetectionHead, nn.Module):
     """Shared machinery of the anchor-based heads: raw maps, decoding, strides, bias init, loss hook."""
 
     max_det = 300  # set by the trainer/predictor through DetectionModel.set_head_attr
@@ -154,6 +156,35 @@ class AnchorHead(nn.Module):
 
             return OTALoss(model)
         return AnchorLoss(model)
+
+    # -- weight transfer -----------------------------------------------------------------------------------------------
+
+    def pairs_with(self, source: nn.Module) -> bool:
+        """YOLOv5's Detect and YOLOv7's IDetect / IAuxDetect heads exchange weights (see :meth:`transfer_state`)."""
+        return isinstance(source, AnchorHead)
+
+    def transfer_state(self, source: nn.Module, source_name: str, notes: list[str]):
+        """YOLOv5's Detect and YOLOv7's IDetect are one head but for IDetect's implicit layers: an IDetect source loading
+        into a head without them is folded first (YOLOv7's reparameterisation); a source without them loading into an
+        IDetect leaves the implicit layers to start as the identity (ImplicitA 0, ImplicitM 1)."""
+        if not isinstance(source, AnchorHead):
+            return None
+        if isinstance(source, IDetect) and not isinstance(self, IDetect):
+            folded = deepcopy(source)
+            folded.fuse()
+            notes.append(f"{type(self).__name__}: {source_name}'s IDetect implicit layers folded into its convs")
+            return folded.state_dict(), set()
+        own = set()
+        if isinstance(self, IDetect) and not isinstance(source, IDetect):
+            with torch.no_grad():
+                for attr, value in (("ia", 0.0), ("im", 1.0)):
+                    for j, layer in enumerate(getattr(self, attr)):
+                        if isinstance(layer, (ImplicitA, ImplicitM)):
+                            layer.implicit.fill_(value)
+                            own.add(f"{attr}.{j}.implicit")
+            notes.append(f"{type(self).__name__}: implicit layers start as the identity ({source_name} has a plain "
+                         "Detect head)")
+        return source.state_dict(), own
 
     def extra_repr(self) -> str:
         return f"nc={self.nc}, na={self.na}, nl={self.nl}"

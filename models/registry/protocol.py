@@ -13,8 +13,11 @@ this contract, never by probing for attribute names:
 - :meth:`~AttentionModule.attention_map_elements`: for dense modules, the elements of the attention map
   an ``h x w`` input makes (the memory check sizes it).
 
-Blocks that are not attention modules but can start as the identity (``C3Att``, ``ELANAtt``,
-``ResidualBlend``) implement :class:`IdentityInit`.
+Blocks that are not attention modules but can start as the identity (``C3Att``, ``ELANAtt``, ``ResidualBlend``)
+implement :class:`IdentityInit`; one that extends another layer (C3Att extends C3) names it in
+:attr:`IdentityInit.TRANSFER_FROM`, so pretrained weights of that layer transfer into it. :class:`GatedAttention` is
+the base of the ``x * gate(x)`` modules. :class:`DetectionHead` is what this project's heads offer the model, fusion
+and weight transfer (ultralytics' ``Detect`` is used as ultralytics defines it).
 """
 
 from __future__ import annotations
@@ -29,6 +32,8 @@ AttentionMaps = dict[str, Any]  # {"spatial": (B, H, W), "channel": (B, C), "spa
 
 class IdentityInit:
     """Mixin of layers that can be set to compute the identity (for an exact start after weight transfer)."""
+
+    TRANSFER_FROM: tuple[str, ...] = ()  # layer types whose weights this layer extends (a C3 in C3Att's place)
 
     def init_identity(self) -> bool:
         """Make the layer compute exactly its input; return True on success, False if it cannot."""
@@ -78,6 +83,56 @@ class AttentionModule(IdentityInit, nn.Module):
             maps["channel"] = gate.mean((2, 3))
             maps["channel_how"] = f"{how}, mean over pixels" if pooled else how
         return maps
+
+
+class GatedAttention(AttentionModule):
+    """Base of the modules that rescale their input by a gate: ``forward(x) = x * gate(x)``.
+
+    A subclass defines :meth:`gate` (a tensor broadcastable to x: (B, C, 1, 1), (B, 1, H, W) or (B, C, H, W)) and
+    :attr:`gate_name` (how heatmaps label it); the forward pass and the heatmap maps follow from it.
+    """
+
+    gate_name = "gate"
+
+    def gate(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.gate(x)
+
+    def attention_maps(self, x: torch.Tensor) -> AttentionMaps:
+        return self.gate_maps(self.gate(x), self.gate_name)
+
+
+class DetectionHead:
+    """Mixin of this project's detection heads (the anchor-based ones): what the model and weight transfer ask of them.
+
+    The model calls :meth:`setup_strides` once after building (with the strides its probe measured), uses
+    :meth:`make_criterion` as its loss and :meth:`fuse` when it is fused for inference; weight transfer asks
+    :meth:`transfer_state` for a pretrained head's tensors in this head's names.
+    """
+
+    def setup_strides(self, strides: torch.Tensor) -> torch.Tensor:
+        """Take the measured strides of the input levels; return the model's strides."""
+        raise NotImplementedError
+
+    def make_criterion(self, model: nn.Module):
+        """The loss of a model ending in this head."""
+        raise NotImplementedError
+
+    def fuse(self) -> None:
+        """Fold what only training needs into the inference layers (nothing by default)."""
+
+    def pairs_with(self, source: nn.Module) -> bool:
+        """Whether a pretrained head ``source`` of another class plays this head's role (its weights can transfer)."""
+        return False
+
+    def transfer_state(self, source: nn.Module, source_name: str,
+                       notes: list[str]) -> tuple[dict[str, torch.Tensor], set[str]] | None:
+        """A pretrained head ``source`` (from ``source_name``) in this head's place: (its tensors under this head's
+        keys, this head's keys it set itself, e.g. identity parts), with what it did appended to ``notes``; None when
+        it maps nothing special (tensors then transfer by key and shape)."""
+        return None
 
 
 def init_identity(module: nn.Module) -> bool:

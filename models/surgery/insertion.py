@@ -24,35 +24,13 @@ import copy
 import re
 from dataclasses import dataclass, field
 
-import yaml
-
-from models.parse.read import INPUT as IMAGE, load_config, resolve_from, rows_of, with_scale
-from models.registry.protocol import init_identity
-from models.registry import LAYERS, ConfigError, attention_specs, is_int
+from models.parse.read import load_config, with_scale
 from models.parse.text import RowOrigin
 from models.parse.values import flow
-
-SPEC_RE = re.compile(r"^\s*([A-Za-z_][\w.]*)\s*(\[.*\]|\{.*\})?\s*@\s*(\S.*?)\s*$", re.S)
-POSITION_NAMES = ("backbone_end", "neck_outputs", "head_inputs", "p3", "p4", "p5", "after:<Type>", "<index>")
-
-
-class InsertError(ConfigError):
-    """An insertion that cannot be done; the message names what was asked and what exists."""
-
-
-@dataclass
-class Insertion:
-    """One requested insertion: ``module`` with YAML ``args`` at ``position`` (as the user wrote it)."""
-
-    module: str
-    args: list = field(default_factory=list)
-    position: str = "backbone_end"
-    comment: str | None = None  # text after the layer number in the new row's comment
-
-    @property
-    def text(self) -> str:
-        args = flow(self.args) if self.args else ""
-        return f"{self.module}{args}@{self.position}"
+from models.registry import LAYERS, ConfigError, attention_specs, is_int
+from models.registry.protocol import init_identity
+from models.surgery.graph import INPUT, Node, check_module, graph_of, layer_strides, sites
+from models.surgery.spec import InsertError, Insertion, parse_insertion
 
 
 @dataclass
@@ -98,183 +76,6 @@ class InsertResult:
         return "\n".join(lines)
 
 
-def parse_insertion(text: str) -> Insertion:
-    """``"CBAM@backbone_end"``, ``"CBAM[16, 7]@p4"``, ``"SE{reduction: 8}@after:C3"`` -> :class:`Insertion`."""
-    m = SPEC_RE.match(text)
-    if not m:
-        raise InsertError(f"'{text}' is not a module spec; write MODULE@POSITION, e.g. CBAM@backbone_end, "
-                          f"CBAM[16, 7]@p4 or 'SE{{reduction: 8}}@neck_outputs'. Positions: {', '.join(POSITION_NAMES)}")
-    name, argtext, position = m.groups()
-    args: list = []
-    if argtext:
-        try:
-            parsed = yaml.safe_load(argtext)
-        except yaml.YAMLError as e:
-            raise InsertError(f"'{text}': arguments {argtext} are not a YAML list or mapping: {e}") from None
-        args = parsed if isinstance(parsed, list) else [parsed]
-    return Insertion(name, args, position)
-
-
-# ----------------------------------------------------------------------------------------------------------------------
-# The layer graph
-
-INPUT = "<image>"
-
-
-class _Node:
-    """One row: ``inputs`` are nodes (or INPUT), ``styles`` say how each was written ('rel' -k or 'abs' index)."""
-
-    __slots__ = ("module", "n", "args", "inputs", "styles", "is_list", "old", "section")
-
-    def __init__(self, module, n, args, inputs, styles, is_list, old, section):
-        self.module, self.n, self.args = module, n, args
-        self.inputs, self.styles, self.is_list = inputs, styles, is_list
-        self.old, self.section = old, section  # old: index in the source YAML (None for inserted rows)
-
-
-def _graph(d: dict, source: str) -> list[_Node]:
-    try:
-        rows = rows_of(d)
-    except ConfigError as e:
-        raise InsertError(str(e)) from None
-    nodes: list[_Node] = []
-    nb = len(d["backbone"])
-    for i, row in enumerate(rows):
-        if not isinstance(row, (list, tuple)) or len(row) != 4:
-            raise InsertError(f"{source}: layer {i}: each row must be [from, number, module, args], got {row!r}")
-        f, n, module, args = row
-        try:
-            refs = resolve_from(f, i, f"{source}: layer {i} ({module})")
-        except ConfigError as e:
-            raise InsertError(str(e)) from None
-        fs = f if isinstance(f, list) else [f]
-        inputs = [INPUT if j == IMAGE else nodes[j] for j in refs]
-        styles = ["rel" if x < 0 else "abs" for x in fs]
-        nodes.append(_Node(module, n, copy.deepcopy(args), inputs, styles, isinstance(f, list), i,
-                           "backbone" if i < nb else "head"))
-    if not nodes:
-        raise InsertError(f"{source}: the model has no layers")
-    return nodes
-
-
-def layer_strides(d: dict) -> list[int | None]:
-    """Output stride of every layer of a model dict (input size / output size), from one probe of the built model.
-
-    Strides do not depend on width or depth: a narrow, shallow copy (8-64 channels) is probed for speed, with
-    attention rows' nominal widths dropped (a narrow Concat may round differently); if that copy does not build,
-    the model as written is.
-    """
-    from models.parse.probe import layer_strides as probe_strides
-    from models.yolo import build_model
-
-    narrow = copy.deepcopy(d)
-    narrow.pop("scales", None)
-    narrow["depth_multiple"], narrow["width_multiple"] = 0.01, 1 / 16
-    for row in narrow["backbone"] + narrow["head"]:
-        spec = LAYERS.get(row[2]) if row[2] in LAYERS else None
-        if spec and spec.shape_preserving and isinstance(row[3], list) and row[3] and isinstance(row[3][0], int) \
-                and not isinstance(row[3][0], bool):
-            row[3] = row[3][1:]
-    try:
-        model = build_model(narrow)
-    except ConfigError:
-        model = build_model(with_scale(d))
-    return probe_strides(model)
-
-
-
-# ----------------------------------------------------------------------------------------------------------------------
-# Positions
-
-def describe_positions(d: dict, source: str = "<dict>") -> str:
-    """Human-readable table: every layer with its stride, and what each position name resolves to."""
-    nodes = _graph(d, source)
-    strides = layer_strides(d)
-    nb = len(d["backbone"])
-    lines = [f"{source}: {len(nodes)} layers ({nb} backbone)", f"{'idx':>4} {'stride':>6}  module"]
-    for nd, s in zip(nodes, strides):
-        lines.append(f"{nd.old:>4} {s or '':>6}  {nd.module}")
-    lines.append("positions:")
-    lines.append(f"  backbone_end  -> after layer {nb - 1} ({nodes[nb - 1].module})")
-    for level, k in _levels(nodes, nb, strides).items():
-        lines.append(f"  {level:<13} -> after layer {k} ({nodes[k].module})")
-    head = nodes[-1]
-    lines.append(f"  neck_outputs  -> on the head's inputs {[x.old for x in head.inputs]} (before layer {head.old} {head.module})")
-    types = sorted({nd.module for nd in nodes[:-1]})
-    lines.append(f"  after:<Type>  -> Type in {', '.join(types)}")
-    return "\n".join(lines)
-
-
-def _levels(nodes: list[_Node], nb: int, strides: list) -> dict[str, int]:
-    """``{'p3': 4, 'p4': 6, 'p5': 9}``: per stride 2^k, the last backbone layer of that stride that the neck reads
-    (or, if the neck reads none, the last backbone layer of that stride)."""
-    read_by_neck = {x.old for nd in nodes[nb:] for x in nd.inputs if isinstance(x, _Node)}
-    levels: dict[str, int] = {}
-    for k in range(1, 8):
-        same = [i for i in range(nb) if strides[i] == 2**k]
-        if same:
-            read = [i for i in same if i in read_by_neck]
-            levels[f"p{k}"] = (read or same)[-1]
-    return levels
-
-
-@dataclass
-class _Site:
-    anchor: _Node
-    head_only: bool = False  # only the detection head's reference is redirected
-
-
-def _sites(nodes: list[_Node], nb: int, ins: Insertion, strides_fn, source: str) -> list[_Site]:
-    pos = str(ins.position).strip()
-    head = nodes[-1]
-    last = len(nodes) - 1
-
-    def at_index(k: int) -> _Site:
-        if not 0 <= k < last:
-            raise InsertError(f"{ins.text}: there is no layer {k} to insert after in {source}; layers are 0..{last}, "
-                              f"and {last} is the detection head ({head.module}), so valid indices are 0..{last - 1}")
-        return _Site(nodes[k])
-
-    low = pos.lower()
-    m = re.fullmatch(r"(?:after:)?(-?\d+)", low)
-    if m:
-        return [at_index(int(m.group(1)))]
-    if low == "backbone_end":
-        return [at_index(nb - 1)]
-    if low in ("neck_outputs", "head_inputs"):
-        if not head.inputs or any(x is INPUT for x in head.inputs):
-            raise InsertError(f"{ins.text}: the last layer of {source} ({head.module}) has no layer inputs")
-        return [_Site(x, head_only=True) for x in dict.fromkeys(head.inputs)]
-    if re.fullmatch(r"p\d+", low):
-        levels = _levels(nodes, nb, strides_fn())
-        if low not in levels:
-            raise InsertError(f"{ins.text}: {source} has no backbone output at stride {2 ** int(low[1:])} ({low}); "
-                              f"backbone levels: {', '.join(f'{k} (layer {v})' for k, v in levels.items()) or 'none'}")
-        return [at_index(levels[low])]
-    if low.startswith("after:"):
-        kind = pos.split(":", 1)[1].strip()
-        hits = [nd for nd in nodes[:-1] if nd.module == kind]
-        if not hits:
-            types = sorted({nd.module for nd in nodes[:-1]})
-            raise InsertError(f"{ins.text}: no layer of type '{kind}' in {source}; types present: {', '.join(types)}")
-        return [_Site(nd) for nd in hits]
-    raise InsertError(f"{ins.text}: unknown position '{pos}'. Positions: {', '.join(POSITION_NAMES)} "
-                      f"(index 0..{last - 1} in {source})")
-
-
-def _check_module(ins: Insertion) -> None:
-    try:
-        spec = LAYERS.get(ins.module)
-    except KeyError as e:
-        raise InsertError(f"{ins.text}: {e.args[0]}") from None
-    if not spec.shape_preserving:
-        raise InsertError(f"{ins.text}: {ins.module} is a '{spec.kind}' layer; only shape-preserving layers can be "
-                          f"inserted (attention modules, norms, ResidualBlend). Attention modules: "
-                          f"{', '.join(LAYERS.names('attention'))}")
-    if not isinstance(ins.args, list):
-        raise InsertError(f"{ins.text}: arguments must be a list")
-
-
 # ----------------------------------------------------------------------------------------------------------------------
 # Insertion (pure: dict in, dict out)
 
@@ -289,7 +90,7 @@ def insert_layers(cfg: dict, insertions: list[Insertion | str], strides: list | 
     """
     source = cfg.get("yaml_file", "<dict>")
     insertions = [parse_insertion(x) if isinstance(x, str) else x for x in insertions]
-    nodes = _graph(cfg, source)
+    nodes = graph_of(cfg, source)
     nb = len(cfg["backbone"])
     head = nodes[-1]
     cache: dict = {}
@@ -300,20 +101,20 @@ def insert_layers(cfg: dict, insertions: list[Insertion | str], strides: list | 
         return cache["s"]
 
     tail = {id(nd): nd for nd in nodes}  # original node -> its latest refinement
-    after: dict[int, list[_Node]] = {id(nd): [] for nd in nodes}
-    before_head: list[_Node] = []
-    made: list[tuple[_Node, Insertion]] = []
+    after: dict[int, list[Node]] = {id(nd): [] for nd in nodes}
+    before_head: list[Node] = []
+    made: list[tuple[Node, Insertion]] = []
     for ins in insertions:
-        _check_module(ins)
-        for site in _sites(nodes, nb, ins, strides_fn, source):
+        check_module(ins)
+        for site in sites(nodes, nb, ins, strides_fn, source):
             if site.head_only:
                 src = site.anchor
-                new = _Node(ins.module, 1, copy.deepcopy(ins.args), [src], ["abs"], False, None, head.section)
+                new = Node(ins.module, 1, copy.deepcopy(ins.args), [src], ["abs"], False, None, head.section)
                 head.inputs = [new if x is src else x for x in head.inputs]
                 before_head.append(new)
             else:
                 src = tail[id(site.anchor)]
-                new = _Node(ins.module, 1, copy.deepcopy(ins.args), [src], ["rel"], False, None, site.anchor.section)
+                new = Node(ins.module, 1, copy.deepcopy(ins.args), [src], ["rel"], False, None, site.anchor.section)
                 for nd in nodes + [n for n, _ in made] + before_head:
                     if nd is not new:
                         nd.inputs = [new if x is src else x for x in nd.inputs]
@@ -321,7 +122,7 @@ def insert_layers(cfg: dict, insertions: list[Insertion | str], strides: list | 
                 tail[id(site.anchor)] = new
             made.append((new, ins))
 
-    order: list[_Node] = []
+    order: list[Node] = []
     for nd in nodes:
         if nd is head:
             order += before_head
@@ -419,13 +220,11 @@ def identity_support(channels: int = 64) -> str:
 
 def build_yaml_text(cfg, insertions, identity_blend: bool = False, note: list[str] | None = None,
                     header: list[str] | None = None) -> tuple[str, InsertResult]:
-    """Insert, build, and render: (YAML text, result). Keeps the source file's layout when ``cfg`` is a file."""
+    """Insert, build, and render: (YAML text, result). Keeps the source file's layout when ``cfg`` is a file;
+    ``note``: comment lines written above the rows (what made the file)."""
     from models.parse.read import resolve_config
     from models.parse.text import to_text
 
     result = insert(cfg, insertions, identity_blend=identity_blend)
     template = None if isinstance(cfg, dict) else resolve_config(cfg)[0].read_text()
-    if note is None:
-        note = [f"# Built by tools/insert.py from {result.source.rsplit('/', 1)[-1]}: "
-                f"{' '.join(r.text for r in result.requests)}"]
     return to_text(result.cfg, result.origins(), template, header=header, note=note), result

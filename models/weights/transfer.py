@@ -38,7 +38,7 @@ import torch
 from torch import nn
 from ultralytics.utils import LOGGER
 
-from models.registry.protocol import init_identity
+from models.registry.protocol import DetectionHead, IdentityInit, init_identity
 
 INPUT = -1  # the image
 # attributes that do not change what a layer's weights mean: training-time settings, flags loaders flip, and the
@@ -197,7 +197,8 @@ def load_source(weights, trust: bool = False) -> tuple[nn.Module, str]:
 def _compatible(b: Layer, n: Layer) -> str | None:
     if b.signature == n.signature:
         return "same"
-    if b.signature[0] in getattr(type(n.module), "TRANSFER_FROM", ()) and len(b.inputs) == len(n.inputs):
+    extends = n.module.TRANSFER_FROM if isinstance(n.module, IdentityInit) else ()
+    if b.signature[0] in extends and len(b.inputs) == len(n.inputs):
         return "partial"
     return None
 
@@ -236,7 +237,7 @@ def align(base: list[Layer], new: list[Layer]) -> list[tuple[int, int, str]]:
     """Pairs (base index, new index, kind) of layers that play the same role in both models."""
     pairs = _align_sequences(base[:-1], new[:-1])
     hb, hn = base[-1], new[-1]
-    if hb.signature[0] == hn.signature[0] or _anchor_heads(hb.module, hn.module):
+    if hb.signature[0] == hn.signature[0] or (isinstance(hn.module, DetectionHead) and hn.module.pairs_with(hb.module)):
         pairs.append((hb.index, hn.index, "same" if hb.signature == hn.signature else "head"))
 
     while True:  # drop pairs whose inputs are not paired with each other, until stable
@@ -297,48 +298,6 @@ def _match_class_branch_width(head: nn.Module, src: nn.Module) -> bool:
     return changed
 
 
-def _anchor_heads(base: nn.Module, new: nn.Module) -> bool:
-    """YOLOv5's Detect and YOLOv7's IDetect: the same head but for IDetect's implicit layers (folded into the convs
-    in YOLOv7 deploy files)."""
-    from models.heads.anchor import AnchorHead
-
-    return isinstance(base, AnchorHead) and isinstance(new, AnchorHead)
-
-
-def _head_source(base: nn.Module, new: nn.Module, name: str, n: int, notes: list[str]) -> dict[str, torch.Tensor]:
-    """The base head's tensors as the new head names them: an IDetect loading into a Detect is folded first
-    (its implicit layers become part of the convs, YOLOv7's reparameterisation); a Detect loading into an IDetect
-    leaves the implicit layers to start as the identity (see :func:`_implicit_identity`)."""
-    from copy import deepcopy
-
-    from models.heads.anchor import IDetect
-
-    if isinstance(base, IDetect) and not isinstance(new, IDetect):
-        folded = deepcopy(base)
-        folded.fuse()
-        notes.append(f"{n} {type(new).__name__}: {name}'s IDetect implicit layers folded into its convs")
-        return folded.state_dict()
-    return base.state_dict()
-
-
-@torch.no_grad()
-def _implicit_identity(base: nn.Module, new: nn.Module, name: str, n: int, notes: list[str]) -> set[str]:
-    """A Detect (no implicit layers) transferred into an IDetect: ImplicitA starts at 0 and ImplicitM at 1, so the
-    head computes exactly the Detect's convs. Returns the keys set."""
-    from models.heads.anchor import IDetect
-
-    if not isinstance(new, IDetect) or isinstance(base, IDetect):
-        return set()
-    done = set()
-    for attr, value in (("ia", 0.0), ("im", 1.0)):
-        for j, layer in enumerate(getattr(new, attr)):
-            if hasattr(layer, "implicit"):
-                layer.implicit.fill_(value)
-                done.add(f"{attr}.{j}.implicit")
-    notes.append(f"{n} {type(new).__name__}: implicit layers start as the identity ({name} has a plain Detect head)")
-    return done
-
-
 def transfer_weights(model: nn.Module, weights, identity_init: bool = True, verbose: bool = True,
                      trust: bool = False) -> TransferReport:
     """Load ``weights`` (path, checkpoint dict or model) into ``model`` by structural alignment; see the module doc.
@@ -356,9 +315,12 @@ def transfer_weights(model: nn.Module, weights, identity_init: bool = True, verb
                                 "layers (ultralytics does the same)")
         bsd, nsd = base[b].module.state_dict(), new[n].module.state_dict()
         identity_keys = set()
-        if kind == "head" and _anchor_heads(base[b].module, new[n].module):
-            bsd = _head_source(base[b].module, new[n].module, name, n, report.notes)
-            identity_keys = _implicit_identity(base[b].module, new[n].module, name, n, report.notes)
+        if kind == "head" and isinstance(new[n].module, DetectionHead):  # the head says what it takes from its source
+            head_notes: list[str] = []
+            mapped = new[n].module.transfer_state(base[b].module, name, head_notes)
+            if mapped is not None:
+                bsd, identity_keys = mapped
+            report.notes += [f"{n} {note}" for note in head_notes]
         if kind == "head" and hasattr(model, "_remap_cls_by_names"):  # ultralytics: class-logit rows by class name
             csd = {f"model.{n}.{k}": v.float() for k, v in bsd.items()}
             remapped = model._remap_cls_by_names(csd, src, verbose=verbose)
