@@ -17,8 +17,6 @@ _ATTENTION_NOT_PROVIDED = (
      "BoTMHSA (relative positions, any size)"),
     ("DAModule", EAP, "DANet fixed to d_model 512 and 7x7 maps", "DANet"),
     ("CoTAttention", f"{EAP}/{ODS}", "a global-softmax gate, not the official CotLayer", "CoT"),
-    ("PSA", EAP, "a name for both pyramid split attention (EAP's PSA.py) and polarized self-attention",
-     "EPSA, PolarizedSA_P or PolarizedSA_S"),
     ("EfficientAttention", ODS, "CloFormer's CloAttention (H, W divisible by its window)", ""),
     ("MobileViTAttention", f"{EAP}/{ODS}", "MobileViT block (patch-size divisibility)", ""),
     ("MobileViTv2Attention", EAP, "MobileViTv2 separable attention on tokens", ""),
@@ -51,7 +49,7 @@ YOLOAIR_NOT_PROVIDED = (
     "RepLKNet_stage4 RepVGGBlock RepVGGBlockv6 Res2net50 ResCSPB ResCSPC ResNet101vd ResNet50vd ResNet50vd_dcn ResSPP "
     "ResXCSPB ResXCSPC SEAM SPPCSP SPPCSPC_group SPPFCSPC ShuffleNetV2_Model Shuffle_Block SimConv SimSPPF Stem "
     "SwinV2_CSPB Swin_Transformer_A Swin_v2_A VoVGSCSP WaveLAN XCRS conv_bn_hswish conv_bn_relu_maxpool gnconv "
-    "mobilev3_bneck nn.ConvTranspose2d space_to_depth stem"
+    "mobilev3_bneck space_to_depth stem"
 ).split()
 # Names YOLOv7's parse_model places (WongKinYiu/yolov7 models/yolo.py) that are not here.
 YOLOV7_NOT_PROVIDED = (
