@@ -1,12 +1,14 @@
-"""ultralytics' anchor-free ``Detect`` as YOLO YAMLs name it.
+"""ultralytics' anchor-free heads as YOLO YAMLs name them.
 
-``Detect [nc]`` builds ultralytics' head (``legacy`` branch, as ultralytics builds it for v3/v5/v8 YAMLs);
-``Detect [nc, anchors]`` (YOLOv5 v6.0 and YOLOv7 files) is the anchor-based head of :mod:`models.heads.anchor`.
+``Detect [nc]`` builds ultralytics' head: its ``legacy`` classification branch (v3/v5/v8/v9) unless a row above it
+turns that off (YOLOv10/11/12/26; the rule is in :mod:`models.layers.families`), with the model's ``reg_max`` and
+``end2end`` keys (YOLO26: one-to-one and one-to-many branches, no NMS). ``v10Detect [nc]`` is YOLOv10's end-to-end
+head. ``Detect [nc, anchors]`` (YOLOv5 v6.0 and YOLOv7 files) is the anchor-based head of :mod:`models.heads.anchor`.
 """
 
 from __future__ import annotations
 
-from ultralytics.nn.modules import Detect
+from ultralytics.nn.modules import Detect, v10Detect
 
 from models.registry import LAYERS, RowContext
 
@@ -21,4 +23,12 @@ def _detect_class(args: list, model: dict) -> str:
     return "AnchorDetect" if len(args) > 1 else "Detect"
 
 
-LAYERS.add(Detect, kind="head", make_args=_detect_args, legacy=True, dispatch=_detect_class)
+LAYERS.add(Detect, kind="head", make_args=_detect_args, legacy=True, dispatch=_detect_class)  # legacy: until a row turns it off
+
+
+def _v10_detect_args(args: list, row: RowContext) -> tuple[list, None]:
+    """ultralytics v10Detect(nc, ch): always end-to-end; its light classification branch whatever ``legacy`` says."""
+    return [*args[:1], row.c_from], None
+
+
+LAYERS.add(v10Detect, kind="head", make_args=_v10_detect_args)

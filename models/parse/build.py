@@ -21,18 +21,19 @@ def parse_model(d: dict, ch: int = 3, verbose: bool = True) -> tuple[nn.Sequenti
     """Build the layers of a YOLO YAML dict. Returns (layers, indices of layers whose outputs are kept)."""
     source = d.get("yaml_file", "<dict>")
     check_model_keys(d, source)
-    depth, width, max_channels, _ = model_scale(d)
+    depth, width, max_channels, scale = model_scale(d)
     check_multiples(depth, width, source)
     act = model_activation(d, source)
     with default_activation(act):
-        plan = plan_rows(d, rows_of(d), ch, depth, width, max_channels)
+        plan = plan_rows(d, rows_of(d), ch, depth, width, max_channels, scale)
         check_size(plan, source)
         return build_rows(plan, verbose)
 
 
-def _rough_params(r: Row, c1: int) -> float:
+def _rough_params(r: Row, c1: int | list) -> float:
     """An over-estimate of a row's parameters from its widths alone (screens for models that need an exact count)."""
-    c2 = r.c2 or c1
+    c1 = sum(c1) if isinstance(c1, list) else c1  # CBLinear's parts
+    c2 = (sum(r.c2) if isinstance(r.c2, list) else r.c2) or c1
     reps = r.args[2] if r.spec.kind == "repeat" and len(r.args) > 2 and is_int(r.args[2]) else r.n
     if r.spec.kind == "attention":
         return 100.0 * c1 * c1 * r.n
@@ -59,14 +60,14 @@ def build_modules(plan: list[Row]):
     for r in plan:
         spec, args, kwargs = r.spec, r.args, r.kwargs
         try:
-            with head_legacy(spec.cls, spec.legacy):
+            with head_legacy(spec.cls, r.legacy):
                 m = nn.Sequential(*(spec.cls(*args, **kwargs) for _ in range(r.n))) if r.n > 1 else spec.cls(*args, **kwargs)
         except ConfigError as e:  # a block's own row check (C3Att, ELANAtt: the attention it names)
             raise ConfigError(f"{r.where}: {e}") from None
         except Exception as e:
             raise ConfigError(f"{r.where}: building {r.name}{tuple(args)} failed: {type(e).__name__}: {e}") from e
-        if spec.legacy is not None:
-            m.legacy = spec.legacy  # the instance keeps the flag it was built with
+        if r.legacy is not None:
+            m.legacy = r.legacy  # the instance keeps the flag it was built with
         if spec.post_build is not None:  # e.g. SPPF: YOLOv5 rows keep the activation on cv1
             spec.post_build(m, args)
         yield m

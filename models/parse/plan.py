@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from torch import nn
 
 from models.dialects.resolve import check_names, resolve
+from models.layers.families import rule_of
 from models.parse.read import INPUT, MAX_CHANNELS, MAX_REPEATS, resolve_from
 from models.parse.values import parse_arg
 from models.registry import LAYERS, ConfigError, LayerSpec, RowContext, attention_arguments, is_int, scaled_width
@@ -34,9 +35,10 @@ class Row:
     kwargs: dict
     n: int  # modules to build (1 for 'repeat' kinds, whose count is an argument)
     shown_n: int  # the repeat count after depth scaling, as the layer table shows it
-    c2: int | None
+    c2: int | list | None  # a list: the widths of a multi-output row (CBLinear), read by CBFuse only
     notes: list[str]
     where: str
+    legacy: bool | None = None  # a head's legacy branch (ultralytics Detect), as the rows above it decide
 
 
 def _activation_to_keyword(cls, args: list) -> dict:
@@ -52,13 +54,19 @@ def _activation_to_keyword(cls, args: list) -> dict:
 
 
 
-def plan_rows(d: dict, rows: list, ch: int, depth: float, width: float, max_channels: float) -> list[Row]:
-    """Resolve every row (names, 'from', arguments, channels) without building anything."""
+def plan_rows(d: dict, rows: list, ch: int, depth: float, width: float, max_channels: float,
+              scale: str = "") -> list[Row]:
+    """Resolve every row (names, 'from', arguments, channels) without building anything.
+
+    ``scale`` is the model's scale letter: ultralytics' newer blocks take arguments that depend on it, and some turn
+    the head's legacy branch off (:mod:`models.layers.families`, applied here as ultralytics' parser applies them).
+    """
     source = d.get("yaml_file", "<dict>")
     symbols = {"nc": d["nc"], "anchors": d.get("anchors")}
     check_names(rows, source)
-    chs: list[int] = []
+    chs: list[int | list] = []
     plan: list[Row] = []
+    legacy = True  # the head's legacy branch until a row turns it off
     for i, row in enumerate(rows):
         where = f"{source}: layer {i}"
         if not isinstance(row, (list, tuple)) or len(row) != 4:
@@ -87,6 +95,10 @@ def plan_rows(d: dict, rows: list, ch: int, depth: float, width: float, max_chan
             except ConfigError as e:
                 raise ConfigError(f"{where}: {e}") from None
         c1 = c_from[0]
+        if spec.kind != "custom" and any(isinstance(c, list) for c in c_from):
+            j = next(j for j, c in zip(inputs, c_from) if isinstance(c, list))
+            raise ConfigError(f"{where}: layer {j} outputs several maps ({chs[j]} channels: a CBLinear), which only a "
+                              "CBFuse row reads; place the layer after the CBFuse")
         n_ = n = max(round(n * depth), 1) if n > 1 else n
         if n > MAX_REPEATS:
             raise ConfigError(f"{where}: {n} repeats (after depth_multiple {depth:g}) is more than {MAX_REPEATS}; "
@@ -106,6 +118,10 @@ def plan_rows(d: dict, rows: list, ch: int, depth: float, width: float, max_chan
             if kind == "repeat":
                 args.insert(2, n)
                 n = 1
+            rule = rule_of(spec.name)
+            if rule is not None:
+                legacy = legacy and rule.head_legacy
+                args = rule.at_scale(args, scale) if rule.at_scale else args
             kwargs = _activation_to_keyword(spec.cls, args)
         elif kind == "attention":
             hyper, kwargs = attention_arguments(spec, args, c1, where, width, max_channels, notes)
@@ -118,7 +134,8 @@ def plan_rows(d: dict, rows: list, ch: int, depth: float, width: float, max_chan
             c2 = c1
         else:  # head / custom: the layer's own rule
             args, c2 = spec.make_args(args, RowContext(c_from, d, width, max_channels, where))
-        plan.append(Row(i, f, inputs, name, spec, args, kwargs, n, n_, c2, notes, where))
+        head_legacy = (spec.legacy and legacy) if spec.legacy is not None else None
+        plan.append(Row(i, f, inputs, name, spec, args, kwargs, n, n_, c2, notes, where, head_legacy))
         chs.append(c2)
     return plan
 
