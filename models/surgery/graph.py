@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 
 from models.parse.read import INPUT as IMAGE, resolve_from, rows_of, with_scale
-from models.registry import LAYERS, ConfigError
+from models.registry import LAYERS, ConfigError, scaled_width
 from models.surgery.spec import POSITION_NAMES, InsertError, Insertion
 
 INPUT = "<image>"
@@ -58,8 +58,9 @@ def layer_strides(d: dict) -> list[int | None]:
     """Output stride of every layer of a model dict (input size / output size), from one probe of the built model.
 
     Strides do not depend on width or depth: a narrow, shallow copy (8-64 channels) is probed for speed, with
-    attention rows' nominal widths dropped (a narrow Concat may round differently); if that copy does not build,
-    the model as written is.
+    attention rows' nominal widths dropped (a narrow Concat may round differently) and CBLinear's widths (which
+    ultralytics does not scale) narrowed like the rest; if that copy does not build (YOLO12's area attention needs
+    multiples of 32 channels), the model as written is.
     """
     from models.parse.probe import layer_strides as probe_strides
     from models.yolo import build_model
@@ -72,6 +73,8 @@ def layer_strides(d: dict) -> list[int | None]:
         if spec and spec.shape_preserving and isinstance(row[3], list) and row[3] and isinstance(row[3][0], int) \
                 and not isinstance(row[3][0], bool):
             row[3] = row[3][1:]
+        if row[2] == "CBLinear" and row[3] and isinstance(row[3][0], list):
+            row[3] = [[scaled_width(c, narrow["width_multiple"]) for c in row[3][0]], *row[3][1:]]
     try:
         model = build_model(narrow)
     except ConfigError:
