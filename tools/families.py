@@ -176,6 +176,30 @@ def compare(path: Path, scale: str, size: tuple[int, int] = (64, 128)) -> Compar
                       getattr(ours.model[-1], "one2one_cv2", None) is not None)
 
 
+POSITIONS = ("backbone_end", "p2", "p3", "p4", "p5", "p6", "neck_outputs", "after:C3k2", "after:C2f", "after:A2C2f")
+
+
+def positions(path: Path, scale: str, names=POSITIONS) -> dict[str, list[tuple[int, str]]]:
+    """Where each insertion position lands in a YAML: ``{position: [(layer the module reads, its type), ...]}``
+    (positions the model lacks are left out), as ``tools/insert.py`` and ``train.py --attention`` resolve them."""
+    from models.surgery.graph import graph_of, layer_strides
+    from models.surgery.insertion import insert_layers
+    from models.surgery.spec import InsertError
+
+    d = model_dict(path, scale)
+    nodes = graph_of(d, path.name)
+    strides = layer_strides(d)
+    out = {}
+    for pos in names:
+        try:
+            result = insert_layers(d, [f"CBAM@{pos}"], strides=strides)
+        except InsertError:
+            continue
+        old_of = {new: old for old, new in result.index_map.items()}
+        out[pos] = [(old_of[r.reads], nodes[old_of[r.reads]].module) for r in result.inserted]
+    return out
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("names", nargs="*", help="only YAML files whose name starts with one of these")

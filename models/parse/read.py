@@ -10,6 +10,7 @@ import re
 from copy import deepcopy
 from pathlib import Path
 
+import ultralytics
 import yaml
 from ultralytics.utils import LOGGER
 
@@ -18,7 +19,13 @@ from models.registry import ConfigError, is_int
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG_DIR = ROOT / "configs"
-SCALE_RE = re.compile(r"^(yolov\d+)([nsmlx])(-.+)?$")
+PACKAGED_DIR = Path(ultralytics.__file__).parent / "cfg" / "models"  # ultralytics' own YAMLs, one folder per family
+# ultralytics' naming rule (ultralytics/nn/tasks.py guess_model_scale and yaml_model_load): the scale letter follows
+# the version number anywhere in the name (my_yolov5s_cbam, yolov8s_ca, yolo11s-cbam: 's'), and the file that defines
+# the scales is the name without it (yolo11s-cbam.yaml -> yolo11-cbam.yaml); yolov5s6 / yolov8s6 mean yolov5s-p6.
+SCALE_RE = re.compile(r"yolo(e-)?v?\d+([nslmx])")
+UNIFIED_RE = re.compile(r"(\d+)([nslmx])(.+)?$")
+OLD_P6_RE = re.compile(r"^(yolov[58][nslmx])6$")
 INPUT = -1  # a 'from' reference to the image (first row only)
 
 
@@ -26,28 +33,40 @@ INPUT = -1  # a 'from' reference to the image (first row only)
 # Files
 
 
+def scale_from_name(name: str | Path) -> str:
+    """The scale letter in a model file's name by ultralytics' rule ('' when it has none): ``yolo11s-cbam.yaml`` and
+    ``my_yolov5s_cbam.yaml`` -> 's'; ``yolov9c.yaml``, ``yolov7-tiny.yaml``, ``model.yaml`` -> ''."""
+    m = SCALE_RE.search(Path(name).stem)
+    return m.group(2) if m else ""
+
+
 def resolve_config(cfg: str | Path) -> tuple[Path, str]:
     """Find a model YAML by path or bare name; return (path, scale letter or '').
 
-    ``yolov5s-cbam.yaml`` resolves to ``configs/yolov5s-cbam.yaml`` if it exists, else to
-    ``configs/yolov5-cbam.yaml`` with scale ``s`` (the ultralytics naming rule).
+    ``yolo11s-cbam.yaml`` resolves to ``configs/yolo11s-cbam.yaml`` if it exists, else to ``configs/yolo11-cbam.yaml``
+    with scale ``s`` (the ultralytics naming rule, :func:`scale_from_name`); a bare name found in neither place is
+    looked up among the YAMLs the installed ultralytics ships (``yolov9c.yaml``, ``yolov8n-p2.yaml``), as ultralytics
+    itself does.
     """
     p = Path(cfg)
     if p.suffix not in (".yaml", ".yml"):
         p = p.with_name(p.name + ".yaml")
-    m = SCALE_RE.match(p.stem)
-    scale = m.group(2) if m else ""
-    unified = f"{m.group(1)}{m.group(3) or ''}{p.suffix}" if m else None
+    if OLD_P6_RE.match(p.stem):
+        p = p.with_name(OLD_P6_RE.sub(r"\1-p6", p.stem) + p.suffix)
+    scale = scale_from_name(p)
+    unified = UNIFIED_RE.sub(r"\1\3", p.name) if scale else None
     candidates = [p, CONFIG_DIR / p.name]
     if unified:
         candidates += [p.with_name(unified), CONFIG_DIR / unified]
+    if len(p.parts) == 1:  # a bare name: ultralytics' own files last
+        candidates += [c for name in (p.name, unified) if name for c in sorted(PACKAGED_DIR.glob(f"*/{name}"))]
     for c in candidates:
         if c.is_file():
             return c.resolve(), scale
     available = sorted(x.name for x in CONFIG_DIR.glob("*.yaml"))
     raise FileNotFoundError(
-        f"model config '{cfg}' not found (looked for {', '.join(str(c) for c in candidates)}). "
-        f"Configs in {CONFIG_DIR}: {', '.join(available)}"
+        f"model config '{cfg}' not found (looked for {', '.join(str(c) for c in candidates)} and among the YAMLs "
+        f"ultralytics ships). Configs in {CONFIG_DIR}: {', '.join(available)}"
     )
 
 
