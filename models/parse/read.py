@@ -5,6 +5,7 @@ loading it safely (a strict YAML loader, size and encoding limits), the model ke
 
 from __future__ import annotations
 
+import difflib
 import math
 import re
 from copy import deepcopy
@@ -63,10 +64,12 @@ def resolve_config(cfg: str | Path) -> tuple[Path, str]:
     for c in candidates:
         if c.is_file():
             return c.resolve(), scale
-    available = sorted(x.name for x in CONFIG_DIR.glob("*.yaml"))
+    available = sorted({x.name for x in CONFIG_DIR.glob("*.yaml")} | {x.name for x in PACKAGED_DIR.glob("*/*.yaml")})
+    close = difflib.get_close_matches(unified or p.name, available, n=5, cutoff=0.6)
     raise FileNotFoundError(
         f"model config '{cfg}' not found (looked for {', '.join(str(c) for c in candidates)} and among the YAMLs "
-        f"ultralytics ships). Configs in {CONFIG_DIR}: {', '.join(available)}"
+        f"ultralytics ships).{' Closest: ' + ', '.join(close) + '.' if close else ''} {len(available)} configs: "
+        f"{CONFIG_DIR}/ (<family>-<module>.yaml, e.g. yolo11-cbam.yaml) and ultralytics' cfg/models"
     )
 
 
