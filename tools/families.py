@@ -200,6 +200,52 @@ def positions(path: Path, scale: str, names=POSITIONS) -> dict[str, list[tuple[i
     return out
 
 
+# One checkpoint per family for the weights checks: ultralytics' model name and where configs/ has its module configs.
+CHECKPOINTS = {"v3": "yolov3-tiny", "v5": "yolov5n", "v6": "yolov6n", "v8": "yolov8n", "v9": "yolov9t",
+               "v10": "yolov10n", "11": "yolo11n", "12": "yolo12n", "26": "yolo26n"}
+
+
+def ultralytics_checkpoint(name: str, path: Path, seed: int = 0) -> Path:
+    """A checkpoint written by ultralytics' own code, ``YOLO("<name>.yaml").save(path)`` (random weights)."""
+    from ultralytics import YOLO
+
+    torch.manual_seed(seed)
+    YOLO(f"{name}.yaml").save(str(path))
+    return path
+
+
+@dataclass
+class Transfer:
+    """An ultralytics checkpoint read here and transferred into the same model with an attention module inserted."""
+
+    checkpoint: str
+    loaded: bool  # read with the restricted loader, outputs bit-equal to ultralytics' own loading of the file
+    base_tensors: int
+    transferred: int
+    total: int  # tensors of the model with the module
+    inserted: str
+
+
+def check_transfer(name: str, folder: Path, insertion: str = "CBAM@backbone_end") -> Transfer:
+    """Write ``<name>.pt`` with ultralytics, load it here, compare outputs, and transfer it into ``name`` + module."""
+    from ultralytics import YOLO
+
+    from models.surgery.insertion import insert
+    from models.weights.checkpoint import load_model
+    from models.weights.transfer import transfer_weights
+    from models.yolo import build_model
+
+    # not <name>.pt: ultralytics' loader reads yolov5n.pt / yolov3-tiny.pt as the 'u' release files and downloads them
+    path = ultralytics_checkpoint(name, folder / f"{name}-base.pt")
+    ours, theirs = load_model(path).float().eval(), YOLO(str(path)).model.float().eval()
+    x = torch.rand(1, 3, 64, 128, generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        loaded = same_outputs(ours(x), theirs(x))
+    model = build_model(insert(f"{name}.yaml", [insertion]).cfg)
+    report = transfer_weights(model, path, verbose=False)
+    return Transfer(path.name, loaded, len(theirs.state_dict()), report.transferred, report.total, insertion)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("names", nargs="*", help="only YAML files whose name starts with one of these")
