@@ -1,19 +1,25 @@
-"""Training speed of our model code against ultralytics' own, and what CBAM costs at inference.
+"""Training speed of our model code against ultralytics' own, and what an attention module costs at inference.
 
-    python benchmarks/train_speed.py                       # 3 rounds x 2 trainers, 3 epochs, 320 px, shapes dataset
-    python benchmarks/train_speed.py --device 0 --rounds 5 --epochs 4
+    python benchmarks/train_speed.py                       # 3 rounds x 2 pairs x 2 trainers, 3 epochs, 320 px, shapes
+    python benchmarks/train_speed.py --pairs yolo11n-cbam --rounds 5
     python benchmarks/train_speed.py --quick --data tiny.yaml --out /tmp/speed     # a smoke run (tests)
 
-Training: our yolov5n (``configs/yolov5.yaml`` at scale n, built by our parser, trained by ``AttentionTrainer``) and
-ultralytics' own yolov5nu (``yolov5n.yaml`` built and trained by its ``DetectionTrainer``): the same architecture,
-data, optimizer (SGD, lr0 0.01, momentum 0.937, weight decay 5e-4), seed, batch, image size and epochs. Each run is
-a fresh process; runs alternate (ours, theirs, then theirs, ours, ...) so a drift of a shared machine hits both.
-An epoch's time is its training loop (``on_train_epoch_start`` to ``on_train_epoch_end``, CUDA synchronised),
-without validation; the first epoch (workers starting, cuDNN autotuning) is dropped and a run's figure is the
-median of the others. The reported ratio is the median over rounds of ours/theirs within a round.
+Training, two pairs (:data:`PAIRS`), each ours (built by our parser, trained by ``AttentionTrainer``) against
+ultralytics' own model (built and trained by its ``DetectionTrainer``):
 
-Inference: yolov5s-cbam against yolov5s, both fused (Conv+BN folded), eval mode, fp32, timed in the same
-interleaved rounds (tools/measure.py), ratio = median of per-round ratios.
+- ``yolov5n``: our yolov5n (``configs/yolov5.yaml`` at scale n) and ultralytics' yolov5nu, the same architecture;
+- ``yolo11n-cbam``: our yolo11n with CBAM after C2PSA (``configs/yolo11-cbam.yaml``) and ultralytics' yolo11n.
+
+The same data, optimizer (SGD, lr0 0.01, momentum 0.937, weight decay 5e-4), seed, batch, image size and epochs. Each
+run is a fresh process; within a round every pair runs ours and theirs back to back, the order alternating from
+round to round, so a drift of a shared machine hits both. An epoch's time is its training loop
+(``on_train_epoch_start`` to ``on_train_epoch_end``, CUDA synchronised), without validation; the first epoch
+(workers starting, cuDNN autotuning) is dropped and a run's figure is the median of the others. A pair's ratio is
+the median over rounds of ours/theirs within a round; throughput is its inverse.
+
+Inference, fused (Conv+BN folded), eval mode, fp32, timed in the same interleaved rounds (tools/measure.py):
+yolov5s-cbam against yolov5s; and ultralytics' yolo11n, our yolo11n, our yolo11n-cbam and CBAM alone on the map it
+sees there (C2PSA's output), to compare yolo11n-cbam with ultralytics' yolo11n plus the module's own cost, per round.
 
 Writes ``<out>/train_speed.csv`` and ``<out>/train_speed.md`` (default ``docs/benchmarks/``).
 """
@@ -29,6 +35,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -43,30 +50,53 @@ import torch  # noqa: E402
 from tools import measure  # noqa: E402
 
 DEFAULT_OUT = ROOT / "docs" / "benchmarks"
-TRAINERS = {"ours": "ours yolov5n (AttentionTrainer)", "ultralytics": "ultralytics yolov5nu (DetectionTrainer)"}
+IMPLS = ("ours", "ultralytics")
 RESULT_TAG = "TRAIN_SPEED_RESULT "
-COLUMNS = ["measure", "model", "round", "order", "value", "unit", "epochs_timed", "params", "imgsz", "batch", "device",
-           "device_name", "threads", "torch", "ultralytics", "date"]
+COLUMNS = ["measure", "pair", "model", "round", "order", "value", "unit", "epochs_timed", "params", "imgsz", "batch",
+           "device", "device_name", "threads", "torch", "ultralytics", "date"]
 OPTIMIZER = {"optimizer": "SGD", "lr0": 0.01, "momentum": 0.937, "weight_decay": 0.0005}
+
+
+@dataclass(frozen=True)
+class Pair:
+    """Ours against ultralytics': the model names each trainer is given, and the labels in the report."""
+
+    ours: str
+    theirs: str
+    ours_label: str
+    theirs_label: str
+
+    def label(self, impl: str) -> str:
+        return self.ours_label if impl == "ours" else self.theirs_label
+
+
+PAIRS = {
+    "yolov5n": Pair("yolov5n.yaml", "yolov5n.yaml", "ours yolov5n (AttentionTrainer)",
+                    "ultralytics yolov5nu (DetectionTrainer)"),
+    "yolo11n-cbam": Pair("yolo11n-cbam.yaml", "yolo11n.yaml", "ours yolo11n-cbam (AttentionTrainer)",
+                         "ultralytics yolo11n (DetectionTrainer)"),
+}
 
 
 # --------------------------------------------------------------------------------------------- one training run
 
 
-def train_once(impl: str, data: str, epochs: int, imgsz: int, batch: int, device: str, workers: int,
+def train_once(pair: str, impl: str, data: str, epochs: int, imgsz: int, batch: int, device: str, workers: int,
                save_dir: Path) -> dict:
-    """Train ``impl`` ('ours' or 'ultralytics') once in this process; per-epoch training-loop seconds and params."""
+    """Train one side (``impl``: 'ours' or 'ultralytics') of a pair once in this process; per-epoch training-loop
+    seconds and params."""
     from ultralytics.models.yolo.detect import DetectionTrainer
 
     from data.datasets import prepare_data
-    from models.parse.read import resolve_config
     from models.engine.trainer import AttentionTrainer
+    from models.parse.read import resolve_config
 
+    p = PAIRS[pair]
     if impl == "ours":
-        path, _ = resolve_config("yolov5n.yaml")
-        model, cls = str(path.with_name("yolov5n.yaml")), AttentionTrainer  # the scale letter rides in the name
+        path, _ = resolve_config(p.ours)
+        model, cls = str(path.with_name(p.ours)), AttentionTrainer  # the scale letter rides in the name
     elif impl == "ultralytics":
-        model, cls = "yolov5n.yaml", DetectionTrainer  # ultralytics' own YAML and parser: yolov5nu
+        model, cls = p.theirs, DetectionTrainer  # ultralytics' own YAML and parser
     else:
         raise ValueError(f"unknown trainer {impl!r}")
     overrides = {"model": model, "data": prepare_data(data), "epochs": epochs, "imgsz": imgsz, "batch": batch,
@@ -89,20 +119,20 @@ def train_once(impl: str, data: str, epochs: int, imgsz: int, batch: int, device
     starts = [t for k, t in marks if k == "start"]
     ends = [t for k, t in marks if k == "end"]
     model_ = trainer.model.module if hasattr(trainer.model, "module") else trainer.model
-    return {"impl": impl, "epoch_s": [e - s for s, e in zip(starts, ends)],
+    return {"pair": pair, "impl": impl, "epoch_s": [e - s for s, e in zip(starts, ends)],
             "params": sum(p.numel() for p in model_.parameters()), "device": str(trainer.device)}
 
 
-def run_in_process(impl: str, args, save_dir: Path) -> dict:
+def run_in_process(pair: str, impl: str, args, save_dir: Path) -> dict:
     """One training run in a fresh Python process (this script with ``--run-one``)."""
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--run-one", impl, "--data", args.data, "--epochs",
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--run-one", pair, impl, "--data", args.data, "--epochs",
            str(args.epochs), "--imgsz", str(args.imgsz), "--batch-size", str(args.batch_size), "--device", args.device,
            "--workers", str(args.workers), "--save-dir", str(save_dir)]
     p = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     line = next((ln for ln in reversed(p.stdout.splitlines()) if ln.startswith(RESULT_TAG)), None)
     if p.returncode or line is None:
         tail = "\n".join((p.stdout + p.stderr).strip().splitlines()[-20:])
-        raise RuntimeError(f"training run '{impl}' failed (exit {p.returncode}):\n{tail}")
+        raise RuntimeError(f"training run '{pair}' {impl} failed (exit {p.returncode}):\n{tail}")
     return json.loads(line[len(RESULT_TAG):])
 
 
@@ -113,44 +143,94 @@ def timed_epochs(epoch_s: list[float]) -> list[float]:
 
 def round_orders(rounds: int) -> list[list[str]]:
     """Alternating run order: ours first in even rounds, ultralytics first in odd ones."""
-    names = list(TRAINERS)
-    return [names if r % 2 == 0 else names[::-1] for r in range(rounds)]
+    return [list(IMPLS) if r % 2 == 0 else list(IMPLS)[::-1] for r in range(rounds)]
 
 
-def train_ratio(rows: list[dict]) -> tuple[float, list[float]]:
-    """Median over rounds of ours/ultralytics (each round's two runs), and the per-round ratios."""
-    by = {(int(r["round"]), r["model"]): float(r["value"]) for r in rows if r["measure"] == "train_epoch_s"}
-    per_round = [by[(k, TRAINERS["ours"])] / by[(k, TRAINERS["ultralytics"])]
-                 for k in sorted({k for k, _ in by}) if (k, TRAINERS["ours"]) in by and (k, TRAINERS["ultralytics"]) in by]
+def train_ratio(rows: list[dict], pair: str = "yolov5n") -> tuple[float, list[float]]:
+    """Median over rounds of ours/ultralytics epoch time for ``pair`` (each round's two runs), and the per-round ratios."""
+    p = PAIRS[pair]
+    by = {(int(r["round"]), r["model"]): float(r["value"]) for r in rows
+          if r["measure"] == "train_epoch_s" and r.get("pair", "yolov5n") == pair}
+    ours, theirs = p.label("ours"), p.label("ultralytics")
+    per_round = [by[(k, ours)] / by[(k, theirs)] for k in sorted({k for k, _ in by}) if (k, ours) in by and (k, theirs) in by]
     return (statistics.median(per_round) if per_round else float("nan")), per_round
 
 
 # ------------------------------------------------------------------------------------------------- inference
 
 
-def inference_rows(args, env: dict) -> list[dict]:
+def _fused(model):
+    return model.eval().fuse(verbose=False)
+
+
+def inference_models(device: str) -> dict[str, dict[str, torch.nn.Module]]:
+    """The inference groups, each timed in its own interleaved rounds: {group: {name: module}} (fused, eval)."""
+    from ultralytics.nn.tasks import DetectionModel
+
     from models.yolo import build_model
 
+    yolo11 = {"ultralytics yolo11n": _fused(DetectionModel("yolo11n.yaml", verbose=False)),
+              "ours yolo11n": _fused(build_model("yolo11n.yaml")), "ours yolo11n-cbam": _fused(build_model("yolo11n-cbam.yaml"))}
+    yolo11["CBAM alone"] = next(m for m in yolo11["ours yolo11n-cbam"].model if m.type == "CBAM")  # timed on its input
+    groups = {"yolov5s": {name: _fused(build_model(f"{name}.yaml")) for name in ("yolov5s", "yolov5s-cbam")},
+              "yolo11n": yolo11}
+    return {g: {k: m.to(device) for k, m in models.items()} for g, models in groups.items()}
+
+
+def _input_of(models: dict, name: str, x: torch.Tensor) -> torch.Tensor:
+    """The input a module alone sees inside its model: recorded in one forward of the model that holds it."""
+    holder = next(m for k, m in models.items() if k != name and any(mm is models[name] for mm in m.modules()))
+    seen = {}
+
+    def record(module, inputs):
+        seen.setdefault("x", inputs[0].clone())  # returns None: the input is not replaced
+
+    hook = models[name].register_forward_pre_hook(record)
+    with torch.inference_mode():
+        holder(x)
+    hook.remove()
+    return seen["x"]
+
+
+def inference_rows(args, env: dict) -> list[dict]:
     device = "cuda" if env["device"] == "cuda" else "cpu"
-    models = {name: build_model(f"{name}.yaml").to(device).eval().fuse(verbose=False) for name in ("yolov5s", "yolov5s-cbam")}
     rows = []
-    for batch in args.infer_batches:
-        x = torch.rand(batch, 3, args.infer_imgsz, args.infer_imgsz, device=device)
+    for group, models in inference_models(device).items():
+        base = next(iter(models))
+        for batch in args.infer_batches:
+            x = torch.rand(batch, 3, args.infer_imgsz, args.infer_imgsz, device=device)
+            inputs = {k: (_input_of(models, k, x) if k.endswith("alone") else x) for k in models}
 
-        def fwd(m):
-            def run():
-                with torch.inference_mode():
-                    m(x)
+            def fwd(m, xi):
+                def run():
+                    with torch.inference_mode():
+                        m(xi)
 
-            return run
+                return run
 
-        t = measure.time_interleaved({k: fwd(m) for k, m in models.items()}, device, args.repeats, 1, args.min_block)
-        for k in models:
-            rows.append({"measure": "fused_fwd_ms", "model": k, "round": "", "order": "", "value": t[k].median,
-                         "unit": "ms", "ratio": measure.median_ratio(t[k], t["yolov5s"]),
-                         "params": sum(p.numel() for p in models[k].parameters()), "imgsz": args.infer_imgsz,
-                         "batch": batch, **env})
+            t = measure.time_interleaved({k: fwd(m, inputs[k]) for k, m in models.items()}, device, args.repeats, 1,
+                                         args.min_block)
+            for k in models:
+                rows.append({"measure": "fused_fwd_ms", "pair": group, "model": k, "round": "", "order": "",
+                             "value": t[k].median, "unit": "ms", "ratio": measure.median_ratio(t[k], t[base]),
+                             "per_repeat": " ".join(f"{v:.4f}" for v in t[k].per_repeat),
+                             "params": sum(p.numel() for p in models[k].parameters()), "imgsz": args.infer_imgsz,
+                             "batch": batch, **env})
     return rows
+
+
+def module_cost_check(rows: list[dict], batch) -> tuple[float, float, float] | None:
+    """(median over rounds of yolo11n-cbam - ultralytics yolo11n - CBAM alone, in ms; the noise: the interquartile
+    range of ultralytics yolo11n's rounds, ms; the module's own median ms), or None without those rows."""
+    by = {r["model"]: [float(v) for v in str(r.get("per_repeat", "")).split()] for r in rows
+          if r["measure"] == "fused_fwd_ms" and r.get("pair") == "yolo11n" and str(r["batch"]) == str(batch)}
+    need = ("ours yolo11n-cbam", "ultralytics yolo11n", "CBAM alone")
+    if not all(by.get(k) for k in need):
+        return None
+    excess = [a - b - c for a, b, c in zip(*(by[k] for k in need))]
+    theirs = by["ultralytics yolo11n"]
+    q = statistics.quantiles(theirs, n=4) if len(theirs) >= 4 else [min(theirs), 0, max(theirs)]
+    return statistics.median(excess), q[2] - q[0], statistics.median(by["CBAM alone"])
 
 
 # ---------------------------------------------------------------------------------------------------- report
@@ -167,10 +247,6 @@ def render(rows: list[dict], args, seconds: float) -> str:
              f"{seconds / 60:.1f} min.",
              f"- Command: `python benchmarks/train_speed.py {' '.join(args.argv)}`\n"]
     if train:
-        ratio, per_round = train_ratio(rows)
-        med = {name: statistics.median(float(r["value"]) for r in train if r["model"] == name)
-               for name in TRAINERS.values() if any(r["model"] == name for r in train)}
-        params = {r["model"]: r["params"] for r in train}
         lines += ["## Training epoch time\n",
                   f"{args.data}, {args.epochs} epochs per run at {args.imgsz} px, batch {args.batch_size}, SGD "
                   f"(lr0 {OPTIMIZER['lr0']}, momentum {OPTIMIZER['momentum']}, weight decay {OPTIMIZER['weight_decay']}), "
@@ -179,19 +255,37 @@ def render(rows: list[dict], args, seconds: float) -> str:
                   measure.markdown_table(
                       ["Round", "Order", "Trainer", "Params", "s / epoch", "Epochs timed"],
                       [[r["round"], r["order"], r["model"], f"{int(r['params']):,}", measure.fnum(r["value"], 3),
-                        r["epochs_timed"]] for r in train], "rrlrrr"),
-                  f"\n**ours / ultralytics: {measure.fnum(ratio, 3)}** (median over rounds; per round "
-                  f"{', '.join(f'{x:.3f}' for x in per_round)}); medians "
-                  + "; ".join(f"{k} {v:.3f} s" for k, v in med.items())
-                  + (". Same parameter count." if len(set(params.values())) == 1 else f". Parameters differ: {params}.")
-                  + "\n"]
+                        r["epochs_timed"]] for r in train], "rrlrrr"), ""]
+        for name, p in PAIRS.items():
+            mine = [r for r in train if r.get("pair", "yolov5n") == name]
+            if not mine:
+                continue
+            ratio, per_round = train_ratio(rows, name)
+            med = {p.label(i): statistics.median(float(r["value"]) for r in mine if r["model"] == p.label(i))
+                   for i in IMPLS if any(r["model"] == p.label(i) for r in mine)}
+            params = {r["model"]: r["params"] for r in mine}
+            lines.append(f"**{name}: ours / ultralytics epoch time {measure.fnum(ratio, 3)}, throughput "
+                         f"{measure.fnum(1 / ratio if ratio else float('nan'), 3)}x** (median over rounds; per round "
+                         f"{', '.join(f'{x:.3f}' for x in per_round)}); medians "
+                         + "; ".join(f"{k} {v:.3f} s" for k, v in med.items())
+                         + (". Same parameter count." if len(set(params.values())) == 1 else
+                            f". Parameters: {'; '.join(f'{k} {int(v):,}' for k, v in params.items())}.") + "\n")
     if infer:
-        lines += ["## Inference: yolov5s-cbam vs yolov5s (fused)\n",
-                  f"Input {infer[0]['imgsz']} px, fp32, eval mode, both models timed in the same interleaved rounds "
-                  f"(median of per-round ratios).\n",
-                  measure.markdown_table(["Model", "Batch", "Params", "ms", "ratio to yolov5s"],
-                                         [[r["model"], r["batch"], f"{int(r['params']):,}", measure.fnum(r["value"], 2),
-                                           measure.fnum(r["ratio"], 3)] for r in infer])]
+        lines += ["## Inference (fused)\n",
+                  f"Input {infer[0]['imgsz']} px, fp32, eval mode; each group's models timed in the same interleaved "
+                  f"rounds (ratio: median of per-round ratios to the group's first model). `CBAM alone` runs on the "
+                  f"map it sees in yolo11n-cbam (C2PSA's output).\n",
+                  measure.markdown_table(["Group", "Model", "Batch", "Params", "ms", "ratio"],
+                                         [[r.get("pair", ""), r["model"], r["batch"], f"{int(r['params']):,}",
+                                           measure.fnum(r["value"], 2), measure.fnum(r["ratio"], 3)] for r in infer])]
+        for batch in sorted({r["batch"] for r in infer}, key=int):
+            check = module_cost_check(rows, batch)
+            if check:
+                excess, noise, own = check
+                verdict = "within" if abs(excess) <= noise else "outside"
+                lines.append(f"\nBatch {batch}: yolo11n-cbam - (ultralytics yolo11n + CBAM alone) = {excess:+.2f} ms "
+                             f"(median over rounds; CBAM alone {own:.2f} ms), {verdict} the noise of ultralytics "
+                             f"yolo11n's rounds ({noise:.2f} ms interquartile range).")
     return "\n".join(lines) + "\n"
 
 
@@ -201,6 +295,7 @@ def render(rows: list[dict], args, seconds: float) -> str:
 def parse_opt(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", default="shapes.yaml", help="dataset YAML (default: the built-in shapes dataset)")
+    ap.add_argument("--pairs", nargs="+", choices=list(PAIRS), default=list(PAIRS), help="which pairs to train")
     ap.add_argument("--rounds", type=int, default=3, help="rounds of (ours, ultralytics) runs, order alternating")
     ap.add_argument("--epochs", type=int, default=3, help="epochs per run (the first is not timed)")
     ap.add_argument("--imgsz", type=int, default=320)
@@ -213,7 +308,7 @@ def parse_opt(argv=None):
     ap.add_argument("--min-block", type=float, default=0.2, help="seconds of calls per model per inference round")
     ap.add_argument("--quick", action="store_true", help="1 round, 2 epochs at 64 px, inference at 64 px (for tests)")
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
-    ap.add_argument("--run-one", choices=list(TRAINERS), help=argparse.SUPPRESS)  # internal: one run, this process
+    ap.add_argument("--run-one", nargs=2, metavar=("PAIR", "IMPL"), help=argparse.SUPPRESS)  # internal: one run here
     ap.add_argument("--save-dir", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     args.argv = list(argv if argv is not None else sys.argv[1:])
@@ -226,7 +321,8 @@ def parse_opt(argv=None):
 def main(argv=None) -> int:
     args = parse_opt(argv)
     if args.run_one:
-        result = train_once(args.run_one, args.data, args.epochs, args.imgsz, args.batch_size, args.device,
+        pair, impl = args.run_one
+        result = train_once(pair, impl, args.data, args.epochs, args.imgsz, args.batch_size, args.device,
                             args.workers, args.save_dir)
         print(RESULT_TAG + json.dumps(result), flush=True)
         return 0
@@ -240,23 +336,24 @@ def main(argv=None) -> int:
     work = Path(tempfile.mkdtemp(prefix="train_speed_"))  # the runs' folders (weights, logs): not kept
     try:
         for r, order in enumerate(round_orders(args.rounds)):
-            for k, impl in enumerate(order):
-                res = run_in_process(impl, args, work / f"r{r}_{impl}")
-                timed = timed_epochs(res["epoch_s"])
-                rows.append({"measure": "train_epoch_s", "model": TRAINERS[impl], "round": r, "order": k, "unit": "s",
-                             "value": statistics.median(timed), "epochs_timed": len(timed), "params": res["params"],
-                             "imgsz": args.imgsz, "batch": args.batch_size, **env})
-                print(f"[round {r} #{k}] {TRAINERS[impl]}: {rows[-1]['value']:.3f} s/epoch ({len(timed)} epochs "
-                      "timed)", flush=True)
+            for pair in args.pairs:
+                for k, impl in enumerate(order):
+                    res = run_in_process(pair, impl, args, work / f"r{r}_{pair}_{impl}")
+                    timed = timed_epochs(res["epoch_s"])
+                    label = PAIRS[pair].label(impl)
+                    rows.append({"measure": "train_epoch_s", "pair": pair, "model": label, "round": r, "order": k,
+                                 "unit": "s", "value": statistics.median(timed), "epochs_timed": len(timed),
+                                 "params": res["params"], "imgsz": args.imgsz, "batch": args.batch_size, **env})
+                    print(f"[round {r} #{k}] {label}: {rows[-1]['value']:.3f} s/epoch ({len(timed)} epochs timed)",
+                          flush=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     rows += inference_rows(args, env)
     args.out.mkdir(parents=True, exist_ok=True)
-    measure.write_csv(args.out / "train_speed.csv", rows, COLUMNS + ["ratio"])
+    measure.write_csv(args.out / "train_speed.csv", rows, COLUMNS + ["ratio", "per_repeat"])
     (args.out / "train_speed.md").write_text(render(rows, args, time.perf_counter() - t0))
-    ratio, _ = train_ratio(rows)
-    print(f"wrote {args.out / 'train_speed.csv'} and {args.out / 'train_speed.md'}: ours/ultralytics epoch time "
-          f"{ratio:.3f}")
+    ratios = ", ".join(f"{pair} {train_ratio(rows, pair)[0]:.3f}" for pair in args.pairs)
+    print(f"wrote {args.out / 'train_speed.csv'} and {args.out / 'train_speed.md'}: ours/ultralytics epoch time {ratios}")
     return 0
 
 
