@@ -88,3 +88,11 @@ def test_loss_is_ultralytics_loss(stem, e2e):
     assert type(ours.criterion) is type(theirs.criterion)
     assert same_outputs(losses[0], losses[1])
     assert torch.isfinite(losses[1][0]).all() and losses[1][0].sum() > 0
+
+
+@pytest.mark.slow
+def test_families_doc_is_current():
+    """docs/families.md is generated from these comparisons (minutes: every YAML x scale built twice)."""
+    from tools import gen_families
+
+    assert gen_families.main(["--check"]) == 0, "docs/families.md is out of date: run python tools/gen_families.py"

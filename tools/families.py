@@ -78,8 +78,10 @@ def model_dict(path: Path, scale: str) -> dict:
 
 def label(path: Path, scale: str) -> str:
     """``yolo11.yaml`` at scale ``s`` -> ``yolo11s``; ``yolov8-p2.yaml`` -> ``yolov8s-p2``; ``yolov9c.yaml`` -> ``yolov9c``."""
+    from models.parse.read import scale_from_name
+
     stem = path.stem
-    if not scale:
+    if not scale or scale_from_name(stem):  # yolov10n.yaml names its own (only) scale
         return stem
     base, _, tail = stem.partition("-")
     return f"{base}{scale}{'-' + tail if tail else ''}"
