@@ -16,6 +16,7 @@ import models.attention._sdpa as sdpa
 from models.attention.deformable_lka import DeformableLKA, _DeformDepthwise, deform_depthwise
 from models.attention.hilo import HiLo
 from models.attention.irmb import iRMB
+from models.attention.msda import MSDA
 from tests.test_attention_dense import FLASH_CPU, Ops
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -181,3 +182,48 @@ def test_hilo_head_split_window_one_and_identity():
         assert mod(x).shape == x.shape
         assert mod.init_identity() and torch.equal(mod(x), x)
     assert HiLo(24, num_heads=16).build_notes == ["heads 16 -> 12 (C=24)"]
+
+
+# --- MSDA ---------------------------------------------------------------------------------------------------------
+
+
+def _msda_reference(m: MSDA, x: torch.Tensor) -> torch.Tensor:
+    """MSDA written out head by head with ``F.unfold`` neighbourhoods (zero padded) and an explicit softmax."""
+    b, c, h, w = x.shape
+    t = m.norm(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+    q, k, v = m.qkv(t).split(c, 1)
+    kk, d = m.k * m.k, m.d
+    rates = [r for r, n in zip(m.dilation, m.heads) for _ in range(n)]  # the rate of every head, in channel order
+    heads = []
+    for i, r in enumerate(rates):
+        sl = slice(i * d, (i + 1) * d)
+        unfold = lambda z: F.unfold(z[:, sl], m.k, dilation=r, padding=r * (m.k - 1) // 2).reshape(b, d, kk, h * w)
+        logits = (q[:, sl].reshape(b, d, 1, h * w) * unfold(k)).sum(1) * d**-0.5  # (B, k^2, N)
+        heads.append((logits.softmax(1).unsqueeze(1) * unfold(v)).sum(2).reshape(b, d, h, w))
+    out = torch.cat(heads, 1)
+    return x + m.proj(out.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+
+
+@pytest.mark.parametrize("c, kwargs, split", [(32, {}, [3, 3, 2]), (40, {"num_heads": 5, "dilation": (1, 3)}, [3, 2]),
+                                              (24, {"kernel_size": 5, "dilation": (2,)}, [8])],
+                         ids=["8-heads-over-3-rates", "5-heads-over-2-rates", "one-rate-5x5"])
+def test_msda_head_split_equals_per_head_dilated_attention(c, kwargs, split):
+    """float64: uneven head splits (where the official code asserts) are per-head SWDA with each head's rate; maps
+    smaller than the dilated window (5 x 4 with rate 3: a 7 x 7 span) included."""
+    m = _perturb(MSDA(c, **kwargs)).double()
+    assert m.heads == split and m.build_notes == []
+    for shape in ((2, c, 9, 11), (1, c, 5, 4)):
+        x = torch.randn(shape, dtype=torch.float64)
+        with torch.no_grad():
+            assert torch.allclose(m(x), _msda_reference(m, x), atol=1e-12, rtol=0)
+
+
+def test_msda_identity_and_clamps():
+    m = _perturb(MSDA(16))
+    x = torch.randn(2, 16, 6, 7)
+    assert m.init_identity() and torch.equal(m(x), x)
+    small = MSDA(2)
+    assert small.heads == [1, 1] and small.dilation == (1, 2)
+    assert small.build_notes == ["heads 8 -> 2 (C=2)", "dilation (1, 2, 3) -> (1, 2) (2 heads)"]
+    with pytest.raises(ValueError, match="odd kernel_size"):
+        MSDA(16, kernel_size=4)

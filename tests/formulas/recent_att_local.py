@@ -28,15 +28,21 @@ def _hilo(c, heads=8, alpha=0.9):
     return (c * lo + lo) + (c * 2 * lo + 2 * lo) + (lo * lo + lo) + (c * 3 * hi + 3 * hi) + (hi * hi + hi)
 
 
+def _msda(c):
+    return (c * 3 * c + 3 * c) + (c * c + c)  # q/k/v 1x1 conv (C -> 3C, bias) + output Linear (bias): 4 C^2 + 4 C
+
+
 PAPER = {
     # the official class defaults: expansion 1, DW 3x3, no q/k/v bias (4 C^2 + 13 C)
     "iRMB": _irmb,
     "DeformableLKA": _dlka,  # 3 C^2 + 6129 C + 148: the 7x7 offset conv alone is 4802 C
     "HiLo": _hilo,  # 8 heads, alpha 0.9: 7 Lo-Fi, 1 Hi-Fi
+    "MSDA": _msda,  # the dilation rates and head split add no parameters
 }
 
 DEPARTURES = {
     "HiLo": {"the LITv2 block's pre-norm LayerNorm is part of the module": lambda c: 2 * c},
+    "MSDA": {"the DilateFormer block's pre-norm LayerNorm is part of the module": lambda c: 2 * c},
 }
 
 CLAMPED = {  # at SMALL_C = 24
