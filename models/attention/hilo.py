@@ -8,8 +8,9 @@ The heads are split in two groups: (1 - alpha) of them, Hi-Fi, attend inside eac
 (s = ``window_size``; local, high frequencies); alpha of them, Lo-Fi, attend from every pixel to the s x s
 average-pooled map (global, low frequencies):
 
-    Hi-Fi = proj_h(softmax(q_h k_h^T / sqrt(d)) v_h)  inside each window, q_h, k_h, v_h = Linear(C -> 3 C_h)
-    Lo-Fi = proj_l(softmax(q_l k_l^T / sqrt(d)) v_l),  q_l = Linear(C -> C_l)(X), k_l, v_l = Linear(C -> 2 C_l)(AvgPool_s(X))
+    Hi-Fi = proj_h(softmax(q_h k_h^T / sqrt(d)) v_h)   inside each window; q_h, k_h, v_h = Linear(C -> 3 C_h)(X)
+    Lo-Fi = proj_l(softmax(q_l k_l^T / sqrt(d)) v_l)   q_l = Linear(C -> C_l)(X), k_l, v_l = Linear(C -> 2 C_l)(P)
+    P = AvgPool_s(X)
     HiLo(X) = concat(Hi-Fi, Lo-Fi)                      (C_h = heads_h d, C_l = heads_l d, d = C / heads)
 
 s = 1 is plain multi-head self-attention (all heads Lo-Fi, no pooling), as in the official code. As a YOLO layer

@@ -24,6 +24,9 @@ Departures from the official code:
   computation exactly. Heads clamp to a divisor of C, rates to the head count (``build_notes``).
 - The neighbourhoods are built from k^2 shifted slices of one zero-padded map (``local_neighbourhood``), not
   ``nn.Unfold``: same values, any H, W (also smaller than the dilated window), dynamic-H/W ONNX export.
+- The heads' outputs are concatenated; the official forward writes them in place into the permuted input of its qkv
+  conv, which that conv saved for its backward, so training it raises (JIAOJIAYUASD/dilateformer issues #2 and #12;
+  also in torch 2.14 on CPU). Forward values are the same.
 - The pre-norm and residual of the DilateFormer block are part of the module (its MLP and its per-block 3x3 position
   conv are not); ``init_identity()`` zeroes the output projection. The softmax is evaluated in (at least) fp32.
 """
@@ -50,9 +53,10 @@ def head_split(heads: int, groups: int) -> list[int]:
     arxiv="2302.01791",
     year=2023,
     placement="backbone_end",
-    notes="Blog ports paste MultiDilatelocalAttention bare (no norm/residual: the output replaces the features), "
-    "with num_heads 8, dilation [1, 2, 3, 4], qkv_bias True, and its assert num_heads % len(dilation) == 0; here: "
-    "pre-norm residual, the paper's (1, 2, 3) with heads split unevenly where needed, shifted-slice neighbourhoods.",
+    notes="Blog ports paste MultiDilatelocalAttention bare (no norm/residual: the output replaces the features; "
+    "a clone added against the official in-place write that breaks backward) with num_heads 8, dilation [1, 2, 3, 4], "
+    "qkv_bias True; here: pre-norm residual, the paper's (1, 2, 3) with heads split unevenly where the official "
+    "assert fails, shifted-slice neighbourhoods.",
     renamed={"heads": "num_heads", "head": "num_heads", "n_heads": "num_heads"},
 )
 class MSDA(AttentionModule):
