@@ -90,7 +90,7 @@ class MSDA(AttentionModule):
         return (attn.unsqueeze(2) * v).sum(3).reshape(b, heads * d, h, w)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        c = x.shape[1]
+        c = self.proj.in_features  # a constant of the module (a traced shape would warn in ONNX export)
         q, k, v = self.qkv(self.norm(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)).split(c, 1)
         widths = [m * self.d for m in self.heads]
         out = [self._swda(qi, ki, vi, m, r) for qi, ki, vi, m, r in
