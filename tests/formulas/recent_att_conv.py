@@ -7,10 +7,26 @@ def _scsa(c):
     return (c // 4) * (3 + 5 + 7 + 9) + c + 2 * (2 * c) + 2 * c + 3 * c
 
 
+def _cafm(c, heads=8):
+    # HCANet's Attention: 1x1 C -> 3C and a depthwise 3x3x3 conv (no biases), 1x1 output projection (no bias),
+    # fc 3*heads -> 9 (biased), grouped 3x3x3 conv 9C/heads -> C in C/heads groups (biased), a temperature per head
+    return 3 * c * c + 27 * 3 * c + c * c + (9 * 3 * heads + 9) + (27 * 9 * c + c) + heads
+
+
+def _cafm_2d(c, heads=8):  # the same layers with 3x3 kernels (the middle slice of the depth-1 3x3x3 ones)
+    return _cafm(c, heads) - 18 * 3 * c - 18 * 9 * c
+
+
 PAPER = {
     "SCSA": _scsa,  # 16C
+    "CAFM": lambda c: _cafm(c) + 2 * c,  # in the CAMixing block's pre-norm residual: + LayerNorm(C)
+}
+
+DEPARTURES = {
+    "CAFM": {"3x3x3 kernels on a depth-1 map kept as their 3x3 middle slice": lambda c: -18 * 3 * c - 18 * 9 * c},
 }
 
 FORMS = {
     ("SCSA", "official"): _scsa,  # the same layers, floor-mode pooling
+    ("CAFM", "official"): lambda c: _cafm_2d(c) + 2 * c,  # the same layers, memory-order grouping in the local branch
 }
