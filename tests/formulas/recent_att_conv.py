@@ -17,9 +17,15 @@ def _cafm_2d(c, heads=8):  # the same layers with 3x3 kernels (the middle slice 
     return _cafm(c, heads) - 18 * 3 * c - 18 * 9 * c
 
 
+def _msca_bare(c, strips=(7, 11, 21)):
+    # depthwise 5x5, a 1xk and a kx1 depthwise conv per strip kernel, 1x1 C -> C (all biased)
+    return (25 * c + c) + sum(2 * (k * c + c) for k in strips) + (c * c + c)
+
+
 PAPER = {
     "SCSA": _scsa,  # 16C
-    "CAFM": lambda c: _cafm(c) + 2 * c,  # in the CAMixing block's pre-norm residual: + LayerNorm(C)
+    "CAFM": lambda c: _cafm(c) + 2 * c,
+    "MSCA": lambda c: 2 * (c * c + c) + _msca_bare(c),  # MSCAN's residual form: proj_1 + MSCA + proj_2  # in the CAMixing block's pre-norm residual: + LayerNorm(C)
 }
 
 DEPARTURES = {
