@@ -22,10 +22,26 @@ def _msca_bare(c, strips=(7, 11, 21)):
     return (25 * c + c) + sum(2 * (k * c + c) for k in strips) + (c * c + c)
 
 
+def _mixer(c, k=3):
+    # YOLO-FaceV2's mixing layer: depthwise kxk (biased) + BN, 1x1 C -> C (biased) + BN
+    return (k * k * c + c) + 2 * c + (c * c + c) + 2 * c
+
+
+def _exp_gate(c, r=16):
+    return 2 * c * (c // r)  # FC C -> C/r -> C, no biases
+
+
+def _multiseam(c, patches=(6, 7, 8), depth=1):
+    # per patch size: p x p stride-p conv C -> C (biased) + BN, then the mixing layers
+    return sum((p * p * c * c + c) + 2 * c + depth * _mixer(c) for p in patches) + _exp_gate(c)
+
+
 PAPER = {
     "SCSA": _scsa,  # 16C
     "CAFM": lambda c: _cafm(c) + 2 * c,
-    "MSCA": lambda c: 2 * (c * c + c) + _msca_bare(c),  # MSCAN's residual form: proj_1 + MSCA + proj_2  # in the CAMixing block's pre-norm residual: + LayerNorm(C)
+    "MSCA": lambda c: 2 * (c * c + c) + _msca_bare(c),  # MSCAN's residual form: proj_1 + MSCA + proj_2
+    "SEAM": lambda c: _mixer(c) + _exp_gate(c),  # depth 1: C^2 + 15C + 2C(C/16)
+    "MultiSEAM": _multiseam,  # patches 6, 7, 8, depth 1: 152C^2 + 54C + 2C(C/16)  # in the CAMixing block's pre-norm residual: + LayerNorm(C)
 }
 
 DEPARTURES = {
@@ -35,4 +51,5 @@ DEPARTURES = {
 FORMS = {
     ("SCSA", "official"): _scsa,  # the same layers, floor-mode pooling
     ("CAFM", "official"): lambda c: _cafm_2d(c) + 2 * c,  # the same layers, memory-order grouping in the local branch
+    ("MultiSEAM", "official"): _multiseam,  # the same layers, floor patch grid
 }
