@@ -56,9 +56,10 @@ FORMS = ("paper", "official")
     arxiv="2403.10067",
     year=2024,
     placement="backbone_end",
-    notes="Official code and blog/ODS copies reshape qkv's channel-major buffer straight into (pixels, groups, d), "
-    "so the 'local' branch mixes neighbouring positions of a few channels (form='official'); they place the bare "
-    "module. Default: the pixel-wise grouping the paper describes, in HCANet's pre-norm residual x + CAFM(LN(x)).",
+    notes="Official code and blog copies reshape qkv's channel-major buffer straight into (pixels, groups, d), so the "
+    "'local' branch mixes neighbouring positions of a few channels (form='official'), and place the bare module; "
+    "default: the pixel-wise grouping the paper describes, in HCANet's pre-norm residual x + CAFM(LN(x)). "
+    "(ODS also has an unrelated CAFM, from DSMT.)",
     renamed={"heads": "num_heads", "head": "num_heads"},
     forms=FORMS,
 )

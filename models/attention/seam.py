@@ -98,7 +98,7 @@ class _SEAMBase(AttentionModule):
     category="channel",
     paper="YOLO-FaceV2: A Scale and Occlusion Aware Face Detector",
     arxiv="2208.02019",
-    year=2022,
+    year=2024,
     placement="neck_outputs",
     notes="YOLO-FaceV2 places it on the P3/P4/P5 neck outputs before Detect (rows [c2, n, reduction], e.g. "
     "[256, 1, 8]); its parser records the row's scaled c2 as the output width while the module keeps c1.",
@@ -148,7 +148,7 @@ class PatchBranch(nn.Module):
     category="channel",
     paper="YOLO-FaceV2: A Scale and Occlusion Aware Face Detector",
     arxiv="2208.02019",
-    year=2022,
+    year=2024,
     placement="neck_outputs",
     notes="Official code: unpadded p x p strided patch convs (p = 6, 7, 8 in the released configs) raise on maps "
     "under p pixels and leave the last H mod p rows / W mod p columns out; here zero-padded to whole patches "
