@@ -23,7 +23,7 @@ Forms (``form=``), which differ only in the 7x7 pooling of PCSA:
 
 - ``"full"`` (default): windows of 7 with stride 7 over the whole map; the last row/column of windows is partial
   where H or W is not a multiple of 7 (the mean of the pixels it holds). Equal to the official code where H and W are
-  multiples of 7 (or smaller than 7); every pixel counts in the channel attention. The default because a detector's
+  multiples of 7; every pixel counts in the channel attention. The default because a detector's
   maps are rarely multiples of 7: the official pooling reads 14 x 14 of a 20 x 20 P5 map and 14 x 7 of a 20 x 12 one.
 - ``"official"``: the official code's ``AvgPool2d(7, 7)`` (floor mode: the remainder rows/columns are left out of
   the channel attention; golden test ``SCSA``, 11 x 7 maps). Where a side is shorter than 7 the official code raises;
