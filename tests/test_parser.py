@@ -111,7 +111,7 @@ def test_registry_unknown_message_names_the_closest_few_not_the_registry():
     with pytest.raises(KeyError) as e:
         LAYERS.get("CBAMs")
     msg = e.value.args[0]
-    assert msg.startswith("unknown layer 'CBAMs'. Did you mean: CBAM, BAM?")
+    assert msg.startswith("unknown layer 'CBAMs'. Did you mean: CBAM, BAM")  # the closest first (CAFM may follow)
     assert "Registered" not in msg and "ShuffleAttention" not in msg and "docs/modules.md" in msg
     with pytest.raises(KeyError, match=r"unknown layer 'Nope'\. All names: docs/modules.md, docs/aliases.md"):
         LAYERS.get("Nope")
