@@ -129,8 +129,8 @@ def test_seam_gates_only_amplify(module):
 
 def test_multiseam_forms_agree_where_every_patch_size_divides_the_map():
     x = torch.randn(2, 8, 8, 12, dtype=torch.float64)
-    a = randomised(MultiSEAM(8, patch_size=(2, 4), reduction=4))
-    b = randomised(MultiSEAM(8, patch_size=(2, 4), reduction=4, form="official"))
+    a = randomised(MultiSEAM(8, patch_size=(2, 4), reduction=4, form="full"))
+    b = randomised(MultiSEAM(8, patch_size=(2, 4), reduction=4))
     torch.testing.assert_close(a(x), b(x), rtol=0, atol=0)
 
 
@@ -160,7 +160,7 @@ def test_multiseam_runs_on_maps_smaller_than_a_patch():
 def test_yolo_facev2_rows_build_the_same_modules():
     """YOLO-FaceV2 writes [c2, n, reduction] for SEAM and [c2, depth, kernel_size, patch_size, reduction] for
     MultiSEAM; after the channel count the order is ours too."""
-    from models.parser import parse_model
+    from models.parse.build import parse_model
 
     d = {"nc": 1, "backbone": [[-1, 1, "Conv", [64, 3, 2]], [-1, 1, "SEAM", [64, 1, 8]],
                                [-1, 1, "MultiSEAM", [64, 1, 3, [6, 7, 8], 16]]], "head": []}

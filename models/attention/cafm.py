@@ -43,7 +43,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from models.attention._common import check_form, divisor_at_most
-from models.protocol import AttentionModule
+from models.registry.protocol import AttentionModule
 from models.registry import register_attention
 
 FORMS = ("paper", "official")

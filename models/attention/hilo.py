@@ -36,7 +36,7 @@ from torch import nn
 
 from models.attention._common import divisor_at_most
 from models.attention._sdpa import fused_attention
-from models.protocol import AttentionModule
+from models.registry.protocol import AttentionModule
 from models.registry import register_attention
 
 

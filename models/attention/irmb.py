@@ -45,7 +45,7 @@ from torch import nn
 
 from models.attention._common import BatchNorm2dSafe, check_form, divisor_at_most
 from models.attention._sdpa import attend
-from models.protocol import AttentionModule
+from models.registry.protocol import AttentionModule
 from models.registry import register_attention
 
 FORMS = ("paper", "official")

@@ -37,7 +37,7 @@ import torch
 from torch import nn
 
 from models.attention._common import at_least_fp32, divisor_at_most, local_neighbourhood
-from models.protocol import AttentionModule
+from models.registry.protocol import AttentionModule
 from models.registry import register_attention
 
 

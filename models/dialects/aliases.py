@@ -240,6 +240,18 @@ FOREIGN.alias(
     "pads to a multiple of n_win (the ODS module asserts divisibility unless auto_pad)",
 )
 
+FOREIGN.alias(
+    "deformable_LKA_Attention", "DeformableLKA",
+    reading(ODS, ()),
+    reading("D-LKA (official)", (), channel="real"),
+)
+FOREIGN.alias(
+    "deformable_LKA", "DeformableLKA",
+    reading(ODS, (), lambda v, ctx: {"wrapped": False}),
+    reading("D-LKA (official)", (), lambda v, ctx: {"wrapped": False}, channel="real"),
+)
+FOREIGN.alias("SegNext_Attention", "MSCA", reading(ODS, (), lambda v, ctx: {"wrapped": False}))
+
 # Rows of our own names as other projects read them (under `dialect:`; and to explain a row that fails ours).
 
 

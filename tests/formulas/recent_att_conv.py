@@ -51,5 +51,5 @@ DEPARTURES = {
 FORMS = {
     ("SCSA", "official"): _scsa,  # the same layers, floor-mode pooling
     ("CAFM", "official"): lambda c: _cafm_2d(c) + 2 * c,  # the same layers, memory-order grouping in the local branch
-    ("MultiSEAM", "official"): _multiseam,  # the same layers, floor patch grid
+    ("MultiSEAM", "full"): _multiseam,  # the same layers, padded patch grid
 }
