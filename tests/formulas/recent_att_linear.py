@@ -8,8 +8,17 @@ def _agent(c, heads=8, agents=49, side=7, k=3):
     return (3 * c * c + 3 * c) + (c * c + c) + (k * k * c + c) + 2 * heads * agents * 49 + 4 * heads * agents * side
 
 
+def _cga(c, heads=4, kd=16, window=7, kernels=(7, 5, 3, 3)):
+    split = d = c // heads  # each head's input split and value width (attn_ratio = C / (kd * heads))
+    per_head = [split * (2 * kd + d) + 2 * (2 * kd + d)  # bias-free 1x1 conv to q, k, v + BN
+                + kd * k * k + 2 * kd for k in kernels[:heads]]  # depthwise k x k on q + BN
+    # the heads, the output 1x1 conv (no bias) + BN, one bias per head and window offset (|dy|, |dx|)
+    return sum(per_head) + (d * heads * c + 2 * c) + heads * window * window
+
+
 PAPER = {
     "AgentAttention": _agent,
+    "CascadedGroupAttention": _cga,
 }
 
 DEPARTURES = {
