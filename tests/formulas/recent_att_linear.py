@@ -16,11 +16,19 @@ def _cga(c, heads=4, kd=16, window=7, kernels=(7, 5, 3, 3)):
     return sum(per_head) + (d * heads * c + 2 * c) + heads * window * window
 
 
+def _additive(c, heads=1):
+    d = c * heads  # inner width: token_dim (= C) x heads
+    # to_query, to_key (bias), w_a, proj (bias), final (D -> C, bias)
+    return 2 * (c * d + d) + d + (d * d + d) + (d * c + c)
+
+
 PAPER = {
     "AgentAttention": _agent,
     "CascadedGroupAttention": _cga,
+    "EfficientAdditiveAttention": _additive,
 }
 
 DEPARTURES = {
     "AgentAttention": {"the Agent-PVT block's pre-norm LayerNorm is part of the module": lambda c: 2 * c},
+    "EfficientAdditiveAttention": {"the SwiftFormer encoder's layer scale is part of the module": lambda c: c},
 }
