@@ -22,13 +22,22 @@ def _additive(c, heads=1):
     return 2 * (c * d + d) + d + (d * d + d) + (d * c + c)
 
 
+def _flatten(c, heads=8, k=5, side=7):
+    d = c // heads
+    # q (C -> C) and kv (C -> 2C) with bias, proj (bias), the depthwise k x k on one head's V (shared by the heads,
+    # bias), the per-channel focusing scale, the position encoding (a side x side grid of C-vectors)
+    return (3 * c * c + 3 * c) + (c * c + c) + (k * k * d + d) + c + side * side * c
+
+
 PAPER = {
     "AgentAttention": _agent,
     "CascadedGroupAttention": _cga,
     "EfficientAdditiveAttention": _additive,
+    "FocusedLinearAttention": _flatten,
 }
 
 DEPARTURES = {
     "AgentAttention": {"the Agent-PVT block's pre-norm LayerNorm is part of the module": lambda c: 2 * c},
     "EfficientAdditiveAttention": {"the SwiftFormer encoder's layer scale is part of the module": lambda c: c},
+    "FocusedLinearAttention": {"the FLatten-PVT block's pre-norm LayerNorm is part of the module": lambda c: 2 * c},
 }
