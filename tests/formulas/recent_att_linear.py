@@ -29,15 +29,25 @@ def _flatten(c, heads=8, k=5, side=7):
     return (3 * c * c + 3 * c) + (c * c + c) + (k * k * d + d) + c + side * side * c
 
 
+def _mlla(c):
+    # in_proj, act_proj, out_proj (bias), the depthwise 3x3 before the attention and LePE's (bias), qk (C -> 2C, bias)
+    return 3 * (c * c + c) + 2 * (9 * c + c) + (2 * c * c + 2 * c)
+
+
 PAPER = {
     "AgentAttention": _agent,
     "CascadedGroupAttention": _cga,
     "EfficientAdditiveAttention": _additive,
     "FocusedLinearAttention": _flatten,
+    "MLLA": _mlla,
 }
 
 DEPARTURES = {
     "AgentAttention": {"the Agent-PVT block's pre-norm LayerNorm is part of the module": lambda c: 2 * c},
     "EfficientAdditiveAttention": {"the SwiftFormer encoder's layer scale is part of the module": lambda c: c},
     "FocusedLinearAttention": {"the FLatten-PVT block's pre-norm LayerNorm is part of the module": lambda c: 2 * c},
+    "MLLA": {
+        "the MLLA block's pre-norm LayerNorm is part of the module": lambda c: 2 * c,
+        "the MLLA block's two conditional position encodings (depthwise 3x3, bias) are part of it": lambda c: 20 * c,
+    },
 }
