@@ -26,7 +26,8 @@ def bilinear_matrix(n_out: int, n_in: int, like: torch.Tensor) -> torch.Tensor:
     frac = src - lo
     cols = torch.arange(n_in, device=like.device).to(like.dtype)
     hi = (lo + 1).clamp(max=n_in - 1)
-    return (cols == lo[:, None]).to(like.dtype) * (1 - frac)[:, None] + (cols == hi[:, None]).to(like.dtype) * frac[:, None]
+    weight_lo = (cols == lo[:, None]).to(like.dtype) * (1 - frac)[:, None]
+    return weight_lo + (cols == hi[:, None]).to(like.dtype) * frac[:, None]
 
 
 def adaptive_pool_matrix(n_in: int, n_out: int, like: torch.Tensor) -> torch.Tensor:

@@ -1,8 +1,8 @@
 """Agent Attention: softmax attention through a few pooled agent tokens (the attention sub-layer of an Agent-PVT block).
 
-Han, Ye, Han, Xia, Song, Huang, "Agent Attention: On the Integration of Softmax and Linear Attention", ECCV 2024,
-arXiv:2312.08874. Official code: LeapLabTHU/Agent-Attention (``agent_transformer/models/agent_pvt.py`` for
-classification, ``downstream/detection/mmdet/models/backbones/agent_pvt.py`` for detection; ``AgentAttention``).
+Han, Ye, Han, Xia, Pan, Wan, Song, Huang, "Agent Attention: On the Integration of Softmax and Linear Attention",
+ECCV 2024, arXiv:2312.08874. Official code: LeapLabTHU/Agent-Attention (``agent_transformer/models/agent_pvt.py``
+for classification, ``downstream/detection/mmdet/models/backbones/agent_pvt.py`` for detection; ``AgentAttention``).
 
 Tokens t = LN(x); q, k, v = linear projections of t (bias), split into m heads of d = C/m. The n = p x p agent
 tokens A are q average-pooled to a p x p grid. Agent aggregation, then agent broadcast (softmax over the last axis):
@@ -67,7 +67,8 @@ class AgentAttention(AttentionModule):
         self.d = c1 // self.heads
         self.pool = math.isqrt(int(agent_num))
         if self.pool < 1 or self.pool * self.pool != agent_num:
-            raise ValueError(f"AgentAttention: agent_num must be a square (the agents are a p x p grid), got {agent_num}")
+            raise ValueError(f"AgentAttention: agent_num must be a square (the agents are a p x p grid), "
+                             f"got {agent_num}")
         if bias_size < 1 or kernel_size % 2 == 0:
             raise ValueError(f"AgentAttention: bias_size >= 1 and an odd kernel_size, got {bias_size}, {kernel_size}")
         self.agents = int(agent_num)

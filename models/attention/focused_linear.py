@@ -68,7 +68,8 @@ class FocusedLinearAttention(AttentionModule):
         self.heads = self.clamp("heads", num_heads, divisor_at_most(c1, num_heads), f"C={c1}")
         self.d = c1 // self.heads
         if kernel_size % 2 == 0 or pos_size < 0:
-            raise ValueError(f"FocusedLinearAttention: odd kernel_size and pos_size >= 0, got {kernel_size}, {pos_size}")
+            raise ValueError(f"FocusedLinearAttention: odd kernel_size and pos_size >= 0, got {kernel_size}, "
+                             f"{pos_size}")
         self.focusing_factor = focusing_factor
         self.norm = nn.LayerNorm(c1, eps=1e-6)
         self.q = nn.Linear(c1, c1, bias=qkv_bias)

@@ -1,7 +1,7 @@
 """MLLA: the Mamba-like linear attention block's token mixer (linear attention with RoPE and LePE).
 
-Han, Wang, Xia, Hou, Li, Song, Huang, "Demystify Mamba in Vision: A Linear Attention Perspective", NeurIPS 2024,
-arXiv:2405.16605. Official code: LeapLabTHU/MLLA (``models/mlla.py`` for classification,
+Han, Wang, Xia, Han, Pu, Ge, Song, Song, Zheng, Huang, "Demystify Mamba in Vision: A Linear Attention Perspective",
+NeurIPS 2024, arXiv:2405.16605. Official code: LeapLabTHU/MLLA (``models/mlla.py`` for classification,
 ``downstream/detection/mmdet/models/backbones/mlla.py`` for detection; ``MLLABlock``, ``LinearAttention``, ``RoPE``).
 
 The MLLA block arranges linear attention like a Mamba block (an input gate, a depthwise conv before the token mixer,
