@@ -27,7 +27,7 @@ Departures from the paper / official code:
 - The detection code can pool to a different agent grid than the tables (``downstream_agent_shape``); here the grid
   is the tables' p x p. Heads clamp to a divisor of C (noted in ``build_notes``).
 
-Verified against the official detection class on 11x7 and 6x10 maps and the classification class at its own size
+Verified against the official detection class on an 11x7 map and the classification class at its own size
 (tests/fixtures/golden/AgentAttention*.npz).
 """
 

@@ -31,7 +31,7 @@ Departures from the paper / official code:
   window^2 x window^2). An ONNX graph keeps the branch its export size took: exported on maps larger than the window
   (e.g. P5 of 640 = 20 x 20) it pads maps of at most 7 x 7 to one full window, where eager does not.
 
-Verified against the official detection ``LocalWindowAttention`` on 11x7 and 6x10 maps (tests/fixtures/golden/
+Verified against the official detection ``LocalWindowAttention`` on a 9x10 map (tests/fixtures/golden/
 CascadedGroupAttention.npz).
 """
 
