@@ -90,7 +90,7 @@ class AgentAttention(AttentionModule):
 
     def _biases(self, h: int, w: int, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(1, m, n, N) bias of the agent aggregation and (1, m, N, n) bias of the agent broadcast at h x w."""
-        f = at_least_fp32(like.new_empty(()))
+        f = torch.empty((), dtype=torch.promote_types(like.dtype, torch.float32), device=like.device)  # tables' dtype
         rh7, rw7 = bilinear_matrix(h, 7, f), bilinear_matrix(w, 7, f)
         s = self.ah_bias.shape[-1]
         rh, rw = bilinear_matrix(h, s, f), bilinear_matrix(w, s, f)
