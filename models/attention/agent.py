@@ -41,7 +41,7 @@ from torch import nn
 
 from models.attention._common import at_least_fp32, divisor_at_most
 from models.attention._resize import adaptive_pool_matrix, bilinear_matrix
-from models.protocol import AttentionModule
+from models.registry.protocol import AttentionModule
 from models.registry import register_attention
 
 

@@ -43,7 +43,7 @@ from torch import nn
 
 from models.attention._common import BatchNorm2dSafe, at_least_fp32, autocast_off, divisor_at_most
 from models.attention._sdpa import explicit_is_faster
-from models.protocol import AttentionModule
+from models.registry.protocol import AttentionModule
 from models.registry import register_attention
 
 

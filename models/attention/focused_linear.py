@@ -35,7 +35,7 @@ from torch import nn
 
 from models.attention._common import at_least_fp32, autocast_off, divisor_at_most
 from models.attention._resize import bilinear_matrix
-from models.protocol import AttentionModule
+from models.registry.protocol import AttentionModule
 from models.registry import register_attention
 
 

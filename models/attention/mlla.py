@@ -36,7 +36,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from models.attention._common import at_least_fp32, autocast_off, divisor_at_most
-from models.protocol import AttentionModule
+from models.registry.protocol import AttentionModule
 from models.registry import register_attention
 
 

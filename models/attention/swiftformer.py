@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.protocol import AttentionModule
+from models.registry.protocol import AttentionModule
 from models.registry import register_attention
 
 

@@ -251,6 +251,8 @@ FOREIGN.alias(
     reading("D-LKA (official)", (), lambda v, ctx: {"wrapped": False}, channel="real"),
 )
 FOREIGN.alias("SegNext_Attention", "MSCA", reading(ODS, (), lambda v, ctx: {"wrapped": False}))
+FOREIGN.alias("EfficientAdditiveAttnetion", "EfficientAdditiveAttention",  # SwiftFormer's class name, typo included
+              reading("SwiftFormer (official)", (), channel="real"))
 
 # Rows of our own names as other projects read them (under `dialect:`; and to explain a row that fails ours).
 

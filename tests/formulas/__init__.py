@@ -27,11 +27,13 @@ SMALL_C = 24  # below every default floor (8, 32) and most group counts: the cla
 
 # The modules the project ships; each has a paper formula (deleting one fails the matrix).
 SHIPPED = (
-    "ACmix", "BAM", "BiLevelRoutingAttention", "BoTMHSA", "CAA", "CAFM", "CBAM", "CPCA", "CoT", "CoordAtt",
-    "CrissCross", "DANet", "DAttention", "DeformableLKA", "DoubleAttention", "ECA", "ELA", "EMAttention", "EPSA",
-    "EffectiveSE", "ExternalAttention", "GAM", "GCBlock", "GatherExcite", "HiLo", "LSKA", "LSKBlock", "MLCA", "MSCA",
-    "MSDA", "MultiSEAM", "NAM", "NonLocal", "ParNetAttention", "PolarizedSA_P", "PolarizedSA_S", "ResidualAttention",
-    "S2Attention", "SCSA", "SE", "SEAM", "SGE", "SK", "SOCA", "ShuffleAttention", "SimAM", "TripletAttention", "iRMB",
+    "ACmix", "AgentAttention", "BAM", "BiLevelRoutingAttention", "BoTMHSA", "CAA", "CAFM", "CBAM", "CPCA",
+    "CascadedGroupAttention", "CoT", "CoordAtt", "CrissCross", "DANet", "DAttention", "DeformableLKA",
+    "DoubleAttention", "ECA", "ELA", "EMAttention", "EPSA", "EffectiveSE", "EfficientAdditiveAttention",
+    "ExternalAttention", "FocusedLinearAttention", "GAM", "GCBlock", "GatherExcite", "HiLo", "LSKA", "LSKBlock", "MLCA",
+    "MLLA", "MSCA", "MSDA", "MultiSEAM", "NAM", "NonLocal", "ParNetAttention", "PolarizedSA_P", "PolarizedSA_S",
+    "ResidualAttention", "S2Attention", "SCSA", "SE", "SEAM", "SGE", "SK", "SOCA", "ShuffleAttention", "SimAM",
+    "TripletAttention", "iRMB",
 )
 
 PAPER: dict = {}
