@@ -29,16 +29,18 @@ MOVED = {  # module path in checkpoints written before the rooms -> module now
 
 
 class _MovedModules(importlib.abc.MetaPathFinder, importlib.abc.Loader):
-    """Imports an old module path in :data:`MOVED` as the module that holds its classes now."""
+    """Imports an old module path in :data:`MOVED` as a module of its own holding the names of the module that holds
+    its classes now (the same objects; the module now keeps its own ``__spec__``)."""
 
     def find_spec(self, fullname, path=None, target=None):
         return importlib.util.spec_from_loader(fullname, self) if fullname in MOVED else None
 
     def create_module(self, spec):
-        return importlib.import_module(MOVED[spec.name])
+        return None  # the default module object
 
     def exec_module(self, module):
-        pass
+        now = importlib.import_module(MOVED[module.__spec__.name])
+        module.__dict__.update({k: v for k, v in vars(now).items() if not k.startswith("__")})
 
 
 if not any(isinstance(f, _MovedModules) for f in sys.meta_path):
