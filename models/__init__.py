@@ -9,7 +9,8 @@ Rooms (each a subpackage; the levels test, tests/test_layering.py, keeps imports
 - ``yolo``: the detector (:func:`models.yolo.build_model`, :class:`models.yolo.AttentionDetectionModel`);
 - ``weights``: checkpoint safety and formats, other projects' models, weight transfer;
 - ``surgery``: inserting layers into a model YAML;
-- ``engine``: the glue to the ultralytics engine (trainer, validator, run folders, the patched targets).
+- ``engine``: the glue to the ultralytics engine (trainer, validator, run folders, checks);
+- ``patches``: every ultralytics global this project swaps while it runs, declared and pinned by a test.
 
 Checkpoints pickle classes by module path; those written before the rooms name the old flat modules. ``MOVED`` maps
 them to where the classes live now, for this project's loader and for a plain ``torch.load``.

@@ -160,7 +160,7 @@ def test_from_index_out_of_range():
 
 
 def test_activation_whitelist():
-    from models.parse.values import parse_activation
+    from models.registry.values import parse_activation
 
     act = parse_activation("nn.LeakyReLU(0.1)")
     assert isinstance(act, torch.nn.LeakyReLU) and act.negative_slope == 0.1

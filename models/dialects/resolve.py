@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from models.dialects import aliases, known  # noqa: F401  (importing them fills FOREIGN)
 from models.dialects.names import DIALECTS, FOREIGN, Alias
 from models.dialects.readings import our_row
-from models.parse.values import flow
+from models.registry.values import flow
 from models.registry import LAYERS, ConfigError, LayerSpec, RowContext, attention_arguments
 
 
