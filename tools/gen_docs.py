@@ -48,6 +48,9 @@ Hyperparameters: what a YAML row may write after the channel count, by name or i
 width, `max(C // reduction, min(min_channels, C))`; `min_channels=1` makes `reduction` exact. `min_channels=None`
 (modules with an official form): the default form's floor (see the module's docstring), none in `official`.
 
+A linked name opens the module's page in `docs/papers/`: what the paper reports (dataset, backbone, claimed gain),
+the official code, where popular ports differ.
+
 Forms (`form=`, settable from a YAML row: `[-1, 1, BAM, [1024, {{form: official}}]]`): the default form / the official
 form(s) available ("the module itself": no forms, it is the official code) / what a golden test **checks** equal to
 the official code in float64, eval and train mode (the forms its fixtures in `tests/fixtures/golden/` configure, and
@@ -158,7 +161,8 @@ def render() -> str:
     text += "|---|---|---|---|---|---:|" + "---:|" * len(lat_headers) + "---:|---:|---|---|---|---|\n"
     for name, paper, cat, p256, yp, yg, place, onnx, notes, cfg, hyper, forms in rows():
         lc = "".join(f"{v} | " for v in lat.get(name, ["–"] * len(lat_headers)))
-        text += (f"| {name} | {paper} | {cat} | {hyper} | {forms} | {p256:,} | {lc}{yp:,} | {yg:.1f} | {place} | {onnx} | "
+        shown = f"[{name}](papers/{name}.md)" if (OUT.parent / "papers" / f"{name}.md").exists() else name
+        text += (f"| {shown} | {paper} | {cat} | {hyper} | {forms} | {p256:,} | {lc}{yp:,} | {yg:.1f} | {place} | {onnx} | "
                  f"`{cfg}` | {notes} |\n")
     return text
 
