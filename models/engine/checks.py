@@ -1,11 +1,11 @@
 """Checks of a model before it trains: memory of dense attention, AMP agreement, the time one step takes.
 
-Dense attention (quadratic in N = H*W: NonLocal, DANet, BoTMHSA, DAttention): :func:`dense_attention_check` finds
-every module registered with ``dense=True``, measures the stride of the map it sees (the shape probe), scales it to
-the training size and estimates its working set for the batch, ``module.attention_map_elements(h, w) * batch *
-dtype_bytes`` (the module protocol; these modules compute attention through SDPA, so no N x N map is stored and the
-estimate is O(N C)). The default budget is 2 GiB for the batch at 2 bytes per element. Why that size, and the
-calibration of the estimates: docs/benchmarks.md, "Measurements behind the code".
+Dense attention (a map that grows with N = H*W: NonLocal, DANet, BoTMHSA, DAttention, ...):
+:func:`dense_attention_check` finds every module registered with ``dense=True``, measures the stride of the map it sees
+(the shape probe), scales it to the training size and estimates its working set for the batch,
+``module.attention_map_elements(h, w) * batch * dtype_bytes`` (the module protocol; these modules compute attention
+through SDPA, so no N x N map is stored). The default budget is 2 GiB for the batch at 2 bytes per element. Why
+that size, and the calibration of the estimates: docs/benchmarks.md, "Measurements behind the code".
 """
 
 from __future__ import annotations
