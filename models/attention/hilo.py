@@ -118,6 +118,6 @@ class HiLo(AttentionModule):
 
     def attention_map_elements(self, h: int, w: int) -> int:
         """Elements of the attention working set of one training sample: 11 C N (norm, padded map, q/k/v of both
-        groups, outputs and gradients). Measured forward+backward peak (CPU fp32, fused path, parameter gradients
-        aside): 10.2 C N at 80x80, C=128; 10.7 C N at 40x40, C=256. The (heads_l, N, N / s^2) map is not stored."""
+        groups, outputs and gradients), calibrated in docs/benchmarks.md. The (heads_l, N, N / s^2) map is not
+        stored."""
         return 11 * self.norm.normalized_shape[0] * h * w
