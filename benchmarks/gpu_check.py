@@ -108,7 +108,7 @@ def parse_opt(argv=None):
     ap.add_argument("--budget-s", type=float, default=400, help="seconds for the whole run; cuts benchmarks, not checks")
     ap.add_argument("--checks-timeout-s", type=float, default=330, help="the tests are stopped after this long")
     ap.add_argument("--out", type=Path, help="report folder (default docs/benchmarks; without CUDA: the --work folder)")
-    ap.add_argument("--work", type=Path, help="folder for logs and benchmark outputs (default: a temporary one)")
+    ap.add_argument("--work", type=Path, help="folder for logs, the tests' runs and the benchmarks' outputs (default: temporary)")
     ap.add_argument("--stages", nargs="+", help="run only these stages (environment, checks, profile_b1, ...)")
     ap.add_argument("--tests", nargs="+", default=["tests"], help="where pytest looks for the cuda-marked tests")
     ap.add_argument("--pytest-args", default="", help='more pytest arguments, one string: --pytest-args="-k CBAM"')
@@ -166,7 +166,8 @@ def main(argv=None) -> int:
 
         cmd = [sys.executable, "-m", "pytest", *args.tests, "-m", "cuda", "-o", "addopts=", "-q", "-ra",
                "--strict-markers", "-p", "no:cacheprovider", "-p", "benchmarks.pytest_outcomes", "--outcomes",
-               str(jsonl), "--continue-on-collection-errors", *shlex.split(args.pytest_args)]
+               str(jsonl), "--continue-on-collection-errors", "--basetemp", str(work / "pytest"),  # runs, logs kept
+               *shlex.split(args.pytest_args)]
         code, tail = run(cmd, work / "tests.log", args.checks_timeout_s, tick)
         tick()
         counts = Counter(t["outcome"] for t in report["tests"])

@@ -3,6 +3,10 @@ it is for, so a GPU run that passes means something."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 from torch import nn
@@ -12,6 +16,8 @@ from tests.cuda.test_golden import RTOL, relative_difference
 from tests.golden import load
 
 pytestmark = pytest.mark.usefixtures("one_thread")
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def module_and_inputs(cls, c=16, hw=(8, 8)):
@@ -128,3 +134,14 @@ def test_each_check_names_the_fault_it_is_for(cls, check, expected):
 def test_golden_fixtures_in_float32_on_the_cpu_are_far_inside_the_gpu_limit(name):
     worst, rel = relative_difference(load(name), "cpu")
     assert 0 <= rel <= worst and rel < RTOL / 10, (worst, rel)
+
+
+@pytest.mark.slow
+def test_the_scripts_chain_of_the_gpu_run_works_on_the_cpu(tmp_path):
+    """tests/cuda/test_scripts.py with --cuda-device cpu (small dataset, 64 px, no AMP) for the anchor-head config:
+    train, val, detect and export as the GPU run chains them (about two minutes on two cores)."""
+    p = subprocess.run([sys.executable, "-m", "pytest", "tests/cuda/test_scripts.py", "-m", "cuda", "--cuda-device",
+                        "cpu", "-k", "anchor", "-o", "addopts=", "-q", "-rs", "-p", "no:cacheprovider", "--basetemp",
+                        str(tmp_path / "runs")], cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert p.returncode == 0 and "4 passed, 1 skipped" in p.stdout, p.stdout[-3000:] + p.stderr[-2000:]
+    assert "--half needs a GPU" in p.stdout
