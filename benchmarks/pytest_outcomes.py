@@ -76,5 +76,6 @@ def read_outcomes(path: Path) -> list[dict]:
         props = {**old.get("props", {}), **rec.get("props", {})}
         tests[rec["nodeid"]] = {**old, **rec, "props": props} if RANK[rec["outcome"]] >= RANK[old["outcome"]] else \
             {**old, "props": props}
+    known = set(collected)
     return [tests.get(n, {"nodeid": n, "outcome": "not run"}) for n in collected] + \
-        [t for n, t in tests.items() if n not in set(collected)]
+        [t for n, t in tests.items() if n not in known]
