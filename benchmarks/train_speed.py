@@ -3,11 +3,16 @@
     python benchmarks/train_speed.py                       # 3 rounds x 2 trainers, 3 epochs, 320 px, shapes dataset
     python benchmarks/train_speed.py --device 0 --rounds 5 --epochs 4
     python benchmarks/train_speed.py --quick --data tiny.yaml --out /tmp/speed     # a smoke run (tests)
+    python benchmarks/train_speed.py --device 0 --ours yolov5s-cbam.yaml --ultralytics yolov5s.yaml --rounds 1 \
+        --no-inference                                     # the GPU check's throughput: yolov5s-cbam vs yolov5su
 
 Training: our yolov5n (``configs/yolov5.yaml`` at scale n, built by our parser, trained by ``AttentionTrainer``) and
 ultralytics' own yolov5nu (``yolov5n.yaml`` built and trained by its ``DetectionTrainer``): the same architecture,
-data, optimizer (SGD, lr0 0.01, momentum 0.937, weight decay 5e-4), seed, batch, image size and epochs. Each run is
-a fresh process; runs alternate (ours, theirs, then theirs, ours, ...) so a drift of a shared machine hits both.
+data, optimizer (SGD, lr0 0.01, momentum 0.937, weight decay 5e-4), seed, batch, image size and epochs (``--ours``
+and ``--ultralytics`` name other configs, e.g. yolov5s-cbam against yolov5su: then the architectures differ by the
+module). AMP on CUDA; ultralytics' trainer gets our AMP check in place of its own, which loads (and would download)
+yolo26n.pt; the check runs before the timed epochs. Each run is a fresh process; runs alternate (ours, theirs, then
+theirs, ours, ...) so a drift of a shared machine hits both.
 An epoch's time is its training loop (``on_train_epoch_start`` to ``on_train_epoch_end``, CUDA synchronised),
 without validation; the first epoch (workers starting, cuDNN autotuning) is dropped and a run's figure is the
 median of the others. The reported ratio is the median over rounds of ours/theirs within a round.
@@ -43,7 +48,15 @@ import torch  # noqa: E402
 from tools import measure  # noqa: E402
 
 DEFAULT_OUT = ROOT / "docs" / "benchmarks"
-TRAINERS = {"ours": "ours yolov5n (AttentionTrainer)", "ultralytics": "ultralytics yolov5nu (DetectionTrainer)"}
+
+
+def trainer_labels(ours: str = "yolov5n.yaml", theirs: str = "yolov5n.yaml") -> dict[str, str]:
+    """Row labels of the two trainers; ultralytics' YOLOv5 configs build its 'u' (anchor-free) models."""
+    return {"ours": f"ours {Path(ours).stem} (AttentionTrainer)",
+            "ultralytics": f"ultralytics {Path(theirs).stem}u (DetectionTrainer)"}
+
+
+TRAINERS = trainer_labels()
 RESULT_TAG = "TRAIN_SPEED_RESULT "
 COLUMNS = ["measure", "model", "round", "order", "value", "unit", "epochs_timed", "params", "imgsz", "batch", "device",
            "device_name", "threads", "torch", "ultralytics", "date"]
@@ -54,19 +67,21 @@ OPTIMIZER = {"optimizer": "SGD", "lr0": 0.01, "momentum": 0.937, "weight_decay":
 
 
 def train_once(impl: str, data: str, epochs: int, imgsz: int, batch: int, device: str, workers: int,
-               save_dir: Path) -> dict:
-    """Train ``impl`` ('ours' or 'ultralytics') once in this process; per-epoch training-loop seconds and params."""
+               save_dir: Path, cfg: str = "yolov5n.yaml") -> dict:
+    """Train ``impl`` ('ours' or 'ultralytics') on ``cfg`` once in this process; per-epoch training-loop seconds and
+    params."""
     from ultralytics.models.yolo.detect import DetectionTrainer
 
     from data.datasets import prepare_data
-    from models.parse.read import resolve_config
+    from models.patches import trainer_amp_check
     from models.engine.trainer import AttentionTrainer
+    from models.parse.read import resolve_config
 
     if impl == "ours":
-        path, _ = resolve_config("yolov5n.yaml")
-        model, cls = str(path.with_name("yolov5n.yaml")), AttentionTrainer  # the scale letter rides in the name
+        path, _ = resolve_config(cfg)
+        model, cls = str(path.with_name(Path(cfg).name)), AttentionTrainer  # the scale letter rides in the name
     elif impl == "ultralytics":
-        model, cls = "yolov5n.yaml", DetectionTrainer  # ultralytics' own YAML and parser: yolov5nu
+        model, cls = cfg, DetectionTrainer  # ultralytics' own YAML and parser: yolov5nu for yolov5n.yaml
     else:
         raise ValueError(f"unknown trainer {impl!r}")
     overrides = {"model": model, "data": prepare_data(data), "epochs": epochs, "imgsz": imgsz, "batch": batch,
@@ -85,7 +100,8 @@ def train_once(impl: str, data: str, epochs: int, imgsz: int, batch: int, device
 
     trainer.add_callback("on_train_epoch_start", mark("start"))
     trainer.add_callback("on_train_epoch_end", mark("end"))
-    trainer.train()
+    with trainer_amp_check(lambda m: AttentionTrainer.check_amp(trainer, m)):  # ours does this already
+        trainer.train()
     starts = [t for k, t in marks if k == "start"]
     ends = [t for k, t in marks if k == "end"]
     model_ = trainer.model.module if hasattr(trainer.model, "module") else trainer.model
@@ -97,7 +113,8 @@ def run_in_process(impl: str, args, save_dir: Path) -> dict:
     """One training run in a fresh Python process (this script with ``--run-one``)."""
     cmd = [sys.executable, str(Path(__file__).resolve()), "--run-one", impl, "--data", args.data, "--epochs",
            str(args.epochs), "--imgsz", str(args.imgsz), "--batch-size", str(args.batch_size), "--device", args.device,
-           "--workers", str(args.workers), "--save-dir", str(save_dir)]
+           "--workers", str(args.workers), "--save-dir", str(save_dir), "--ours", args.ours, "--ultralytics",
+           args.ultralytics]
     p = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     line = next((ln for ln in reversed(p.stdout.splitlines()) if ln.startswith(RESULT_TAG)), None)
     if p.returncode or line is None:
@@ -113,15 +130,15 @@ def timed_epochs(epoch_s: list[float]) -> list[float]:
 
 def round_orders(rounds: int) -> list[list[str]]:
     """Alternating run order: ours first in even rounds, ultralytics first in odd ones."""
-    names = list(TRAINERS)
+    names = ["ours", "ultralytics"]
     return [names if r % 2 == 0 else names[::-1] for r in range(rounds)]
 
 
-def train_ratio(rows: list[dict]) -> tuple[float, list[float]]:
+def train_ratio(rows: list[dict], labels: dict[str, str] = TRAINERS) -> tuple[float, list[float]]:
     """Median over rounds of ours/ultralytics (each round's two runs), and the per-round ratios."""
     by = {(int(r["round"]), r["model"]): float(r["value"]) for r in rows if r["measure"] == "train_epoch_s"}
-    per_round = [by[(k, TRAINERS["ours"])] / by[(k, TRAINERS["ultralytics"])]
-                 for k in sorted({k for k, _ in by}) if (k, TRAINERS["ours"]) in by and (k, TRAINERS["ultralytics"]) in by]
+    ours, theirs = labels["ours"], labels["ultralytics"]
+    per_round = [by[(k, ours)] / by[(k, theirs)] for k in sorted({k for k, _ in by}) if (k, ours) in by and (k, theirs) in by]
     return (statistics.median(per_round) if per_round else float("nan")), per_round
 
 
@@ -167,9 +184,9 @@ def render(rows: list[dict], args, seconds: float) -> str:
              f"{seconds / 60:.1f} min.",
              f"- Command: `python benchmarks/train_speed.py {' '.join(args.argv)}`\n"]
     if train:
-        ratio, per_round = train_ratio(rows)
+        ratio, per_round = train_ratio(rows, args.labels)
         med = {name: statistics.median(float(r["value"]) for r in train if r["model"] == name)
-               for name in TRAINERS.values() if any(r["model"] == name for r in train)}
+               for name in args.labels.values() if any(r["model"] == name for r in train)}
         params = {r["model"]: r["params"] for r in train}
         lines += ["## Training epoch time\n",
                   f"{args.data}, {args.epochs} epochs per run at {args.imgsz} px, batch {args.batch_size}, SGD "
@@ -211,12 +228,16 @@ def parse_opt(argv=None):
     ap.add_argument("--infer-batches", nargs="+", type=int, default=[1, 16])
     ap.add_argument("--repeats", type=int, default=7, help="interleaved inference timing rounds")
     ap.add_argument("--min-block", type=float, default=0.2, help="seconds of calls per model per inference round")
+    ap.add_argument("--ours", default="yolov5n.yaml", help="our config (a name in configs/ or a path)")
+    ap.add_argument("--ultralytics", default="yolov5n.yaml", help="ultralytics' config for its own trainer")
+    ap.add_argument("--no-inference", action="store_true", help="training only (skip the yolov5s-cbam inference timing)")
     ap.add_argument("--quick", action="store_true", help="1 round, 2 epochs at 64 px, inference at 64 px (for tests)")
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
     ap.add_argument("--run-one", choices=list(TRAINERS), help=argparse.SUPPRESS)  # internal: one run, this process
     ap.add_argument("--save-dir", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     args.argv = list(argv if argv is not None else sys.argv[1:])
+    args.labels = trainer_labels(args.ours, args.ultralytics)
     if args.quick:
         args.rounds, args.epochs, args.imgsz, args.batch_size, args.workers = 1, 2, 64, 8, 0
         args.infer_imgsz, args.infer_batches, args.repeats, args.min_block = 64, [1], 3, 0.01
@@ -227,7 +248,7 @@ def main(argv=None) -> int:
     args = parse_opt(argv)
     if args.run_one:
         result = train_once(args.run_one, args.data, args.epochs, args.imgsz, args.batch_size, args.device,
-                            args.workers, args.save_dir)
+                            args.workers, args.save_dir, args.ours if args.run_one == "ours" else args.ultralytics)
         print(RESULT_TAG + json.dumps(result), flush=True)
         return 0
     import ultralytics
@@ -243,18 +264,19 @@ def main(argv=None) -> int:
             for k, impl in enumerate(order):
                 res = run_in_process(impl, args, work / f"r{r}_{impl}")
                 timed = timed_epochs(res["epoch_s"])
-                rows.append({"measure": "train_epoch_s", "model": TRAINERS[impl], "round": r, "order": k, "unit": "s",
+                rows.append({"measure": "train_epoch_s", "model": args.labels[impl], "round": r, "order": k, "unit": "s",
                              "value": statistics.median(timed), "epochs_timed": len(timed), "params": res["params"],
                              "imgsz": args.imgsz, "batch": args.batch_size, **env})
-                print(f"[round {r} #{k}] {TRAINERS[impl]}: {rows[-1]['value']:.3f} s/epoch ({len(timed)} epochs "
+                print(f"[round {r} #{k}] {args.labels[impl]}: {rows[-1]['value']:.3f} s/epoch ({len(timed)} epochs "
                       "timed)", flush=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    rows += inference_rows(args, env)
+    if not args.no_inference:
+        rows += inference_rows(args, env)
     args.out.mkdir(parents=True, exist_ok=True)
     measure.write_csv(args.out / "train_speed.csv", rows, COLUMNS + ["ratio"])
     (args.out / "train_speed.md").write_text(render(rows, args, time.perf_counter() - t0))
-    ratio, _ = train_ratio(rows)
+    ratio, _ = train_ratio(rows, args.labels)
     print(f"wrote {args.out / 'train_speed.csv'} and {args.out / 'train_speed.md'}: ours/ultralytics epoch time "
           f"{ratio:.3f}")
     return 0
