@@ -157,7 +157,7 @@ def test_built_alias_is_named_in_the_layer_table_with_its_translation():
     assert "[-1, 1, SE, [{reduction: 8, form: eap}]]" in text
     # a structural difference left is a warning, printed with or without the table
     assert "air.yaml: layer 1 (BAMBlock): BAMBlock [] is built as EAP/ODS's ([-1, 1, BAM, [{dilation: 2, " \
-           "num_dilated: 3}]]); it differs from EAP/ODS's: the ports' channel branch" in text
+           "num_dilated: 3, min_channels: 1}]]); it differs from EAP/ODS's: the ports' channel branch" in text
 
 
 # -- the channel count: nominal where YOLOAir scales it, real where YOLOAir passes it as written -----------------------
@@ -189,8 +189,8 @@ def test_yoloair_real_channel_count_must_equal_the_input_width():
 @pytest.mark.parametrize("name, args, expected", [
     # GCNet's ContextBlock defaults to channel_add, blog copies of GlobalContextBlock to channel_mul
     ("GlobalContextBlock", [512, 0.25], [
-        "means different modules", "132,481 parameters, [-1, 1, GCBlock, [{reduction: 4}]];",
-        "[-1, 1, GCBlock, [{reduction: 4, fusion: mul}]]. Write the row you mean"]),
+        "means different modules", "132,481 parameters, [-1, 1, GCBlock, [{reduction: 4, min_channels: 1}]];",
+        "[-1, 1, GCBlock, [{reduction: 4, fusion: mul, min_channels: 1}]]. Write the row you mean"]),
     # EAP's CBAMBlock has a 49x49 spatial kernel and adds its input back, ODS's a 7x7 one
     ("CBAMBlock", [], ["means different modules", "37,571 parameters, [-1, 1, CBAM, [{form: eap}]] or `dialect: eap`",
                         "32,867 parameters, [-1, 1, CBAM, [{form: ods}]] or `dialect: ods`"]),
@@ -224,7 +224,7 @@ def test_own_name_with_foreign_arguments_fails_with_how_other_projects_read_it()
     assert "300 parameters, [-1, 1, TripletAttention, []] or `dialect: yoloair`" in msg
     with pytest.raises(ConfigError, match="YOLOAir's code has no DANet module"):
         built("DANet", [512, 512, False])
-    with pytest.raises(ConfigError, match=r"263,040 parameters, \[-1, 1, DoubleAttention, \[\]\] or `dialect: yoloair`"):
+    with pytest.raises(ConfigError, match=r"263,040 parameters, \[-1, 1, DoubleAttention, \[\{c_m: 128\}\]\] or `dialect: yoloair`"):
         built("DoubleAttention", [512, 128, 128, 8])
 
 

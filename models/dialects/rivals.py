@@ -51,10 +51,10 @@ def compact(spec: LayerSpec, kwargs: dict, c: int | None = None) -> dict:
     params = inspect.signature(spec.cls).parameters
     out = {k: v for k, v in kwargs.items() if k not in params or params[k].default != v
            or type(params[k].default) is not type(v)}
-    if c is not None:
+    if c is not None:  # a key goes where the module stays the same without it, at this width, a narrow and a wide one
         for k in [k for k in out if k != "form"]:
             fewer = {key: v for key, v in out.items() if key != k}
-            if same_module(spec, c, out, fewer):
+            if all(same_module(spec, w, out, fewer) for w in (24, c, max(8 * c, 2048))):
                 out = fewer
     return out
 
