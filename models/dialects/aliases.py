@@ -25,7 +25,7 @@ def _width_as_reduction(ctx: RowContext, form: str) -> dict:
     return {"reduction": ctx.c_from[0], "form": form}
 
 
-def _gam(v: Values, ctx: RowContext) -> dict:
+def _gam(v: Values, ctx: RowContext, form: str = "paper") -> dict:
     rate = _int(v["rate"], "rate")
     grouped = _flag(v["group"], "group", v) if "group" in v else False
     c = ctx.c_from[0]
@@ -33,7 +33,14 @@ def _gam(v: Values, ctx: RowContext) -> dict:
         raise ConfigError(f"grouped GAMAttention (group true) needs C and C/rate divisible by rate: C={c}, rate={rate}")
     if c // rate < 1:
         raise ConfigError(f"rate {rate} leaves no hidden channels at C={c}")
-    return {"reduction": rate, "groups": rate if grouped else 1, "min_channels": 1}
+    if form == "yoloair" and c % 4:
+        raise ConfigError(f"YOLOAir's GAMAttention shuffles its spatial gate in 4 groups: C={c} is not divisible by 4")
+    return {"reduction": rate, "groups": rate if grouped else 1, "min_channels": 1,
+            **({"form": form} if form != "paper" else {})}
+
+
+def _gam_yoloair(v: Values, ctx: RowContext) -> dict:
+    return _gam(v, ctx, "yoloair")
 
 
 def _sk(v: Values, ctx: RowContext) -> dict:
@@ -177,17 +184,15 @@ def _article_gam(v: Values, ctx: RowContext) -> dict:
 
 FOREIGN.alias(
     "GAMAttention", "GAM",
-    reading(f"{YOLOAIR}/{YOLOAIR2}", (("group", True), ("rate", 4)), _gam, channel="nominal",
+    reading(f"{YOLOAIR}/{YOLOAIR2}", (("group", True), ("rate", 4)), _gam_yoloair, channel="nominal",
             dialect="yoloair/yoloair2/forks"),
     reading(ARTICLE, (), _article_gam, channel="nominal"),
-    note="YOLOAir's GAMAttention multiplies by its channel MLP without a sigmoid and shuffles the spatial gate after "
-    "its sigmoid; GAM (the paper's) applies both sigmoids and shuffles between its grouped convs (same parameters)",
 )
 FOREIGN.alias(
     "GAM_Attention", "GAM",
     reading(ODS, (("rate", 4),), _gam, dialect="ods/ultralytics"),
-    reading(f"{FORKS} (YOLOAir's class under ODS's name)", (("group", True), ("rate", 4)), _gam, channel="nominal",
-            dialect="forks"),
+    reading(f"{FORKS} (YOLOAir's class under ODS's name)", (("group", True), ("rate", 4)), _gam_yoloair,
+            channel="nominal", dialect="forks"),
 )
 FOREIGN.alias(
     "NAMAttention", "NAM",
