@@ -88,7 +88,7 @@ def _ctx():
 
 def _example(reading, name: str, target: str) -> str:
     from models.dialects.readings import our_row
-    from models.parse.values import flow
+    from models.registry.values import flow
     from models.registry import ConfigError
 
     row = f"`{name} [{', '.join(flow(a) for a in reading.example)}]`"

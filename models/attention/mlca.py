@@ -33,20 +33,8 @@ from torch import nn
 
 from models.attention._common import eca_kernel_size
 from models.registry.protocol import GatedAttention
+from models.attention._resize import adaptive_pool_matrix
 from models.registry import register_attention
-
-
-def adaptive_pool_matrix(n_in, n_out, like: torch.Tensor) -> torch.Tensor:
-    """(n_out, n_in) matrix M with M @ v == adaptive_avg_pool1d(v, n_out) for a length-n_in vector v.
-
-    ``n_in``/``n_out`` may be traced sizes; indices are built with ``arange`` so the matrix follows the runtime size.
-    """
-    i = torch.arange(n_out, device=like.device)
-    j = torch.arange(n_in, device=like.device)
-    start = torch.div(i * n_in, n_out, rounding_mode="floor")
-    end = torch.div((i + 1) * n_in + n_out - 1, n_out, rounding_mode="floor")  # ceil((i + 1) n_in / n_out)
-    inside = (j.unsqueeze(0) >= start.unsqueeze(1)) & (j.unsqueeze(0) < end.unsqueeze(1))
-    return inside.to(like.dtype) / (end - start).unsqueeze(1).to(like.dtype)
 
 
 @register_attention(

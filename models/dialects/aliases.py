@@ -332,6 +332,20 @@ FOREIGN.alias(
     "pads to a multiple of n_win (the ODS module asserts divisibility unless auto_pad)",
 )
 
+FOREIGN.alias(
+    "deformable_LKA_Attention", "DeformableLKA",
+    reading(ODS, (), dialect="ods"),
+    reading("D-LKA (official)", (), channel="real"),
+)
+FOREIGN.alias(
+    "deformable_LKA", "DeformableLKA",
+    reading(ODS, (), lambda v, ctx: {"wrapped": False}, dialect="ods"),
+    reading("D-LKA (official)", (), lambda v, ctx: {"wrapped": False}, channel="real"),
+)
+FOREIGN.alias("SegNext_Attention", "MSCA", reading(ODS, (), lambda v, ctx: {"wrapped": False}, dialect="ods"))
+FOREIGN.alias("EfficientAdditiveAttnetion", "EfficientAdditiveAttention",  # SwiftFormer's class name, typo included
+              reading("SwiftFormer (official)", (), channel="real"))
+
 # The YOLOv8 forks' names for modules here (the parser injects c1; a leading width is dropped)
 FOREIGN.alias("LSKblockAttention", "LSKBlock", reading(f"{ULTRA} (LSKNet's LSKblock with proj_1/proj_2)", (),
                                                        channel="optional", dialect="ultralytics"))

@@ -14,7 +14,7 @@ import re
 
 from models.dialects.names import FOREIGN
 from models.dialects.readings import ARTICLE, FORKS
-from models.parse.values import flow
+from models.registry.values import flow
 from models.registry import LAYERS
 
 FOREIGN.block("Conv_CBAM", FORKS, "ConvCBAM")

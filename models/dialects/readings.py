@@ -17,7 +17,7 @@ import math
 from typing import Callable
 
 from models.dialects.names import Reading, Translation
-from models.parse.values import flow
+from models.registry.values import flow
 from models.registry import ConfigError, RowContext, is_int, nominal_width_problem, scaled_width
 
 REQUIRED = object()  # a source parameter without a default

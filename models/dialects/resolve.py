@@ -20,7 +20,7 @@ from models.dialects.blocks import block_hint
 from models.dialects.names import DIALECTS, FOREIGN, Alias, NoEquivalent
 from models.dialects.readings import our_row
 from models.dialects.rivals import check_ours, compact, dialect_edit, params_of, sources
-from models.parse.values import flow
+from models.registry.values import flow
 from models.registry import LAYERS, ConfigError, LayerSpec, RowContext
 
 

@@ -15,7 +15,7 @@ import torch
 
 from models.dialects.names import NoEquivalent, Reading
 from models.dialects.readings import our_row
-from models.parse.values import flow
+from models.registry.values import flow
 from models.registry import ConfigError, LayerSpec, RowContext, attention_arguments
 
 NATIVE_HINT = "`dialect: native` in the model YAML reads every row this project's way without this warning"

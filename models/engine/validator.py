@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ultralytics.models.yolo.detect import DetectionValidator
 
-from models.engine.patches import nms_without_time_limit
+from models.patches import nms_without_time_limit
 
 
 class ReproducibleValidator(DetectionValidator):

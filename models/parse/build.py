@@ -11,7 +11,7 @@ import torch
 from torch import nn
 from ultralytics.utils import LOGGER
 
-from models.engine.patches import default_activation, head_legacy
+from models.patches import default_activation, head_legacy
 from models.parse.plan import Row, plan_rows
 from models.parse.read import (MAX_PARAMS, SCREEN_PARAMS, check_model_keys, check_multiples, model_activation,
                                model_scale, rows_of)

@@ -2,7 +2,7 @@
 
 Names resolve through the dialect layer (:func:`models.dialects.resolve.resolve`: other projects' names and readings,
 then the registry); every name is checked before any row is planned, and all unknown ones are reported at once.
-Argument values go through :func:`models.parse.values.parse_arg` (never evaluated as code). Channels: an attention
+Argument values go through :func:`models.registry.values.parse_arg` (never evaluated as code). Channels: an attention
 row takes its input channel count from its ``from`` layer; a first argument, when given, is the nominal width a YOLOv5
 YAML writes before ``width_multiple`` and must scale to the real input width
 (:func:`models.registry.attention_arguments`).
@@ -17,7 +17,7 @@ from torch import nn
 
 from models.dialects.resolve import check_names, resolve
 from models.parse.read import INPUT, MAX_CHANNELS, MAX_REPEATS, resolve_from
-from models.parse.values import parse_arg
+from models.registry.values import parse_arg
 from models.registry import LAYERS, ConfigError, LayerSpec, RowContext, attention_arguments, is_int, scaled_width
 
 
