@@ -118,6 +118,8 @@ class SpatialGate(nn.Module):
 class CBAM(AttentionModule):
     """Channel gate, then spatial gate, applied sequentially (r=16, 7x7)."""
 
+    residual = False  # EAP's x + CBAM(x) (class default: modules pickled before the forms existed have none)
+
     def __init__(self, c1: int, reduction: float | None = None, kernel_size: int | None = None,
                  min_channels: int | None = None, form: str = "paper"):
         super().__init__()

@@ -45,6 +45,8 @@ FORMS = ("official", "bubbliiiing")
 class CoordAtt(AttentionModule):
     """x * sigmoid(conv_h(f_h)) * sigmoid(conv_w(f_w)), reduction 32, mip >= 8."""
 
+    relu = False  # the port's ReLU for h-swish (class default: modules pickled before the forms existed have none)
+
     def __init__(self, c1: int, reduction: int | None = None, min_channels: int | None = None,
                  form: str = "official"):
         super().__init__()

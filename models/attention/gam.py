@@ -62,6 +62,8 @@ FORMS = ("paper", "yoloair")
 class GAM(AttentionModule):
     """x * M_c(x) then * M_s(.), both full-resolution sigmoid maps; reduction (the paper's rate) r = 4."""
 
+    gate_shuffle = 0  # YOLOAir's shuffle after the sigmoid (class default: modules pickled before the form have none)
+
     def __init__(self, c1: int, reduction: int = 4, groups: int | None = None, min_channels: int = 1,
                  form: str = "paper"):
         super().__init__()

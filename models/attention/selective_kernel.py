@@ -52,6 +52,8 @@ FORMS = ("no_bn", "official", "eap")
 class SK(AttentionModule):
     """Selective Kernel convolution: softmax-weighted sum of M grouped 3x3 branches with growing dilation."""
 
+    z_relu = True  # ReLU on z (class default: modules pickled before the 'eap' form existed have none)
+
     def __init__(self, c1: int, groups: int | None = None, reduction: int = 16, min_channels: int = 32,
                  branches: int | None = None, kernels: tuple | list | None = None, form: str = "no_bn"):
         super().__init__()

@@ -155,17 +155,12 @@ def check_values(spec: LayerSpec, args: list, ctx: RowContext, kwargs: dict, wri
         defaults = {k: p.default for k, p in inspect.signature(spec.cls).parameters.items()}
         row = f"{spec.name} [{', '.join(_show(a) for a in args)}]"
         for key, value in written.items():
-            default = defaults.get(key)
-            fixed = {**{k: v for k, v in kwargs.items() if k != key}}
-            fix = our_row(f, n, spec.name, compact(spec, fixed))
-            width = value == c or (ctx.width and value == round(c / ctx.width))
-            if width:
+            if value == c or (ctx.width and value == round(c / ctx.width)):  # a width where a hyperparameter stands
+                fix = our_row(f, n, spec.name, compact(spec, {k: v for k, v in kwargs.items() if k != key}))
                 raise ConfigError(f"{ctx.where}: {row}: {key}={value!r} ({e}); {value} is this layer's width: did you "
                                   f"mean the output width? {spec.name} takes its channels from the 'from' layer: write "
-                                  f"{fix} ({key} {default!r}) or set {key} by name") from None
-        fix = our_row(f, n, spec.name, {k: v for k, v in kwargs.items() if k not in written})
-        raise ConfigError(f"{ctx.where}: {row}: {e}; write the hyperparameters by name with valid values, or "
-                          f"{fix} for the defaults") from None
+                                  f"{fix} ({key} {defaults.get(key)!r}) or set {key} by name") from None
+        raise ConfigError(f"{ctx.where}: {row}: {e}") from None
     except Exception:  # noqa: BLE001  (the build itself reports anything else, with the layer)
         return
 
