@@ -37,6 +37,7 @@ class Row:
     c2: int | None
     notes: list[str]
     where: str
+    warnings: tuple[str, ...] = ()  # how other projects read the row differently (printed under the layer table)
 
 
 def _activation_to_keyword(cls, args: list) -> dict:
@@ -118,7 +119,7 @@ def plan_rows(d: dict, rows: list, ch: int, depth: float, width: float, max_chan
             c2 = c1
         else:  # head / custom: the layer's own rule
             args, c2 = spec.make_args(args, RowContext(c_from, d, width, max_channels, where))
-        plan.append(Row(i, f, inputs, name, spec, args, kwargs, n, n_, c2, notes, where))
+        plan.append(Row(i, f, inputs, name, spec, args, kwargs, n, n_, c2, notes, where, resolved.warnings))
         chs.append(c2)
     return plan
 
