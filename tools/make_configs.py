@@ -36,6 +36,7 @@ def config_text(spec) -> str:
     header = HEADER.format(name=spec.name, lower=spec.tag, paper=spec.paper, year=spec.year, arxiv=arxiv)
     ins = Insertion(spec.name, [1024], "backbone_end", comment="attention (input channels checked against 1024 x width)")
     result = insert_layers(load_config(BASE), [ins])
+    result.cfg["dialect"] = "native"  # this project's own rows: read its way, without the other projects' readings
     return to_text(result.cfg, result.origins(), BASE.read_text(), header=header.splitlines())
 
 
