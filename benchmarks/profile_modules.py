@@ -51,7 +51,7 @@ REFERENCE_NOTES = {
     "EffectiveSE": (
         "was 1.13x timm (fwd, median) until its hard-sigmoid gate was written as relu6(x + 3) / 6, three elementwise "
         "kernels on the (C, 1, 1) vector, against timm's single F.hardsigmoid; it now calls F.hardsigmoid too "
-        "(F.hardsigmoid in EffectiveSE._channel_gate, the same function)."
+        "(F.hardsigmoid in EffectiveSE.gate, the same function)."
     ),
     "SK": (
         "not the same layer: timm's SelectiveKernel applies BatchNorm+ReLU to the pooled vector z and uses in-place "

@@ -3,12 +3,18 @@
     python benchmarks/train_speed.py                       # 3 rounds x 2 pairs x 2 trainers, 3 epochs, 320 px, shapes
     python benchmarks/train_speed.py --pairs yolo11n-cbam --rounds 5
     python benchmarks/train_speed.py --quick --data tiny.yaml --out /tmp/speed     # a smoke run (tests)
+    python benchmarks/train_speed.py --device 0 --ours yolov5s-cbam.yaml --ultralytics yolov5s.yaml --rounds 1 \
+        --no-inference                                     # the GPU check's throughput: yolov5s-cbam vs yolov5su
 
 Training, two pairs (:data:`PAIRS`), each ours (built by our parser, trained by ``AttentionTrainer``) against
 ultralytics' own model (built and trained by its ``DetectionTrainer``):
 
 - ``yolov5n``: our yolov5n (``configs/yolov5.yaml`` at scale n) and ultralytics' yolov5nu, the same architecture;
-- ``yolo11n-cbam``: our yolo11n with CBAM after C2PSA (``configs/yolo11-cbam.yaml``) and ultralytics' yolo11n.
+- ``yolo11n-cbam``: our yolo11n with CBAM after C2PSA (``configs/yolo11-cbam.yaml``) and ultralytics' yolo11n;
+
+or one pair named with ``--ours`` and ``--ultralytics`` (e.g. yolov5s-cbam against yolov5su). AMP on CUDA;
+ultralytics' trainer gets our AMP check in place of its own, which loads (and would download) yolo26n.pt; the check
+runs before the timed epochs.
 
 The same data, optimizer (SGD, lr0 0.01, momentum 0.937, weight decay 5e-4), seed, batch, image size and epochs. Each
 run is a fresh process; within a round every pair runs ours and theirs back to back, the order alternating from
@@ -29,6 +35,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import statistics
 import subprocess
@@ -70,18 +77,26 @@ class Pair:
         return self.ours_label if impl == "ours" else self.theirs_label
 
 
-PAIRS = {
-    "yolov5n": Pair("yolov5n.yaml", "yolov5n.yaml", "ours yolov5n (AttentionTrainer)",
-                    "ultralytics yolov5nu (DetectionTrainer)"),
-    "yolo11n-cbam": Pair("yolo11n-cbam.yaml", "yolo11n.yaml", "ours yolo11n-cbam (AttentionTrainer)",
-                         "ultralytics yolo11n (DetectionTrainer)"),
-}
+def trainer_labels(ours: str = "yolov5n.yaml", theirs: str = "yolov5n.yaml") -> dict[str, str]:
+    """Row labels of the two trainers; ultralytics' YOLOv3/YOLOv5 configs build its 'u' (anchor-free) models."""
+    u = "u" if re.match(r"yolov[35]", Path(theirs).stem) else ""
+    return {"ours": f"ours {Path(ours).stem} (AttentionTrainer)",
+            "ultralytics": f"ultralytics {Path(theirs).stem}{u} (DetectionTrainer)"}
+
+
+def make_pair(ours: str, theirs: str) -> Pair:
+    labels = trainer_labels(ours, theirs)
+    return Pair(ours, theirs, labels["ours"], labels["ultralytics"])
+
+
+PAIRS = {"yolov5n": make_pair("yolov5n.yaml", "yolov5n.yaml"), "yolo11n-cbam": make_pair("yolo11n-cbam.yaml", "yolo11n.yaml")}
+TRAINERS = trainer_labels()  # the first pair's labels
 
 
 # --------------------------------------------------------------------------------------------- one training run
 
 
-def train_once(pair: str, impl: str, data: str, epochs: int, imgsz: int, batch: int, device: str, workers: int,
+def train_once(p: Pair, impl: str, data: str, epochs: int, imgsz: int, batch: int, device: str, workers: int,
                save_dir: Path) -> dict:
     """Train one side (``impl``: 'ours' or 'ultralytics') of a pair once in this process; per-epoch training-loop
     seconds and params."""
@@ -90,11 +105,11 @@ def train_once(pair: str, impl: str, data: str, epochs: int, imgsz: int, batch: 
     from data.datasets import prepare_data
     from models.engine.trainer import AttentionTrainer
     from models.parse.read import resolve_config
+    from models.patches import trainer_amp_check
 
-    p = PAIRS[pair]
     if impl == "ours":
         path, _ = resolve_config(p.ours)
-        model, cls = str(path.with_name(p.ours)), AttentionTrainer  # the scale letter rides in the name
+        model, cls = str(path.with_name(Path(p.ours).name)), AttentionTrainer  # the scale letter rides in the name
     elif impl == "ultralytics":
         model, cls = p.theirs, DetectionTrainer  # ultralytics' own YAML and parser
     else:
@@ -115,17 +130,20 @@ def train_once(pair: str, impl: str, data: str, epochs: int, imgsz: int, batch: 
 
     trainer.add_callback("on_train_epoch_start", mark("start"))
     trainer.add_callback("on_train_epoch_end", mark("end"))
-    trainer.train()
+    with trainer_amp_check(lambda m: AttentionTrainer.check_amp(trainer, m)):  # ours does this already
+        trainer.train()
     starts = [t for k, t in marks if k == "start"]
     ends = [t for k, t in marks if k == "end"]
     model_ = trainer.model.module if hasattr(trainer.model, "module") else trainer.model
-    return {"pair": pair, "impl": impl, "epoch_s": [e - s for s, e in zip(starts, ends)],
+    return {"pair": p.ours, "impl": impl, "epoch_s": [e - s for s, e in zip(starts, ends)],
             "params": sum(p.numel() for p in model_.parameters()), "device": str(trainer.device)}
 
 
 def run_in_process(pair: str, impl: str, args, save_dir: Path) -> dict:
     """One training run in a fresh Python process (this script with ``--run-one``)."""
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--run-one", pair, impl, "--data", args.data, "--epochs",
+    p = args.pairs[pair]
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--run-one", impl, "--ours", p.ours, "--ultralytics",
+           p.theirs, "--data", args.data, "--epochs",
            str(args.epochs), "--imgsz", str(args.imgsz), "--batch-size", str(args.batch_size), "--device", args.device,
            "--workers", str(args.workers), "--save-dir", str(save_dir)]
     p = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
@@ -146,12 +164,13 @@ def round_orders(rounds: int) -> list[list[str]]:
     return [list(IMPLS) if r % 2 == 0 else list(IMPLS)[::-1] for r in range(rounds)]
 
 
-def train_ratio(rows: list[dict], pair: str = "yolov5n") -> tuple[float, list[float]]:
-    """Median over rounds of ours/ultralytics epoch time for ``pair`` (each round's two runs), and the per-round ratios."""
-    p = PAIRS[pair]
-    by = {(int(r["round"]), r["model"]): float(r["value"]) for r in rows
-          if r["measure"] == "train_epoch_s" and r.get("pair", "yolov5n") == pair}
-    ours, theirs = p.label("ours"), p.label("ultralytics")
+def train_ratio(rows: list[dict], labels: dict[str, str] | str = TRAINERS) -> tuple[float, list[float]]:
+    """Median over rounds of ours/ultralytics epoch time for one pair (its trainers' ``labels``, or a name in
+    :data:`PAIRS`), each round's two runs, and the per-round ratios."""
+    if isinstance(labels, str):
+        labels = {impl: PAIRS[labels].label(impl) for impl in IMPLS}
+    by = {(int(r["round"]), r["model"]): float(r["value"]) for r in rows if r["measure"] == "train_epoch_s"}
+    ours, theirs = labels["ours"], labels["ultralytics"]
     per_round = [by[(k, ours)] / by[(k, theirs)] for k in sorted({k for k, _ in by}) if (k, ours) in by and (k, theirs) in by]
     return (statistics.median(per_round) if per_round else float("nan")), per_round
 
@@ -256,11 +275,11 @@ def render(rows: list[dict], args, seconds: float) -> str:
                       ["Round", "Order", "Trainer", "Params", "s / epoch", "Epochs timed"],
                       [[r["round"], r["order"], r["model"], f"{int(r['params']):,}", measure.fnum(r["value"], 3),
                         r["epochs_timed"]] for r in train], "rrlrrr"), ""]
-        for name, p in PAIRS.items():
-            mine = [r for r in train if r.get("pair", "yolov5n") == name]
+        for name, p in args.pairs.items():
+            mine = [r for r in train if r["model"] in (p.ours_label, p.theirs_label)]
             if not mine:
                 continue
-            ratio, per_round = train_ratio(rows, name)
+            ratio, per_round = train_ratio(rows, {impl: p.label(impl) for impl in IMPLS})
             med = {p.label(i): statistics.median(float(r["value"]) for r in mine if r["model"] == p.label(i))
                    for i in IMPLS if any(r["model"] == p.label(i) for r in mine)}
             params = {r["model"]: r["params"] for r in mine}
@@ -296,6 +315,9 @@ def parse_opt(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", default="shapes.yaml", help="dataset YAML (default: the built-in shapes dataset)")
     ap.add_argument("--pairs", nargs="+", choices=list(PAIRS), default=list(PAIRS), help="which pairs to train")
+    ap.add_argument("--ours", help="instead of --pairs: our config (a name in configs/ or a path) ...")
+    ap.add_argument("--ultralytics", help="... against this ultralytics config for its own trainer")
+    ap.add_argument("--no-inference", action="store_true", help="training only (skip the inference timings)")
     ap.add_argument("--rounds", type=int, default=3, help="rounds of (ours, ultralytics) runs, order alternating")
     ap.add_argument("--epochs", type=int, default=3, help="epochs per run (the first is not timed)")
     ap.add_argument("--imgsz", type=int, default=320)
@@ -308,10 +330,19 @@ def parse_opt(argv=None):
     ap.add_argument("--min-block", type=float, default=0.2, help="seconds of calls per model per inference round")
     ap.add_argument("--quick", action="store_true", help="1 round, 2 epochs at 64 px, inference at 64 px (for tests)")
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
-    ap.add_argument("--run-one", nargs=2, metavar=("PAIR", "IMPL"), help=argparse.SUPPRESS)  # internal: one run here
+    ap.add_argument("--run-one", choices=IMPLS, help=argparse.SUPPRESS)  # internal: one run (--ours/--ultralytics) here
     ap.add_argument("--save-dir", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     args.argv = list(argv if argv is not None else sys.argv[1:])
+    if args.ours or args.ultralytics:  # one pair of the user's
+        if not (args.ours and args.ultralytics):
+            ap.error("--ours and --ultralytics go together")
+        custom = make_pair(args.ours, args.ultralytics)
+        args.pairs = {Path(args.ours).stem: custom}
+    else:
+        args.pairs = {name: PAIRS[name] for name in args.pairs}
+    first = next(iter(args.pairs.values()))
+    args.labels = {impl: first.label(impl) for impl in IMPLS}
     if args.quick:
         args.rounds, args.epochs, args.imgsz, args.batch_size, args.workers = 1, 2, 64, 8, 0
         args.infer_imgsz, args.infer_batches, args.repeats, args.min_block = 64, [1], 3, 0.01
@@ -321,8 +352,7 @@ def parse_opt(argv=None):
 def main(argv=None) -> int:
     args = parse_opt(argv)
     if args.run_one:
-        pair, impl = args.run_one
-        result = train_once(pair, impl, args.data, args.epochs, args.imgsz, args.batch_size, args.device,
+        result = train_once(next(iter(args.pairs.values())), args.run_one, args.data, args.epochs, args.imgsz, args.batch_size, args.device,
                             args.workers, args.save_dir)
         print(RESULT_TAG + json.dumps(result), flush=True)
         return 0
@@ -340,7 +370,7 @@ def main(argv=None) -> int:
                 for k, impl in enumerate(order):
                     res = run_in_process(pair, impl, args, work / f"r{r}_{pair}_{impl}")
                     timed = timed_epochs(res["epoch_s"])
-                    label = PAIRS[pair].label(impl)
+                    label = args.pairs[pair].label(impl)
                     rows.append({"measure": "train_epoch_s", "pair": pair, "model": label, "round": r, "order": k,
                                  "unit": "s", "value": statistics.median(timed), "epochs_timed": len(timed),
                                  "params": res["params"], "imgsz": args.imgsz, "batch": args.batch_size, **env})
@@ -348,11 +378,12 @@ def main(argv=None) -> int:
                           flush=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    rows += inference_rows(args, env)
+    if not args.no_inference:
+        rows += inference_rows(args, env)
     args.out.mkdir(parents=True, exist_ok=True)
     measure.write_csv(args.out / "train_speed.csv", rows, COLUMNS + ["ratio", "per_repeat"])
     (args.out / "train_speed.md").write_text(render(rows, args, time.perf_counter() - t0))
-    ratios = ", ".join(f"{pair} {train_ratio(rows, pair)[0]:.3f}" for pair in args.pairs)
+    ratios = ", ".join(f"{name} {train_ratio(rows, {i: p.label(i) for i in IMPLS})[0]:.3f}" for name, p in args.pairs.items())
     print(f"wrote {args.out / 'train_speed.csv'} and {args.out / 'train_speed.md'}: ours/ultralytics epoch time {ratios}")
     return 0
 

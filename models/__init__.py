@@ -9,7 +9,8 @@ Rooms (each a subpackage; the levels test, tests/test_layering.py, keeps imports
 - ``yolo``: the detector (:func:`models.yolo.build_model`, :class:`models.yolo.AttentionDetectionModel`);
 - ``weights``: checkpoint safety and formats, other projects' models, weight transfer;
 - ``surgery``: inserting layers into a model YAML;
-- ``engine``: the glue to the ultralytics engine (trainer, validator, run folders, the patched targets).
+- ``engine``: the glue to the ultralytics engine (trainer, validator, run folders, checks);
+- ``patches``: every ultralytics global this project swaps while it runs, declared and pinned by a test.
 
 Checkpoints pickle classes by module path; those written before the rooms name the old flat modules. ``MOVED`` maps
 them to where the classes live now, for this project's loader and for a plain ``torch.load``.
@@ -29,16 +30,18 @@ MOVED = {  # module path in checkpoints written before the rooms -> module now
 
 
 class _MovedModules(importlib.abc.MetaPathFinder, importlib.abc.Loader):
-    """Imports an old module path in :data:`MOVED` as the module that holds its classes now."""
+    """Imports an old module path in :data:`MOVED` as a module of its own holding the names of the module that holds
+    its classes now (the same objects; the module now keeps its own ``__spec__``)."""
 
     def find_spec(self, fullname, path=None, target=None):
         return importlib.util.spec_from_loader(fullname, self) if fullname in MOVED else None
 
     def create_module(self, spec):
-        return importlib.import_module(MOVED[spec.name])
+        return None  # the default module object
 
     def exec_module(self, module):
-        pass
+        now = importlib.import_module(MOVED[module.__spec__.name])
+        module.__dict__.update({k: v for k, v in vars(now).items() if not k.startswith("__")})
 
 
 if not any(isinstance(f, _MovedModules) for f in sys.meta_path):

@@ -16,7 +16,7 @@ from ultralytics.nn.tasks import DetectionModel
 from ultralytics.utils import LOGGER
 from ultralytics.utils.torch_utils import initialize_weights
 
-from models.engine.patches import flops_of
+from models.patches import flops_of
 from models.parse.build import parse_model
 from models.parse.read import load_config
 from models.parse.probe import head_strides, input_channels

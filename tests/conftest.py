@@ -1,8 +1,12 @@
-"""Test set-up: offline ultralytics, project root importable, bundled font in place."""
+"""Test set-up: offline ultralytics, project root importable, bundled font in place, cuBLAS deterministic-ready."""
 
 import os
 import sys
 from pathlib import Path
+
+# deterministic cuBLAS needs this before CUDA initialises (CUDA's cuBLAS docs, "Results reproducibility"): the
+# cuda-marked tests run modules under torch.use_deterministic_algorithms(True); no effect without a GPU
+os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -18,6 +22,12 @@ offline.configure()
 
 
 import pytest  # noqa: E402
+
+
+def pytest_addoption(parser):
+    parser.addoption("--cuda-device", default="cuda",
+                     help="device of the cuda-marked tests (tests/cuda/); 'cpu' runs them without a GPU, on small "
+                          "settings, to check the tests themselves")
 
 
 @pytest.fixture(scope="session")

@@ -160,7 +160,7 @@ def mapped_state(fx: Fixture, ours: torch.nn.Module) -> dict[str, torch.Tensor]:
 def max_differences(fx: Fixture, device: str | torch.device = "cpu",
                     dtype: torch.dtype = torch.float64) -> dict[str, float]:
     """``{"eval.0": max |ours - official|, "train.0": ...}`` with a fresh state before every forward; float64 on the
-    CPU by default (the tests), or another device and dtype (``benchmarks/gpu_check.py``: CUDA, float32)."""
+    CPU by default (tests/test_golden.py), or another device and dtype (tests/cuda/test_golden.py: CUDA, float32)."""
     ours = build_ours(fx)
     state = mapped_state(fx, ours)
     ours.to(device=device, dtype=dtype)

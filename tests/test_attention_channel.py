@@ -19,7 +19,8 @@ from models.attention.effective_se import EffectiveSE
 from models.attention.ela import ELA
 from models.attention.gather_excite import GatherExcite
 from models.attention.global_context import GCBlock
-from models.attention.mlca import MLCA, adaptive_pool_matrix
+from models.attention._resize import adaptive_pool_matrix
+from models.attention.mlca import MLCA
 from models.attention.nam import NAM
 from models.attention.selective_kernel import SK
 from models.attention.soca import SOCA, newton_schulz_sqrt

@@ -38,3 +38,17 @@ def test_a_plain_torch_load_reads_it_too(name, reference):
     """What ultralytics' own loader does (``YOLO('best.pt')``): the old module paths import as the new ones."""
     ckpt = torch.load(FIXTURES / f"{name}.pt", map_location="cpu", weights_only=False)
     assert torch.equal(_output(ckpt["model"]), reference[name]["output"])
+
+
+def test_an_old_path_import_leaves_the_new_module_as_it_was():
+    """Importing ``models.yolov7_blocks`` (what an old pickle names) must not change ``models.layers.yolov7``: the
+    restricted loader checks where a class's module comes from, and a replaced ``__spec__`` made it refuse ours."""
+    import importlib
+
+    new = importlib.import_module("models.layers.yolov7")
+    spec = new.__spec__
+    old = importlib.import_module("models.yolov7_blocks")
+    assert old.MP is new.MP and new.__spec__ is spec and spec.origin and spec.name == "models.layers.yolov7"
+    from models.weights.unpickle import _own_class
+
+    assert _own_class("models.layers.yolov7", "MP") is new.MP

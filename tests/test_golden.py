@@ -22,10 +22,12 @@ NAMES = fixture_names()
 
 
 def test_fixtures_are_present_and_small():
-    """Data with its provenance, under 5 MB in all."""
+    """Data with its provenance: each fixture small (under 300 KB), under 12 MB in all."""
     assert len(NAMES) >= 40, NAMES
     total = sum(p.stat().st_size for p in FIXTURES.iterdir())
-    assert total < 5 * 2**20, f"tests/fixtures/golden is {total / 2**20:.2f} MB; keep it under 5 MB"
+    assert total < 12 * 2**20, f"tests/fixtures/golden is {total / 2**20:.2f} MB; keep it under 12 MB"
+    big = [p.name for p in FIXTURES.iterdir() if p.stat().st_size > 300 * 2**10]
+    assert not big, f"fixtures over 300 KB (use a smaller C, smaller maps or fewer inputs): {big}"
     assert {p.suffix for p in FIXTURES.iterdir()} <= {".npz", ".json"}, "fixtures are npz data + json sidecars only"
     for name in NAMES:
         meta = json.loads((FIXTURES / f"{name}.json").read_text())

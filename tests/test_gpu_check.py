@@ -1,414 +1,285 @@
-"""benchmarks/gpu_check.py without a GPU: steps isolated, budget enforced, "no CUDA" reported, checks that can fail;
-and the trainer's own AMP check, which replaces ultralytics' (that one loads, and may download, yolo26n.pt)."""
+"""benchmarks/gpu_check.py without a GPU: it runs ``pytest -m cuda`` (every test collected and skipped), skips the
+benchmarks, writes its report and exits 0; the budget cuts benchmarks and stops an overrunning one; the outcome plugin
+records every test as it finishes; the report renders every section from the JSON alone."""
 
 from __future__ import annotations
 
 import json
-import logging
-import types
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
 
 import pytest
 import torch
-from torch import nn
 
 from benchmarks import gpu_check as gc
+from benchmarks import gpu_report as gr
+from benchmarks.pytest_outcomes import read_outcomes
 
-pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-class FakeClock:
-    def __init__(self):
-        self.t = 1000.0
-
-    def __call__(self):
-        return self.t
+ROOT = Path(__file__).resolve().parents[1]
 
 
-def fake_step(name, clock, seconds, result=None, error=None, **kw):
-    def run(ctx):
-        clock.t += seconds
-        if error:
-            raise error
-        return result or {}
+def expected_cuda_tests() -> int:
+    from tests.cuda import matrix, test_scripts
+    from tests.golden import fixture_names
+    from tests.test_attention_matrix import CASES
 
-    return gc.Step(name, run, kw.pop("estimate_s", 1), needs_cuda=kw.pop("needs_cuda", False), **kw)
-
-
-# ------------------------------------------------------------------------------------------- step machinery
+    checks_per_map = 1 + len(matrix.AMP_DTYPES) + 1 + 1  # fp32, autocast per dtype, half, deterministic
+    return len(CASES) * len(matrix.MAPS) * checks_per_map + len(fixture_names()) + len(test_scripts.CONFIGS) * 5
 
 
-def test_a_failing_step_is_recorded_and_the_next_one_runs_until_the_budget_is_spent(tmp_path):
-    clock = FakeClock()
-    steps = [
-        fake_step("a", clock, 10, {"value": 1}),
-        fake_step("b", clock, 5, error=ValueError("boom")),
-        fake_step("c", clock, 5, {"failures": ["c: output differs"]}),
-        fake_step("d", clock, 1, needs=("b",)),          # its prerequisite failed
-        fake_step("e", clock, 1, estimate_s=500),        # would not fit in what is left
-        fake_step("gpu", clock, 1, needs_cuda=True),     # no CUDA in this context
-        fake_step("f", clock, 80),                       # runs, and spends the rest of the budget
-        fake_step("g", clock, 1),
-    ]
-    ctx = gc.Context(budget_s=100, cuda=False, work=tmp_path, clock=clock)
-    seen = []
-    records = gc.run_steps(steps, ctx, seen.append)
-    by = {r["step"]: r for r in records}
-    assert [r["step"] for r in seen] == list("abcde") + ["gpu", "f", "g"]  # reported one by one, as they finish
-    assert by["a"]["status"] == "ok" and by["a"]["value"] == 1 and by["a"]["seconds"] == 10
-    assert by["b"]["status"] == "error" and by["b"]["failures"] == ["ValueError: boom"] and "boom" in by["b"]["traceback"]
-    assert by["c"]["status"] == "failed" and by["c"]["failures"] == ["c: output differs"]
-    assert by["d"]["status"] == "skipped" and by["d"]["note"] == "needs b (error)"
-    assert by["e"]["status"] == "skipped" and by["e"]["note"] == "budget: needs about 500 s, 80 s of 100 s left"
-    assert by["gpu"]["status"] == "skipped" and by["gpu"]["note"] == "no CUDA device"
-    assert by["f"]["status"] == "ok"
-    assert by["g"]["status"] == "skipped" and by["g"]["note"].startswith("budget of 100 s used up")
-
-
-def test_a_subprocess_is_killed_when_it_outlives_its_share(tmp_path):
-    import sys
-
-    ctx = gc.Context(budget_s=10, cuda=False, work=tmp_path, step_limit_s=1)
-    with pytest.raises(TimeoutError, match="ran past its 1 s"):
-        gc.run_command([sys.executable, "-c", "import time; print('started', flush=True); time.sleep(30)"], ctx,
-                       tmp_path / "log.txt")
-    assert "started" in (tmp_path / "log.txt").read_text()
-    with pytest.raises(RuntimeError, match="exited 3"):
-        gc.run_command([sys.executable, "-c", "raise SystemExit(3)"], ctx, tmp_path / "log2.txt")
-
-
-def test_without_cuda_the_report_says_so_and_is_written(tmp_path, monkeypatch):
+def test_without_cuda_the_script_reports_every_gpu_part_skipped_and_exits_0(tmp_path, monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")  # the pytest it starts sees no GPU either, on any machine
     out = tmp_path / "report"
-    code = gc.main(["--out", str(out), "--work", str(tmp_path / "work"), "--steps", "environment", "module_matrix",
-                    "train:*", "export:*", "overhead"])
-    assert code == 0  # nothing failed: the GPU steps were skipped, not failed
+    assert gc.main(["--out", str(out), "--work", str(tmp_path / "work"), "--tests", "tests/cuda"]) == 0
     report = json.loads((out / "gpu_check.json").read_text())
-    assert report["cuda"] is False
-    by = {s["step"]: s for s in report["steps"]}
-    assert set(by) == {"environment", "module_matrix", "train:yolov5s-cbam", "train:yolov5s-cbam-anchor",
-                       "export:yolov5s-cbam", "export:yolov5s-cbam-anchor", "overhead"}
-    env = by["environment"]["environment"]
-    assert by["environment"]["status"] == "ok" and env["gpu"] == "no CUDA device" and env["torch"] == torch.__version__
-    assert env["cublas_workspace_config"] == ":4096:8"
-    for name in set(by) - {"environment"}:
-        assert by[name]["status"] == "skipped" and by[name]["note"] == "no CUDA device", by[name]
+    assert report["cuda"] is False and report["environment"]["gpu"] == "no CUDA device"
+    stages = {s["stage"]: s for s in report["stages"]}
+    assert list(stages) == ["environment", "checks", "profile_b1", "train_speed", "dense_p3", "fp16", "overhead",
+                            "profile_b32"]
+    assert stages["checks"]["status"] == "ok", stages["checks"]
+    assert stages["checks"]["note"] == f"pytest exit 0: {expected_cuda_tests()} skipped"
+    for name in list(stages)[2:]:
+        assert stages[name]["status"] == "skipped" and stages[name]["note"] == "no CUDA device"
+    tests = report["tests"]
+    assert len(tests) == expected_cuda_tests()  # collected (no pytest exit 5), every file marked cuda
+    assert {(t["outcome"], t["message"]) for t in tests} == {("skipped", "no CUDA device")}
+    assert {t["nodeid"].split("::")[0] for t in tests} == {"tests/cuda/test_golden.py", "tests/cuda/test_modules.py",
+                                                            "tests/cuda/test_scripts.py"}
     md = (out / "gpu_check.md").read_text()
-    assert "GPU: **no CUDA device**" in md and "| module_matrix | skipped | 0 | no CUDA device |" in md
-    # --append keeps the other steps' results
-    gc.main(["--out", str(out), "--work", str(tmp_path / "work"), "--steps", "environment", "--append"])
-    again = json.loads((out / "gpu_check.json").read_text())
-    assert {s["step"] for s in again["steps"]} == set(by)
+    assert "GPU: **no CUDA device**" in md and f"Skipped: no CUDA device ({len(tests)})" in md
+    assert "| dense_p3 | skipped | 0 | no CUDA device |" in md
+    assert report["dense_estimates"].keys() >= {"NonLocal", "DANet", "BoTMHSA", "DAttention"}
 
 
-def test_a_cpu_run_never_replaces_the_gpu_report_in_the_docs(tmp_path, monkeypatch):
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    monkeypatch.setattr(gc, "DEFAULT_OUT", tmp_path / "docs" / "benchmarks")
-    gc.main(["--work", str(tmp_path / "work"), "--steps", "module_matrix"])
-    assert not (tmp_path / "docs").exists()
-    assert json.loads((tmp_path / "work" / "gpu_check.json").read_text())["steps"][0]["note"] == "no CUDA device"
+def test_every_benchmark_command_is_one_its_script_accepts(tmp_path):
+    """The stages only run on a GPU: their arguments are checked here against each script's own parser."""
+    import importlib
+
+    stages = gc.benchmark_stages(tmp_path, ["NonLocal", "DANet"])
+    assert [s[0] for s in stages] == ["profile_b1", "train_speed", "dense_p3", "fp16", "overhead", "profile_b32"]
+    for name, estimate, cmd, outputs in stages:
+        assert cmd[0] == sys.executable and (ROOT / cmd[1]).is_file() and estimate > 0, name
+        args = importlib.import_module(f"benchmarks.{Path(cmd[1]).stem}").parse_opt(cmd[2:])
+        assert all(p.parent == args.out for p in outputs.values()), name
+    dense = importlib.import_module("benchmarks.profile_modules").parse_opt(stages[2][2][2:])
+    assert (dense.levels, dense.channels, dense.modules) == (["P3"], [128], ["NonLocal", "DANet"])
+    speed = importlib.import_module("benchmarks.train_speed").parse_opt(stages[1][2][2:])
+    assert (speed.labels["ours"], speed.labels["ultralytics"]) == ("ours yolov5s-cbam (AttentionTrainer)",
+                                                                   "ultralytics yolov5su (DetectionTrainer)")
 
 
-def test_unknown_step_names_list_the_steps():
-    with pytest.raises(SystemExit, match="no step matches; steps are environment, module_matrix"):
-        gc.build_steps(["trian:*"])
+def test_the_budget_cuts_benchmarks_and_stops_one_that_overruns_keeping_what_it_wrote(tmp_path, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # only the benchmark stages run, all fake
+    monkeypatch.setattr(gc, "GRACE_S", 1)
+    monkeypatch.setattr(gc, "POLL_S", 0.2)
+
+    def stage(name, estimate, rows, sleep):
+        csv = tmp_path / f"{name}.csv"
+        code = (f"import time; open({str(csv)!r}, 'w').write('module,ms\\n' + 'SE,1.5\\n' * {rows}); "
+                f"time.sleep({sleep})")
+        return name, estimate, [sys.executable, "-c", code], {"rows": csv}
+
+    fake = [stage("quick", 1, 2, 0), ("broken", 0, [str(tmp_path / "no-such-program")], {}),
+            stage("too_long", 500, 1, 0), stage("overrun", 1, 1, 60), stage("after", 0, 1, 0)]
+    monkeypatch.setattr(gc, "benchmark_stages", lambda work, dense: fake)
+    t0 = time.monotonic()
+    code = gc.main(["--out", str(tmp_path / "out"), "--work", str(tmp_path / "work"), "--budget-s", "4",
+                    "--stages", "quick", "broken", "too_long", "overrun", "after"])
+    assert code == 1 and time.monotonic() - t0 < 30  # 1: a stage went wrong
+    by = {s["stage"]: s for s in json.loads((tmp_path / "out" / "gpu_check.json").read_text())["stages"]}
+    assert by["quick"]["status"] == "ok" and by["quick"]["rows"] == [{"module": "SE", "ms": "1.5"}] * 2
+    assert by["broken"]["status"] == "error" and by["broken"]["note"].startswith("FileNotFoundError")  # and on it goes
+    assert by["too_long"]["status"] == "skipped" and by["too_long"]["note"].startswith("budget: needs about 500 s, ")
+    assert by["overrun"]["status"] == "stopped" and by["overrun"]["rows"] == [{"module": "SE", "ms": "1.5"}]
+    assert by["overrun"]["note"] == "stopped: budget spent; partial results kept"
+    assert by["after"]["status"] == "skipped" and by["after"]["note"] == "budget: needs about 0 s, 0 s of 4 s left"
+    with pytest.raises(SystemExit, match="the stages are environment, checks, quick"):
+        gc.main(["--stages", "quick", "typo"])
 
 
-# -------------------------------------------------------------------------------------------- module matrix
+def test_a_stopped_command_takes_its_children_with_it(tmp_path):
+    import psutil
+
+    child_pid = tmp_path / "child.pid"
+    code = ("import subprocess, sys, time; p = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)']); "
+            f"open({str(child_pid)!r}, 'w').write(str(p.pid)); print('started', flush=True); time.sleep(60)")
+    ticks = []
+    returncode, tail = gc.run([sys.executable, "-c", code], tmp_path / "log.txt", 2, lambda: ticks.append(1))
+    assert returncode is None and tail == "started" and ticks
+    child = int(child_pid.read_text())
+
+    def alive():
+        try:
+            return psutil.Process(child).status() not in (psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD)
+        except psutil.NoSuchProcess:
+            return False
+
+    deadline = time.monotonic() + 10
+    while alive() and time.monotonic() < deadline:  # SIGKILL is delivered asynchronously
+        time.sleep(0.1)
+    assert not alive()
+    assert gc.run([sys.executable, "-c", "raise SystemExit(3)"], tmp_path / "log2.txt", 30) == (3, "")
 
 
-def test_module_matrix_passes_real_modules_on_cpu():
-    result = gc.module_matrix(None, names=["SE", "CBAM"], device="cpu")
-    assert result["failures"] == []
-    rows = result["modules"]
-    assert [(r["module"], r["hw"]) for r in rows] == [("CBAM", "20x20"), ("CBAM", "13x31"), ("SE", "20x20"),
-                                                       ("SE", "13x31")]
-    for r in rows:
-        assert r["fp32"] == "ok" and r["half"] == "ok" and r["deterministic"] == "bit-equal"
-        assert 0 < r["fp16_out"] < gc.TOLERANCE["fp16"][0] and 0 < r["bf16_out"] < gc.TOLERANCE["bf16"][0]
-        assert r["fp16_out"] < r["bf16_out"]  # 11 bits of mantissa against 8
+def test_the_outcome_plugin_records_each_test_with_what_it_measured(tmp_path):
+    (tmp_path / "test_sample.py").write_text(textwrap.dedent("""
+        import pytest
+
+        @pytest.fixture
+        def broken():
+            raise RuntimeError("no fixture for you")
+
+        @pytest.fixture
+        def leaky():
+            yield
+            raise RuntimeError("teardown went wrong")
+
+        def test_passes(record_property):
+            record_property("case", "SE")
+            record_property("out", 1e-3)
+
+        def test_fails(record_property):
+            record_property("case", "CBAM")
+            assert 1 == 2, "one is not two"
+
+        def test_skips():
+            pytest.skip("no CUDA device")
+
+        def test_setup_error(broken):
+            pass
+
+        def test_teardown_error(leaky, record_property):
+            record_property("case", "ECA")
+    """))
+    jsonl = tmp_path / "out.jsonl"
+    p = subprocess.run([sys.executable, "-m", "pytest", str(tmp_path / "test_sample.py"), "-o", "addopts=", "-q",
+                        "-p", "no:cacheprovider", "-p", "benchmarks.pytest_outcomes", "--outcomes", str(jsonl)],
+                       cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert p.returncode == 1, p.stdout + p.stderr
+    with open(jsonl, "a") as f:  # a run killed part-way: a cut line, a test collected but never reported
+        f.write('{"collected": ' + json.dumps([json.loads(jsonl.read_text().splitlines()[0])["collected"][0]
+                                                .replace("test_passes", "test_never")]) + "}\n" + '{"nodeid": "x')
+    assert [t["outcome"] for t in read_outcomes(jsonl)] == ["not run", "passed", "failed", "skipped", "error", "error"]
+    by = {t["nodeid"].split("::")[-1]: t for t in read_outcomes(jsonl)}
+    assert by["test_passes"]["props"] == {"case": "SE", "out": 1e-3} and by["test_passes"]["seconds"] >= 0
+    assert by["test_fails"]["props"] == {"case": "CBAM"} and "one is not two" in by["test_fails"]["message"]
+    assert by["test_skips"]["message"] == "no CUDA device"
+    assert "no fixture for you" in by["test_setup_error"]["message"]
+    # passed, then failed at teardown: the worse outcome, with what the call recorded
+    assert by["test_teardown_error"]["when"] == "teardown" and by["test_teardown_error"]["props"] == {"case": "ECA"}
 
 
-class HotEnergies(nn.Module):
-    """Self-attention energies without scaling or an fp32 softmax: q.k of activations ~10 overflows fp16."""
+def sample_report() -> dict:
+    def t(nodeid, outcome, message="", **props):
+        return {"nodeid": nodeid, "outcome": outcome, "seconds": 12.0, "message": message, "props": props}
 
-    def __init__(self, c):
-        super().__init__()
-        self.q = nn.Conv2d(c, c, 1)
-
-    def forward(self, x):
-        q = self.q(x).flatten(2)
-        energy = q.transpose(1, 2) @ q * 1e3
-        return x + (energy.softmax(-1) @ x.flatten(2).transpose(1, 2)).transpose(1, 2).reshape(x.shape)
-
-
-class Float32Constant(nn.Module):
-    """Builds a float32 constant in forward (as many ports do): under .half() the output silently becomes fp32."""
-
-    def __init__(self, c):
-        super().__init__()
-        self.c = c
-
-    def forward(self, x):
-        return x * torch.ones(1, self.c, 1, 1, device=x.device)
-
-
-class Noisy(nn.Module):
-    def __init__(self, c):
-        super().__init__()
-        self.conv = nn.Conv2d(c, c, 1)
-
-    def forward(self, x):
-        return self.conv(x) + 1e-3 * torch.rand_like(x)
-
-
-class NoDeterministicKernel(nn.Module):
-    """Stands for a CUDA kernel without a deterministic implementation (adaptive max pooling's backward)."""
-
-    def __init__(self, c):
-        super().__init__()
-        self.conv = nn.Conv2d(c, c, 1)
-
-    def forward(self, x):
-        if torch.are_deterministic_algorithms_enabled():
-            raise RuntimeError("adaptive_max_pool2d_backward_cuda does not have a deterministic implementation")
-        return self.conv(x)
-
-
-@pytest.mark.parametrize("cls, expected", [
-    (HotEnergies, "fp16 autocast forward on activations of ~10 is not finite"),
-    (Float32Constant, ".half() forward on activations of ~10: torch.float32"),
-    (Noisy, "deterministic mode: differs: "),
-    (NoDeterministicKernel, "deterministic mode: error: adaptive_max_pool2d_backward_cuda does not have"),
-])
-def test_module_matrix_names_each_kind_of_failure(cls, expected):
-    spec = types.SimpleNamespace(name=cls.__name__, cls=cls)
-    row = gc.module_case(spec, "cpu", c=16, hw=(8, 8))
-    assert any(expected in f for f in row["failures"]), row["failures"]
-    assert all(f.startswith(cls.__name__ + ": ") for f in row["failures"])
-    assert not torch.are_deterministic_algorithms_enabled()  # restored after the deterministic runs
-
-
-def test_determinism_audit_flags_operations_that_raise_on_cuda():
-    m = nn.Sequential(nn.AdaptiveMaxPool2d(3), nn.Upsample(size=(12, 20), mode="bilinear"))
-    assert gc.dispatched_ops(m, torch.randn(2, 4, 12, 20)) & gc.CUDA_NONDETERMINISTIC_OPS == {
-        "adaptive_max_pool2d_backward", "upsample_bilinear2d_backward"}
-    assert not gc.dispatched_ops(nn.AdaptiveAvgPool2d(1), torch.randn(2, 4, 12, 20)) & gc.CUDA_NONDETERMINISTIC_OPS
-    audit = gc.determinism_audit(None, names=["CoordAtt", "ECA"])
-    assert [r["module"] for r in audit["audit"]] == ["CoordAtt", "ECA"] and audit["predicted_to_raise"] == {}
+    return {"command": "python benchmarks/gpu_check.py", "budget_s": 400, "seconds": 300, "cuda": True,
+            "environment": {"gpu": "NVIDIA H100 80GB HBM3", "gpu_memory_gib": 79.1, "compute_capability": "9.0",
+                            "driver": "580.1", "torch": "2.11.0", "cuda_build": "13.0", "cudnn": 91000,
+                            "ultralytics": "8.4.190", "onnxruntime": "1.30.0",
+                            "onnxruntime_providers": ["CPUExecutionProvider"], "python": "3.12", "date": "d"},
+            "stages": [{"stage": "environment", "status": "ok", "seconds": 1, "note": ""},
+                       {"stage": "checks", "status": "failed", "seconds": 250, "note": "pytest exit 1"},
+                       {"stage": "profile_b1", "status": "ok", "seconds": 30, "note": "", "rows": [
+                           {"module": "SE", "impl": "ours", "fwd_ms": "0.04", "fwdbwd_ms": "0.2", "peak_mb": "0.3",
+                            "status": "ok"},
+                           {"module": "SE", "impl": "timm", "ratio_fwd": "0.98", "ratio_fwdbwd": "1.02",
+                            "status": "ok"}]},
+                       {"stage": "profile_b32", "status": "ok", "seconds": 30, "note": "", "rows": [
+                           {"module": "SE", "impl": "ours", "fwdbwd_ms": "1.25", "status": "ok"}]},
+                       {"stage": "train_speed", "status": "ok", "seconds": 80, "note": "", "rows": [
+                           {"measure": "train_epoch_s", "model": "ours yolov5s-cbam (AttentionTrainer)", "round": "0",
+                            "value": "3.3", "params": "9186564", "imgsz": "320", "batch": "16", "epochs_timed": "2"},
+                           {"measure": "train_epoch_s", "model": "ultralytics yolov5su (DetectionTrainer)",
+                            "round": "0", "value": "3.0", "params": "9153152", "imgsz": "320", "batch": "16",
+                            "epochs_timed": "2"}]},
+                       {"stage": "dense_p3", "status": "ok", "seconds": 20, "note": "", "rows": [
+                           {"module": "NonLocal", "c": "128", "h": "80", "w": "80", "peak_mb": "120.0",
+                            "fwdbwd_ms": "2.5", "status": "ok"}]},
+                       {"stage": "fp16", "status": "ok", "seconds": 40, "note": "",
+                        "models": [{"model": "yolov5s", "batch": "32", "fp16_fwd_ms": "5.0", "fp16_fwd_ratio": "1.0",
+                                    "amp_train_ms": "30.0", "amp_train_ratio": "1.0"}],
+                        "modules": [{"module": "SE", "library": "timm SEModule", "batch": "1", "ours_fwd_ms": "0.05",
+                                     "ratio_fwd": "0.97", "ours_fwdbwd_ms": "0.2", "ratio_fwdbwd": "1.01"}]},
+                       {"stage": "overhead", "status": "stopped", "seconds": 60,
+                        "note": "stopped: budget spent; partial results kept", "rows": [
+                            {"model": "yolov5s", "batch": "1", "fused": "False", "ms": "4.5", "ratio": "1"},
+                            {"model": "yolov5s + SE", "batch": "1", "fused": "False", "ms": "4.6", "ratio": "1.021"}]}],
+            "dense_estimates": {"NonLocal": 100.0},
+            "tests": [
+                t("tests/cuda/test_modules.py::test_fp32[20x20-SE]", "passed", case="SE", hw="20x20", check="fp32"),
+                t("tests/cuda/test_modules.py::test_autocast[fp16-20x20-SE]", "passed", case="SE", hw="20x20",
+                  check="fp16", out=4e-4, grad=6e-4),
+                t("tests/cuda/test_modules.py::test_autocast[fp16-13x31-SE]", "passed", case="SE", hw="13x31",
+                  check="fp16", out=5e-4, grad=7e-4),
+                t("tests/cuda/test_modules.py::test_autocast[bf16-20x20-SK-official]", "failed",
+                  "AssertionError: bf16 autocast differs from fp32", case="SK-official", hw="20x20", check="bf16",
+                  out=8.6e-3, grad=float("inf")),
+                t("tests/cuda/test_golden.py::test_float32_matches_the_official_code[ECA]", "passed", fixture="ECA",
+                  module="ECA", form="official", max_abs=3e-7, rel=3e-7),
+                t("tests/cuda/test_scripts.py::test_train[yolov5s-cbam]", "passed", config="yolov5s-cbam",
+                  check="train", map50=0.123, amp="AMP: checks passed on this model (1.0e-03) ✅",
+                  nondeterministic=["UserWarning: upsample_x_backward does not have a deterministic implementation"]),
+                t("tests/cuda/test_scripts.py::test_export_onnx[yolov5s-cbam]", "passed", config="yolov5s-cbam",
+                  check="export", providers=["CUDAExecutionProvider", "CPUExecutionProvider"], max_abs_diff=2e-3),
+                t("tests/cuda/test_scripts.py::test_val[yolov5s-cbam-anchor-half]", "skipped",
+                  "train.py failed for yolov5s-cbam-anchor.yaml (see test_train[yolov5s-cbam-anchor])",
+                  config="yolov5s-cbam-anchor", check="val half"),
+                t("tests/cuda/test_scripts.py::test_detect[yolov5s-cbam]", "not run"),
+            ]}
 
 
-# ------------------------------------------------------------------------------------------------- reports
-
-
-def test_report_renders_every_section_and_names_every_failure(tmp_path):
-    report = {"command": "python benchmarks/gpu_check.py", "budget_s": 480, "seconds": 300, "steps": [
-        {"step": "environment", "status": "ok", "seconds": 1, "note": "", "failures": [],
-         "environment": {"gpu": "NVIDIA H200", "gpu_memory_gib": 139.8, "compute_capability": "9.0", "driver": "580",
-                         "torch": "2.11.0", "cuda_build": "13.0", "cudnn": 91000, "ultralytics": "8.4.190",
-                         "onnxruntime": "1.30.0", "onnxruntime_providers": ["CPUExecutionProvider"], "python": "3.12"}},
-        {"step": "module_matrix", "status": "failed", "seconds": 40, "note": "", "tolerance": gc.TOLERANCE,
-         "failures": ["CBAM: deterministic mode: error: adaptive_max_pool2d_backward_cuda does not have ..."],
-         "modules": [{"module": "CBAM", "hw": "20x20", "fp32": "ok", "fp16_out": 4e-4, "fp16_grad": 6e-4,
-                      "bf16_out": float("inf"), "bf16_grad": None, "half": "ok", "deterministic": "error: x",
-                      "failures": ["x"]}]},
-        {"step": "train:yolov5s-cbam", "status": "ok", "seconds": 50, "note": "", "failures": [], "epochs": 2,
-         "map50": 0.123, "amp_log": ["AMP: checks passed on this model"],
-         "nondeterministic_warnings": ["UserWarning: upsample_x_backward does not have a deterministic implementation"]},
-        {"step": "export:yolov5s-cbam", "status": "ok", "seconds": 9, "note": "", "failures": [],
-         "providers": ["CUDAExecutionProvider"], "max_abs_diff": 2e-3},
-        {"step": "fp16_models", "status": "ok", "seconds": 20, "note": "", "failures": [], "rows": [
-            {"model": "yolov5s", "batch": 32, "fp16_fwd_ms": 5.0, "fp16_fwd_ratio": 1.0, "amp_train_ms": 30.0,
-             "amp_train_ratio": 1.0}]},
-        {"step": "fp16_modules", "status": "ok", "seconds": 9, "note": "", "failures": [], "rows": [
-            {"module": "SE", "library": "timm SEModule", "batch": 1, "ours_fwd_ms": 0.05, "ratio_fwd": 0.97,
-             "ours_fwdbwd_ms": 0.2, "ratio_fwdbwd": 1.01}]},
-        {"step": "profile_b1", "status": "ok", "seconds": 30, "note": "", "failures": [], "rows": [
-            {"module": "SE", "impl": "ours", "batch": "1", "fwd_ms": "0.04", "fwdbwd_ms": "0.2", "peak_mb": "0.3",
-             "status": "ok"},
-            {"module": "SE", "impl": "timm", "batch": "1", "ratio_fwd": "0.98", "ratio_fwdbwd": "1.02", "status": "ok"}]},
-        {"step": "overhead", "status": "ok", "seconds": 90, "note": "", "failures": [], "rows": [
-            {"model": "yolov5s", "batch": "1", "fused": "False", "ms": "4.5", "ratio": "1"},
-            {"model": "yolov5s + SE", "batch": "1", "fused": "False", "ms": "4.6", "ratio": "1.021"}]},
-        {"step": "profile_b32", "status": "skipped", "seconds": 0, "note": "budget: needs about 45 s, 10 s of 480 s left",
-         "failures": []},
-    ]}
-    jp, mp = gc.write_report(tmp_path, report)
+def test_the_report_renders_every_section_from_the_json(tmp_path):
+    jp, mp = gr.write_report(tmp_path, sample_report())
     md = mp.read_text()
-    assert json.loads(jp.read_text())["steps"][1]["modules"][0]["bf16_out"] == "inf"  # JSON has no Infinity
-    for text in ("GPU: **NVIDIA H200**, 139.8 GiB, compute capability 9.0", "## Failures (1)",
-                 "- CBAM: deterministic mode: error: adaptive_max_pool2d_backward_cuda", "| CBAM | 20x20 | ok | 4.0e-04 |",
-                 "| inf |", "| yolov5s-cbam | ok | 2 | 0.123 | AMP: checks passed on this model |",
-                 "CUDAExecutionProvider, max diff 2.0e-03",
-                 "while training (ultralytics sets `warn_only=True`): `UserWarning: upsample_x_backward does not have", "| yolov5s | 32 | 5.00 | 1.00 | 30.00 | 1.00 |",
-                 "| SE | timm SEModule | 1 | 0.050 | 0.97 |", "| SE | 1 | 0.040 | 0.200 | 0.3 | timm 0.98 / 1.02 | ok |",
-                 "| yolov5s | 4.50 ms |", "| yolov5s + SE | 1.021 |",
-                 "| profile_b32 | skipped | 0 | budget: needs about 45 s, 10 s of 480 s left |"):
+    saved = json.loads(jp.read_text())
+    assert saved["tests"][3]["props"]["grad"] == "inf"  # JSON has no Infinity
+    assert gr.render_markdown(saved) == md  # the JSON alone renders the same page (--render-only)
+    for text in ("GPU: **NVIDIA H100 80GB HBM3**, 79.1 GiB, compute capability 9.0, driver 580.1",
+                 "| checks | failed | 250 | pytest exit 1 |",
+                 "9 collected: 6 passed, 1 failed, 1 skipped, 1 not run.",
+                 "- `tests/cuda/test_modules.py::test_autocast[bf16-20x20-SK-official]`: AssertionError: bf16 autocast",
+                 "Not run (the tests were stopped): 1, from `tests/cuda/test_scripts.py::test_detect[yolov5s-cbam]`.",
+                 "| SE | ok | 5.0e-04 | 7.0e-04 | – | – | 0.040 | 0.200 | 0.3 | 1.250 | timm 0.98 / 1.02 |",
+                 "| SK-official | bf16 20x20: failed | – | – | 8.6e-03 | inf | – |",
+                 "| ECA | ECA | official | 3.0e-07 | 3.0e-07 | passed |",
+                 "| yolov5s-cbam | train | passed | 12 | mAP50 0.123; AMP: checks passed on this model",
+                 "| yolov5s-cbam | export | passed | 12 | CUDAExecutionProvider, CPUExecutionProvider; max diff 2.0e-03 |",
+                 "| yolov5s-cbam-anchor | val half | skipped | 12 | train.py failed for yolov5s-cbam-anchor.yaml",
+                 "`UserWarning: upsample_x_backward does not have a deterministic implementation`",
+                 "**ours / ultralytics epoch time: 1.100**",
+                 "| NonLocal | 128, 80x80 | 120.0 | 100.0 | 1.20 | 2.50 | ok |",
+                 "| yolov5s | 32 | 5.00 | 1.00 | 30.00 | 1.00 |", "| SE | timm SEModule | 1 | 0.050 | 0.97 |",
+                 "| yolov5s | 4.50 ms |", "| yolov5s + SE | 1.021 |"):
         assert text in md, text
 
 
 def test_the_benchmarks_page_gets_one_gpu_check_section_with_the_last_result(tmp_path):
     page = tmp_path / "bench.md"
     page.write_text("# Benchmarks\n\n## Module profiler\n\ntable\n")
-    report = {"steps": [{"step": "environment", "status": "ok", "failures": [],
-                         "environment": {"gpu": "NVIDIA H200", "torch": "2.11.0", "cuda_build": "13.0", "date": "d"}},
-                        {"step": "module_matrix", "status": "failed", "failures": ["a", "b"]}]}
-    gc.write_report(tmp_path / "bench", report)
-    gc.write_report(tmp_path / "bench", report)  # rewritten, not appended twice
+    gr.write_report(tmp_path / "bench", {"stages": []})
+    assert "Not run on a GPU yet" in page.read_text()
     page.write_text(page.read_text() + "\n## Later section\n\nkept\n")
-    gc.write_report(tmp_path / "bench", {"steps": []})
+    gr.write_report(tmp_path / "bench", sample_report())
+    gr.write_report(tmp_path / "bench", sample_report())  # rewritten, not appended twice
     text = page.read_text()
     assert text.count("## GPU check") == 1 and "## Module profiler\n\ntable" in text and "## Later section\n\nkept" in text
-    assert "Not run on a GPU yet" in text
-    gc.write_report(tmp_path / "bench", report)
-    text = page.read_text()
-    assert "Last run: **NVIDIA H200**, torch 2.11.0 (CUDA 13.0), d: 1 steps ok, 1 failed, 0 errors, 0 skipped; " \
-           "2 failure(s) named in [`bench/gpu_check.md`](bench/gpu_check.md)" in text
+    assert "pip install -r\nrequirements-dev.txt" in text and "Not run on a GPU yet" not in text
+    assert ("Last run: **NVIDIA H100 80GB HBM3**, torch 2.11.0 (CUDA 13.0), d: 9 tests, 6 passed, 1 failed, "
+            "1 skipped, 1 not run; stages environment ok, checks failed") in text
+    assert "[`bench/gpu_check.md`](bench/gpu_check.md)" in text
     assert (tmp_path / "bench" / "gpu_check.summary.md").read_text().startswith("## GPU check")
-    # a report copied back from a GPU machine is re-rendered in place, nothing run
-    (tmp_path / "bench" / "gpu_check.md").unlink()
+    (tmp_path / "bench" / "gpu_check.md").unlink()  # a report copied back from a GPU machine renders in place
     assert gc.main(["--render-only", "--out", str(tmp_path / "bench")]) == 0
-    assert "| module_matrix | failed |" in (tmp_path / "bench" / "gpu_check.md").read_text()
+    assert "| checks | failed |" in (tmp_path / "bench" / "gpu_check.md").read_text()
 
 
 def test_a_rendering_bug_still_leaves_the_json(tmp_path, monkeypatch):
-    monkeypatch.setattr(gc, "render_markdown", lambda report: 1 / 0)
-    jp, mp = gc.write_report(tmp_path, {"steps": []})
-    assert json.loads(jp.read_text()) == {"steps": []}
+    monkeypatch.setattr(gr, "render_markdown", lambda report: 1 / 0)
+    jp, mp = gr.write_report(tmp_path, {"stages": []})
+    assert json.loads(jp.read_text()) == {"stages": []}
     assert "could not be rendered (ZeroDivisionError" in mp.read_text()
-
-
-def test_fp16_benchmark_steps_run_on_cpu(monkeypatch):
-    """The fp16 latency steps' models, train steps and library comparisons run (each callable once; the interleaved
-    timer itself is tools.measure's, tested with the profilers)."""
-    from tools import measure
-
-    calls = []
-
-    def once(fns, device, repeats=7, warmup=2, min_block_s=0.05, budget_s=None):
-        out = {}
-        for k, (name, fn) in enumerate(fns.items()):
-            fn()
-            calls.append(name)
-            out[name] = measure.Timing([1.0 + k, 2.0 + k, 3.0 + k])
-        return out
-
-    monkeypatch.setattr(measure, "time_interleaved", once)
-    models = gc.fp16_models(None, batches=(1,), imgsz=64, device="cpu", scale="n")["rows"]
-    assert [r["model"] for r in models] == ["yolov5n", "yolov5nu (ultralytics)", "yolov5n-cbam"]
-    assert [r["fp16_fwd_ratio"] for r in models] == [1.0, 1.5, 2.0] and models[2]["amp_train_ms"] == 4.0
-    assert calls == [r["model"] for r in models] * 2  # train steps, then fp16 forwards
-    pytest.importorskip("timm")
-    mods = gc.fp16_modules(None, batches=(1,), c=32, hw=8, device="cpu")["rows"]
-    assert {r["module"] for r in mods} >= {"SE", "CBAM", "ECA"}
-    se = [r for r in mods if r["module"] == "SE"]
-    assert [r["library"] for r in se] == ["torchvision SqueezeExcitation", "timm SEModule"]
-    assert [r["ratio_fwd"] for r in se] == [2 / 3, 0.5]  # medians of per-round ratios
-
-
-@pytest.mark.slow
-def test_train_val_detect_export_steps_chain_on_cpu(tmp_path, tiny_data):
-    """The GPU run's train -> val -> detect -> export steps, on CPU with a tiny dataset (about a minute)."""
-    steps = gc.build_steps(["dataset", "*:yolov5n-cbam-anchor"], configs=("yolov5n-cbam-anchor.yaml",), data=tiny_data,
-                           imgsz=64, epochs=1, batch=8)
-    ctx = gc.Context(budget_s=600, cuda=True, work=tmp_path, device="cpu")  # pretend: run the GPU steps on CPU
-    records = {r["step"]: r for r in gc.run_steps(steps, ctx)}
-    assert {k: r["status"] for k, r in records.items()} == {
-        "dataset": "ok", "train:yolov5n-cbam-anchor": "ok", "val:yolov5n-cbam-anchor": "ok",
-        "detect:yolov5n-cbam-anchor": "ok", "export:yolov5n-cbam-anchor": "ok"}, [r["failures"] for r in records.values()]
-    assert records["train:yolov5n-cbam-anchor"]["epochs"] == 1
-    assert records["val:yolov5n-cbam-anchor"]["metrics_lines"]["fp32"].startswith("all ")
-    assert records["detect:yolov5n-cbam-anchor"]["outputs"]["video"]
-    assert records["export:yolov5n-cbam-anchor"]["output_shape"][1] == 4 + 5
-
-
-# ------------------------------------------------------------------------------------- the trainer's AMP check
-
-
-def test_amp_check_compares_the_users_own_model_and_passes_a_healthy_one():
-    from models.engine.checks import AMP_TOLERANCE, amp_disagreement
-    from models.yolo import build_model
-
-    model = build_model("yolov5n-cbam.yaml", nc=3)
-    before = {k: v.clone() for k, v in model.state_dict().items()}
-    worst, where = amp_disagreement(model, imgsz=128, dtype=torch.float16)
-    assert 0 < worst < AMP_TOLERANCE, (worst, where)
-    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # BN statistics untouched
-
-
-class OverflowingDetector(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.conv = nn.Conv2d(3, 8, 3, padding=1)
-        self.stride = torch.tensor([8.0])
-
-    def forward(self, x):
-        f = self.conv(x).flatten(2) * 100
-        return [f @ f.transpose(1, 2)]  # energies of ~1e5 and more: inf in fp16
-
-
-def test_amp_check_disables_amp_when_fp16_overflows(caplog):
-    from models.engine.checks import amp_disagreement, amp_verdict
-
-    worst, where = amp_disagreement(OverflowingDetector(), 64)
-    assert worst == float("inf") and where == "output 0 (2, 8, 8)"
-    from ultralytics.utils import LOGGER
-
-    LOGGER.addHandler(caplog.handler)
-    try:
-        with caplog.at_level(logging.WARNING):
-            assert amp_verdict(OverflowingDetector(), 64) is False
-    finally:
-        LOGGER.removeHandler(caplog.handler)
-    assert "AMP: checks failed: autocast changes this model's output 0 (2, 8, 8) by inf" in caplog.text
-
-
-def test_amp_check_that_cannot_run_keeps_amp(monkeypatch):
-    import models.engine.checks as trainer
-
-    def broken(*a, **k):
-        raise torch.OutOfMemoryError("CUDA out of memory")
-
-    monkeypatch.setattr(trainer, "amp_disagreement", broken)
-    assert trainer.amp_verdict(nn.Conv2d(3, 3, 1), 64) is True
-
-
-def test_trainer_uses_its_own_amp_check_and_never_ultralytics(monkeypatch):
-    """ultralytics' check_amp would load yolo26n.pt (downloading it when absent); the trainer swaps in its own."""
-    import ultralytics.engine.trainer as engine
-    from ultralytics.models.yolo.detect import DetectionTrainer
-
-    from models.engine.trainer import AttentionTrainer
-
-    original = engine.check_amp
-    seen = {}
-
-    def fake_setup(self):  # what ultralytics' _setup_train does with the name, at the point it does it
-        seen["result"] = engine.check_amp(self.model)
-
-    monkeypatch.setattr(DetectionTrainer, "_setup_train", fake_setup)
-    monkeypatch.setattr(AttentionTrainer, "print_plan", lambda self: "")  # needs the loaders the stub does not make
-    trainer = object.__new__(AttentionTrainer)
-    trainer.model = nn.Conv2d(3, 3, 1)  # on CPU: AMP is off, as in ultralytics, and nothing is loaded
-    trainer._setup_train()
-    assert seen["result"] is False
-    assert engine.check_amp is original  # restored afterwards
-
-
-def test_golden_step_compares_every_fixture_in_float32_and_names_a_departure(monkeypatch):
-    """The golden step on CPU (the same code runs on CUDA): float32 against the official float64 outputs passes, a
-    fixture whose module departs is named, and the report renders its table."""
-    from tests import golden
-
-    monkeypatch.setattr(golden, "fixture_names", lambda: ["SE", "ECA"])
-    result = gc.golden_check(None, device="cpu")
-    assert result["failures"] == [], result["failures"]
-    assert set(result["fixtures"]) == {"SE", "ECA"}
-    for row in result["fixtures"].values():
-        assert 0 <= row["rel"] <= gc.GOLDEN_RTOL and row["form"] == "official"
-    real = golden.max_differences
-    monkeypatch.setattr(golden, "max_differences", lambda fx, **kw: {k: v + 1.0 for k, v in real(fx, **kw).items()})
-    bad = gc.golden_check(None, device="cpu")
-    assert len(bad["failures"]) == 2 and bad["failures"][0].startswith("golden SE: float32 on cpu differs")
-    md = gc.render_markdown({"steps": [{"step": "golden", "status": "failed", "seconds": 1, "note": "",
-                                        "failures": bad["failures"], **bad}]})
-    assert "## Golden fixtures (CUDA, float32, TF32 off)" in md and "| SE | SE | official |" in md and "FAIL" in md

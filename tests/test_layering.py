@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 LEVELS = {
     # 0: the layer contract (store, binding, protocols, the instance); one YAML value; the patched engine targets
-    "models.registry": 0, "models.parse.values": 0, "models.engine.patches": 0,
+    "models.registry": 0, "models.registry.values": 0, "models.patches": 0,
     "models.parse": 0, "models.engine": 0,  # package docstrings
     # 1: what a row can name (layers, attention modules, heads, losses); reading and writing YAML files; the probe
     "models.attention": 1, "models.layers": 1, "models.heads": 1, "models.parse.read": 1, "models.parse.text": 1,
@@ -40,7 +40,7 @@ RUNTIME_IMPORTS = {
     "models/attention/__init__.py": "the attention package imports its family files",
     "models/__init__.py": "old module paths of checkpoints import as the modules that hold their classes now",
     "models/weights/unpickle.py": "classes a checkpoint names, after the allow-list admitted them",
-    "models/engine/patches.py": "the ultralytics modules whose declared targets are swapped",
+    "models/patches.py": "the ultralytics modules whose declared targets are swapped",
 }
 
 

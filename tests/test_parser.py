@@ -111,7 +111,7 @@ def test_registry_unknown_message_names_the_closest_few_not_the_registry():
     with pytest.raises(KeyError) as e:
         LAYERS.get("CBAMs")
     msg = e.value.args[0]
-    assert msg.startswith("unknown layer 'CBAMs'. Did you mean: CBAM, BAM?")
+    assert msg.startswith("unknown layer 'CBAMs'. Did you mean: CBAM, BAM")  # the closest first (CAFM may follow)
     assert "Registered" not in msg and "ShuffleAttention" not in msg and "docs/modules.md" in msg
     with pytest.raises(KeyError, match=r"unknown layer 'Nope'\. All names: docs/modules.md, docs/aliases.md"):
         LAYERS.get("Nope")
@@ -160,7 +160,7 @@ def test_from_index_out_of_range():
 
 
 def test_activation_whitelist():
-    from models.parse.values import parse_activation
+    from models.registry.values import parse_activation
 
     act = parse_activation("nn.LeakyReLU(0.1)")
     assert isinstance(act, torch.nn.LeakyReLU) and act.negative_slope == 0.1

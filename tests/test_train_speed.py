@@ -53,6 +53,19 @@ def test_ratio_is_the_median_of_per_round_ratios_per_pair_and_the_report_shows_i
     assert "the run took 2.1 min" in md
 
 
+def test_other_configs_get_their_own_labels_and_ratio():
+    """The GPU check's throughput run: our yolov5s-cbam against ultralytics' yolov5su."""
+    args = ts.parse_opt(["--ours", "yolov5s-cbam.yaml", "--ultralytics", "yolov5s.yaml", "--no-inference"])
+    assert args.labels == {"ours": "ours yolov5s-cbam (AttentionTrainer)",
+                           "ultralytics": "ultralytics yolov5su (DetectionTrainer)"} and args.no_inference
+    rows = [{"measure": "train_epoch_s", "model": args.labels[k], "round": 0, "order": i, "value": v, "epochs_timed": 2,
+             "params": p} for i, (k, v, p) in enumerate((("ours", 3.3, 9_186_564), ("ultralytics", 3.0, 9_153_152)))]
+    assert ts.train_ratio(rows, args.labels) == (pytest.approx(1.1), [pytest.approx(1.1)])
+    assert math.isnan(ts.train_ratio(rows)[0])  # the default labels (yolov5n) name other runs
+    md = ts.render(rows, args, 60.0)
+    assert "**ours / ultralytics: 1.100**" in md and "Parameters differ" in md
+
+
 @pytest.mark.slow
 def test_quick_run_trains_both_pairs_on_the_same_data_and_writes_csv_and_markdown(tmp_path, tiny_data):
     """A few minutes on 2 cores: four training processes and small inference timings."""

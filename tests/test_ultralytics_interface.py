@@ -77,7 +77,7 @@ def test_detect_head_contract():
     assert isinstance(out, dict) and "feats" in out, "Detect training output is no longer a dict with 'feats'"
 
 
-# -- every target models/engine/patches.py swaps, pinned -----------------------------------------------------------
+# -- every target models/patches.py swaps, pinned -----------------------------------------------------------
 
 EXPECTED_PARAMETERS = {  # what our replacements are called with: the original's leading parameters
     "get_flops": ["model", "imgsz"],
@@ -89,7 +89,7 @@ EXPECTED_PARAMETERS = {  # what our replacements are called with: the original's
 
 
 def _targets():
-    from models.engine.patches import TARGETS
+    from models.patches import TARGETS
 
     return TARGETS
 
@@ -100,7 +100,7 @@ def test_every_patched_target_exists_as_we_use_it(module, path, what):
 
     obj = importlib.import_module(module)
     for part in path.split("."):
-        assert hasattr(obj, part), f"ultralytics changed: {module}.{path} is gone ({what}); models/engine/patches.py"
+        assert hasattr(obj, part), f"ultralytics changed: {module}.{path} is gone ({what}); models/patches.py"
         obj = getattr(obj, part)
     name = path.split(".")[-1]
     if name in EXPECTED_PARAMETERS:

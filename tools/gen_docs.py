@@ -47,14 +47,20 @@ Placement: `backbone_end` = after SPPF (P5/32, the usual place); `p5` = dense at
 at P3 costs GiBs). ONNX: `dynamic` exports with dynamic H and W; `static` exports fixed sizes only (reason given).
 Hyperparameters: what a YAML row may write after the channel count, by name or in this order, with the defaults;
 `old -> new` names are still accepted (building notes the rename). `min_channels` is the floor of a reduced hidden
-width, `max(C // reduction, min(min_channels, C))`; `min_channels=1` makes `reduction` exact. `min_channels=None`
-(modules with an official form): the default form's floor (see the module's docstring), none in `official`.
+width, `max(C // reduction, min(min_channels, C))`; `min_channels=1` makes `reduction` exact. A default of `None` in
+a module with forms is the form's own value (see the module's docstring): for `min_channels` the default form's floor,
+none in `official` and the ports' forms; for `reduction`, `kernel_size`, `groups` the value of that form's code.
+
+A linked name opens the module's page in `docs/papers/`: what the paper reports (dataset, backbone, claimed gain),
+the official code, where popular ports differ.
 
 Forms (`form=`, settable from a YAML row: `[-1, 1, BAM, [1024, {{form: official}}]]`): the default form / the official
-form(s) available ("the module itself": no forms, it is the official code) / what a golden test **checks** equal to
-the official code in float64, eval and train mode (the forms its fixtures in `tests/fixtures/golden/` configure, and
-the repository@commit each was made from; `port` or `pseudo-code` where there is no official code). `–`: nothing
-checked. The golden configurations may set other hyperparameters (see each fixture's `ours_ctor`).
+form(s) available ("the module itself": no forms, it is the official code) and the other forms (popular ports' modules,
+named after the code they reproduce: `eap` External-Attention-pytorch, `ods` objectdetection_script, `yoloair`,
+`ultralytics`, `bubbliiiing`) / what a golden test **checks** equal to that code in float64, eval and train mode (the
+forms its fixtures in `tests/fixtures/golden/` configure, and the repository@commit each was made from; `port` or
+`pseudo-code` where there is no official code). `–`: nothing checked. The golden configurations may set other
+hyperparameters (see each fixture's `ours_ctor`).
 """
 
 
@@ -89,7 +95,7 @@ def golden_checks() -> dict[str, list[tuple]]:
 
 
 def forms_cell(spec, checks: list[tuple]) -> str:
-    """"default form / official available / checked equal" for the docs table."""
+    """"default form / official available (and the other forms) / checked equal" for the docs table."""
     default = inspect.signature(spec.cls).parameters["form"].default if spec.forms else None
     official = [f for f in spec.forms if f.startswith("official")]
     refs = {ref for _, ref, _ in checks}
@@ -101,6 +107,9 @@ def forms_cell(spec, checks: list[tuple]) -> str:
         available = "no official code"
     else:
         available = "–"
+    others = [f for f in spec.forms if f != default and not f.startswith("official")]
+    if others:  # named variants: the ports' modules, other readings of the paper
+        available += "; other forms: " + ", ".join(f"`{f}`" for f in others)
     groups: dict[tuple, list[str]] = {}
     for form, ref, source in checks:
         labels = groups.setdefault((ref, source), [])
@@ -164,7 +173,8 @@ def render() -> str:
     text += "|---|---|---|---|---|---:|" + "---:|" * len(lat_headers) + "---:|---:|---:|---:|---|---|---|---|\n"
     for name, paper, cat, p256, yp, yg, y11p, y11g, place, onnx, notes, cfg, hyper, forms in rows():
         lc = "".join(f"{v} | " for v in lat.get(name, ["–"] * len(lat_headers)))
-        text += (f"| {name} | {paper} | {cat} | {hyper} | {forms} | {p256:,} | {lc}{yp:,} | {yg:.1f} | {y11p:,} | "
+        shown = f"[{name}](papers/{name}.md)" if (OUT.parent / "papers" / f"{name}.md").exists() else name
+        text += (f"| {shown} | {paper} | {cat} | {hyper} | {forms} | {p256:,} | {lc}{yp:,} | {yg:.1f} | {y11p:,} | "
                  f"{y11g:.1f} | {place} | {onnx} | `{cfg}` | {notes} |\n")
     return text
 

@@ -14,6 +14,9 @@ again from local checkouts of the peers' YAML files (each YAML built with its en
                                    --measure WongKinYiu/yolov7@main=/path/to/yolov7 \\
                                    --measure iscyy/yoloair@main=/path/to/yoloair
         # rebuild those YAMLs with our parser, report any change and update the data
+
+The "Forks and blog posts" section is built from tests/fixtures/wild/corpus.json by tools/wild.py every time (the
+home projects' counts are the fixture's; ours are measured here).
 """
 
 from __future__ import annotations
@@ -25,6 +28,9 @@ from collections import OrderedDict
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from tools import wild  # noqa: E402
+
 DATA = ROOT / "docs" / "peers" / "reference.json"
 SOURCES = (DATA, ROOT / "docs" / "peers" / "yoloair.json")  # rendered in this order
 RECORD = {"fields": ["params", "gflops"], "error_chars": 160}  # what --measure records unless a data file says
@@ -68,11 +74,13 @@ that commit does not contain: the peer runs stubbed that import (no attention YA
   `IAuxDetect` (`models/heads/anchor.py`); `tools/reparameterize.py` turns a trained aux model into its deploy YAML's
   model. State-dict names equal the peers' except YOLOv7's `RepConv` (`rbr_dense.0/1` -> `conv1.conv/bn`,
   `rbr_1x1.0/1` -> `conv2.conv/bn`, `rbr_identity` -> `bn`).
-- **YOLOAir's names and arguments** (`models/dialects/aliases.py`): YOLOAir's names are aliases of ours (`SEAttention`,
+- **YOLOAir's names and arguments** (`models/dialects/`): YOLOAir's names are aliases of ours (`SEAttention`,
   `CA`, `GAMAttention`, ...), read in YOLOAir's argument convention (the first argument is a nominal, width-scaled
-  channel count). A row that uses one of *our* names in YOLOAir's convention (`SOCA [1024]`: reduction 8,
-  `ShuffleAttention [1024]`: 8 groups; `DoubleAttention [512, 128, 128]`: the EAP signature YOLOAir's YAML
-  follows) is read YOLOAir's way under the model YAML key `dialect: yoloair`; the *keys* column says where.
+  channel count) and built as YOLOAir's modules (the ports' modules are forms: `SEAttention` is SE `form: eap`,
+  `SKAttention` SK `form: eap`, YOLOAir's `CBAM` CBAM `form: yoloair`). Its YAMLs are built with `dialect: yoloair`
+  (the *keys* column): rows of *our* names in YOLOAir's convention (`SOCA [1024]`: reduction 8) are then read its
+  way, and rows another YOLOAir generation reads differently (yoloair2 passes the width as SEAttention's reduction)
+  are not refused. See [aliases.md](aliases.md).
 """
 
 
@@ -250,6 +258,8 @@ def main(argv=None) -> int:
                 path.write_text(json.dumps(data, indent=1) + "\n")
         print("\n".join(changes) or "no change")
     text = render(datas)
+    if not opt.data and wild.CORPUS.is_file():  # the forks and blog posts, built here now (docs/peers.md only)
+        text += "\n" + wild.render()
     if opt.check:
         if not opt.output.is_file() or opt.output.read_text() != text:
             print(f"{opt.output} is out of date; run python tools/gen_peer_table.py")

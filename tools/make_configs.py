@@ -77,6 +77,7 @@ def config_text(spec, family: Family = FAMILIES[0]) -> str:
                            arxiv=arxiv, source=source_name(family), scales=scales)
     ins = Insertion(spec.name, [1024], "backbone_end", comment="attention (input channels checked against 1024 x width)")
     result = insert_layers(load_config(family.base), [ins])
+    result.cfg["dialect"] = "native"  # this project's own rows: read its way, without the other projects' readings
     # the base's per-scale "summary: ... parameters" comments count the model without the module: dropped
     template = re.sub(r"[ \t]*# summary:[^\n]*", "", family.base.read_text())
     return to_text(result.cfg, result.origins(), template, header=header.splitlines())

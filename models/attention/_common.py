@@ -89,19 +89,19 @@ def form_hidden_width(module: AttentionModule, name: str, c: int, reduction: flo
                       form: str, floor: int, what: str = "hidden width", exact: tuple[str, ...] = ("official",)) -> int:
     """A reduced width by form.
 
-    Forms in ``exact`` (the official codes) use exactly ``C // reduction``: 0 is an error (the official code would
+    Forms in ``exact`` (the official code, ports) use exactly ``C // reduction``: 0 is an error (their code would
     build a 0-channel layer) and ``min_channels`` must be left out. Other forms use :func:`hidden_width` with
     ``min_channels`` (None: the module's default ``floor``).
     """
     if form not in exact:
         return hidden_width(module, c, reduction, floor if min_channels is None else min_channels, what)
     if min_channels is not None:
-        raise ValueError(f"{name} form={form!r} uses the official {what} C // reduction exactly; leave min_channels "
+        raise ValueError(f"{name} form={form!r} uses its code's {what} C // reduction exactly; leave min_channels "
                          f"out (min_channels={min_channels} floors the width of the other forms only)")
     h = int(c // reduction)
     if h < 1:
-        raise ValueError(f"{name} form={form!r}: {what} C // reduction = {c} // {reduction:g} = 0 (the official "
-                         "code would build a 0-channel layer); use a smaller reduction, or another form with "
+        raise ValueError(f"{name} form={form!r}: {what} C // reduction = {c} // {reduction:g} = 0 (its code "
+                         "would build a 0-channel layer); use a smaller reduction, or another form with "
                          "min_channels")
     return h
 

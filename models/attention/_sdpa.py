@@ -15,16 +15,13 @@ SDPA silently falls back to its math path, which does store the map, unless:
 - ``scale`` is always passed: SDPA's default E^-0.5 (of the padded width) is not what every module uses.
 
 Padding costs FLOPs. Where a module's E != Ev (DANet's PAM: C/8 vs C; BoTMHSA's relative logits folded into q/k:
-d + H + W vs d), the module keeps its explicit form on CPU while that is faster (:func:`explicit_is_faster`).
-Measured on CPU, 1 thread, batch 1, forward+backward (forward) time of the fused form relative to the explicit one:
-BoTMHSA 1.13 (0.98) at 20x20, C=512; 1.29 (0.92) at 20x20, C=256; 1.10 (0.72) at 32x32, C=256; 0.75 (0.50) at
-40x40, C=256; 1.21 (0.50) at 80x80, C=128, where the explicit map needs 1.9 GiB per image. DANet 1.28 (0.99) at
-20x20, C=512; 1.46 (1.25) at 20x20, C=256; 1.17 (0.98) at 40x40, C=256; 0.62 (0.59) at 80x80, C=128. Hence explicit
-while one map has at most 2^18 elements (BoTMHSA, up to 22x22) or 2^22 (DANet's lean one-matmul form, up to 45x45)
-and all maps of the call at most 2^26 (256 MiB in fp32, which bounds the memory this costs); larger maps take the
-padded fused kernel. Exported graphs (ONNX, ``torch.jit.trace``) take the explicit form where E != Ev: ONNX below
-opset 23 has no fused attention, so the exported graph computes the map either way, and the explicit form needs no
-padding or one-hot columns. CUDA is unmeasured here (no GPU): there the fused kernels are always taken.
+d + H + W vs d), the module keeps its explicit form on CPU while that is faster (:func:`explicit_is_faster`): while
+one map has at most 2^18 elements (BoTMHSA, up to 22x22) or 2^22 (DANet's lean one-matmul form, up to 45x45) and all
+maps of the call at most 2^26 (256 MiB in fp32, which bounds the memory this costs); larger maps take the padded
+fused kernel. The thresholds come from the timings in docs/benchmarks.md ("Fused or explicit on CPU"). Exported graphs
+(ONNX, ``torch.jit.trace``) take the explicit form where E != Ev: ONNX below opset 23 has no fused attention, so the
+exported graph computes the map either way, and the explicit form needs no padding or one-hot columns. On CUDA the
+fused kernels are always taken.
 """
 
 from __future__ import annotations
@@ -78,7 +75,7 @@ def explicit_is_faster(like: torch.Tensor, maps: int, n_q: int, n_k: int, widths
     :data:`EXPLICIT_MAP_ELEMENTS` elements (:data:`EXPLICIT_MAP_ELEMENTS_LEAN` for a ``lean`` explicit form, one
     matmul and a softmax, no bias) and all of them together at most
     :data:`EXPLICIT_TOTAL_ELEMENTS`; True while exporting (see the module docstring); False on CUDA and wherever the
-    widths are equal (the fused kernel was not slower in any measurement then).
+    widths are equal (docs/benchmarks.md, "Fused or explicit on CPU").
     """
     if not widths_differ:
         return False

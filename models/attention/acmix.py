@@ -3,47 +3,29 @@
 Pan, Ge, Lu, Song, Chen, Huang, Huang, "On the Integration of Self-Attention and Convolution", CVPR 2022,
 arXiv:2111.14556. Official code: LeapLabTHU/ACmix (``ResNet/test_bottleneck.py``, ``ACmix``).
 
-Stage I: q, k, v = 1x1 convs C -> C (with bias), heads = 4, head_dim d = C/4.
-Attention path (window k_att = 7): a 2-channel coordinate grid (linspace(-1, 1) along W and along H) goes
-through a 1x1 conv 2 -> d (positional encoding pe). For every position, logits over its 49 neighbours
-are sum_d (q * d^-0.5) (k_nb + pe_q - pe_nb), softmax over the neighbours, out_att = sum att * v_nb.
-Convolution path: a bias-free 1x1 "fc" maps the 3*heads stacked q/k/v head features to k_conv^2 = 9
-features per head-dim channel, and a grouped 3x3 conv (9*d -> C, groups d) initialised as the 9 shift
-kernels aggregates them: out_conv. Output: rate1 * out_att + rate2 * out_conv, rates 0.5 at init.
+q, k, v = biased 1x1 convs C -> C, 4 heads of d = C/4. Attention path (7x7 window): a 2-channel coordinate grid
+(linspace(-1, 1) along W and H) through a 1x1 conv 2 -> d is the position encoding pe; logits over the 49 neighbours
+are sum_d (q d^-0.5)(k_nb + pe_q - pe_nb), softmax over the neighbours, out_att = sum att v_nb. Convolution path: a
+bias-free 1x1 "fc" maps the 3 x heads q/k/v head features to 9 per head-dim channel, and a grouped 3x3 conv
+(9d -> C, groups d, initialised as the 9 shift kernels) gives out_conv. y = rate1 out_att + rate2 out_conv (0.5 each).
 
-Two forms (``form``, settable from a YAML row: ``[-1, 1, ACmix, [{form: official}]]``):
+Forms (``form=``):
 
-- ``paper`` (default): the window of a position is the part of its 7x7 neighbourhood that lies in the image (the
-  paper's "local region", zero-padded and masked out of the softmax with -inf); works on any H, W >= 1 and is
-  deterministic on CUDA. The grouped conv has a bias (zero at init), as it always had here: kept in this form so
-  that parameter counts (+C) and existing checkpoints stay valid. It is the one parameter set neither the paper
-  nor the official code has (the official ``reset_parameters`` sets ``dep_conv.bias`` to None).
-- ``official``: what the released code computes (verified against it, tests/fixtures/golden/ACmix.npz, max |diff|
-  below 1e-15 in float64): k, v and the positional map are reflection-padded by 3 (``ReflectionPad2d``) before the
-  7x7 windows, no mask, and the grouped conv has no bias. The official code raises on maps smaller than 4x4
-  (reflection needs pad < size); here the reflection folds on (period 2(n - 1); a 1-pixel side repeats its one
-  pixel), equal to ``ReflectionPad2d`` wherever that works. The padding is an index gather (deterministic backward,
-  dynamic in ONNX), not ``ReflectionPad2d`` (whose CUDA backward is non-deterministic).
-  Outputs of the two forms agree at positions at least 3 pixels from the border.
+- ``paper`` (default): a position's window is the part of its 7x7 neighbourhood inside the image (zero-padded and
+  masked out of the softmax); any H, W >= 1. The grouped conv has a zero-initialised bias (+C parameters), which
+  neither the paper nor the official code has.
+- ``official``: the released code (golden test ``ACmix``): k, v and pe reflection-padded by 3 before the windows, no
+  mask, no bias on the grouped conv. Where ``ReflectionPad2d`` raises (maps under 4x4) the reflection folds on
+  (period 2(n - 1)); the padding is an index gather (deterministic backward, dynamic ONNX). The forms agree at
+  positions at least 3 pixels from the border.
 
 Departures from the paper (both forms):
-- The coordinate grid is built in the input's dtype and device (the official ``position()`` builds it in
-  float32 and calls ``.cuda()``, which breaks ``.half()`` and non-default GPUs), with arange so 1-pixel
-  axes give [-1] also in ONNX.
-- The grouped conv's padding is k_conv // 2 (officially hard-coded to 1), so odd k_conv other than 3 work.
-  Stride is 1 (shape-preserving); the official unused ``dilation`` argument is dropped.
-- The attention softmax is evaluated in fp32 and cast back. Heads clamp to a divisor of C (noted in
-  ``build_notes``). The official ``head`` is called ``num_heads`` here, as in every module with heads (``head``,
-  ``heads`` and ``n_heads`` are accepted in YAML rows).
+- The coordinate grid follows the input's dtype and device (the official one is float32 and ``.cuda()``).
+- Grouped-conv padding k_conv // 2 (officially 1), stride 1; the unused ``dilation`` argument is dropped.
+- The 49 taps are a loop over shifted views of the padded k - pe and v (the q . pe_q term cancels in the softmax),
+  not an unfold of 49 copies. Softmax in fp32. Heads clamp to a divisor of C; ``head``/``heads``/``n_heads`` are
+  old names of ``num_heads``.
 - ACmix replaces a 3x3 conv (no residual), so it is not an identity at init.
-
-Memory (issue 15): a 7x7 window is not a pattern the fused attention kernels take (it would need an N x N mask),
-and the official unfold materialises 49 shifted copies of k, v and pe per position. Here the 49 taps are a loop
-over shifted *views* of the padded k - pe and v: logit_t = q . (k_t - pe_t) (the q . pe_q term of the official
-formula is the same for every tap of a query and cancels in the softmax), softmax over the taps, out = sum_t
-att_t v_t. Autograd keeps views, not copies: O(49 N heads) logits instead of O(49 N C) neighbourhoods. Measured on
-CPU (1 thread, batch 1), unfolded -> taps: 80x80, C=128: forward peak 524 -> 41 MiB, forward+backward 681 -> 60 MiB,
-time fwd 0.32x, fwd+bwd 0.40x; 20x20, C=512: 129 -> 10 MiB, 168 -> 15 MiB, time 0.19x / 0.34x.
 """
 
 from __future__ import annotations
@@ -83,8 +65,7 @@ def reflect_pad(x: torch.Tensor, p: int) -> torch.Tensor:
     dense=False,
     notes="Official/EAP: ReflectionPad2d(3) fails below 4x4 and is CUDA-nondeterministic; position() is float32 "
     "and .cuda() (breaks .half()). Here (paper form): masked zero-padded window, grid in x.dtype, dep_conv bias "
-    "(zero-init, +C params; form=official: reflection, no mask, no bias). 7x7 taps as views: P3 80x80 C=128 "
-    "fwd+bwd 681 -> 60 MiB.",
+    "(zero-init, +C params; form=official: reflection, no mask, no bias). 7x7 taps as views, no unfold.",
     renamed={"heads": "num_heads", "head": "num_heads", "n_heads": "num_heads"},
     forms=FORMS,
 )

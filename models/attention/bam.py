@@ -3,46 +3,29 @@
 Park, Woo, Lee, Kweon, "BAM: Bottleneck Attention Module", BMVC 2018, arXiv:1807.06514.
 Official code: Jongchan/attention-module (MODELS/bam.py).
 
-Two parallel branches, fused and squashed, applied as a residual gate:
-
-- Channel M_c: GAP -> FC(C -> C/r) -> ReLU -> FC(C/r -> C), shape (B, C, 1, 1).
-- Spatial M_s: 1x1 (C -> C/r) -> BN -> ReLU -> [3x3 conv, dilation d, padding d -> BN -> ReLU] x 2
-  -> 1x1 (C/r -> 1), shape (B, 1, H, W). Padding equals the dilation, so H and W are kept.
-- M = sigmoid(M_c + M_s) broadcast to (B, C, H, W); y = x + x * M = x * (1 + M).
-
-Defaults: r = 16, d = 4, two dilated convs, one hidden FC layer (the paper's and the official defaults).
+Channel M_c = FC(C/r -> C)(ReLU(FC(C -> C/r)(GAP x))), (B, C, 1, 1). Spatial M_s = 1x1 (C/r -> 1) of
+[3x3 conv, dilation d, padding d -> BN -> ReLU] x 2 of ReLU(BN(1x1 (C -> C/r) x)), (B, 1, H, W).
+y = x * (1 + sigmoid(M_c + M_s)). Defaults r = 16, d = 4, two dilated convs, one hidden FC layer.
 
 Forms (``form=``):
 
-- ``"paper"`` (default): the paper's sum fusion ``sigmoid(M_c + M_s)`` with a global-mean squeeze. The default
-  because it is the paper's design and what earlier versions of this module built (existing configs keep their
-  parameter counts); departures below.
-- ``"official"``: the official code's forward exactly (golden test ``BAM``, non-square maps): hidden width exactly
-  C // r (0 is an error), ``FC -> BatchNorm1d(C/r) -> ReLU -> FC`` in the channel branch (the BN is
-  ``BatchNorm2dSafe`` on the (B, C/r, 1, 1) vector: PyTorch's eps/momentum, the same values in every batch of
-  two or more, running statistics at batch 1 where the official code raises), product fusion
-  ``sigmoid(M_c * M_s)``, and the official squeeze ``avg_pool2d(x, H, stride=H)``: the mean of the left H x H
-  square, which is the global mean only on square maps. Where the official code cannot run (H > W, or W >= 2H:
-  its pooling or its first Linear layer raises) the first pooling window is kept, the top-left min(H, W) square.
+- ``"paper"`` (default): sum fusion ``sigmoid(M_c + M_s)``, global-mean squeeze. ``fusion`` (``"sum"``/``"mul"``) is
+  its ablation switch; ``min_channels`` floors its hidden width, ``max(C // r, min(min_channels, C))`` (default 8).
+- ``"official"``: the official forward (golden test ``BAM``): hidden width exactly C // r (0 is an error),
+  ``FC -> BatchNorm1d(C/r) -> ReLU -> FC`` in the channel branch (a ``BatchNorm2dSafe``: running statistics at batch
+  1, where the official code raises), product fusion ``sigmoid(M_c * M_s)``, and the official squeeze
+  ``avg_pool2d(x, H, stride=H)``: the mean of the left H x H square, the global mean only on square maps. Where the
+  official code raises (H > W, or W >= 2H) the top-left min(H, W) square is pooled.
 - ``"official_global"``: the official layers and product fusion with a global-mean squeeze: equal to the official
-  code on square maps (golden test ``BAM__square``) and the same function on every map (rect validation, tall
-  images), for detectors trained on square images and validated on rectangles.
-
-``fusion`` (``"sum"``/``"mul"``) is the paper form's ablation switch; the official forms fix ``"mul"``.
-``min_channels`` floors the paper form's hidden width, ``max(C // r, min(min_channels, C))`` (default 8;
-``min_channels=1``: exactly C // r); the official forms take no floor.
+  code on square maps (golden test ``BAM__square``), the same function on rectangles (rect validation).
 
 Departures from the paper (form ``"paper"``):
-- The paper puts a BatchNorm at the end of each branch (on M_c, a (B, C) vector, and on the 1-channel M_s map);
-  neither is applied. At inference each is an affine map that folds exactly into the layer before it (the second
-  FC, the last 1x1 conv); only the batch-statistics normalisation during training is gone. (The official code
-  has neither of these; its one extra BatchNorm sits on the hidden (B, C/r) vector, see ``form="official"``.)
-- The hidden width floor ``min_channels`` (above); a floor is recorded in ``build_notes``.
-- The spatial-branch BatchNorms are ``BatchNorm2dSafe`` (a 1x1 map at batch 1 in train mode falls back to
-  running statistics); they keep PyTorch's default eps/momentum as in the official code (and in every form).
-- The FC layers are 1x1 convolutions on (B, C, 1, 1); the squeeze is ``x.mean((2, 3))``.
-- EAP's BAMBlock uses 3 hidden FCs and 3 dilated convs with dilation 2 but padding 1, which shrinks the map and
-  fails on any size but about 7x7; not reproduced.
+- The paper's BatchNorm at the end of each branch (on M_c and on the 1-channel M_s) is not applied: at inference
+  each folds into the layer before it; only the training-time batch normalisation is gone. (The official code has
+  neither; its one extra BatchNorm is on the hidden vector, ``form="official"``.)
+- The hidden width floor ``min_channels`` (noted in ``build_notes`` when it applies).
+- Spatial BatchNorms are ``BatchNorm2dSafe`` with PyTorch's eps/momentum (every form). The FCs are 1x1 convs on
+  (B, C, 1, 1); the squeeze is ``x.mean((2, 3))``.
 """
 
 from __future__ import annotations
@@ -78,9 +61,10 @@ def left_square_mean(x: torch.Tensor) -> torch.Tensor:
     year=2018,
     placement="backbone_end",
     notes=(
-        "EAP's BAM uses dilation 2 with padding 1 (map shrinks; crashes off 7x7) and BatchNorm1d on the pooled "
-        "vector (crashes at batch 1). Official code: BN on the hidden vector, sigmoid(Mc*Ms), left-HxH-square "
-        "pooling (form='official'; 'official_global' pools globally); paper (default) sigmoid(Mc+Ms)."
+        "EAP's BAM uses 3 hidden FCs and 3 dilated convs with dilation 2 but padding 1 (map shrinks; crashes off "
+        "7x7) and BatchNorm1d on the pooled vector (crashes at batch 1). Official code: BN on the hidden vector, "
+        "sigmoid(Mc*Ms), left-HxH-square pooling (form='official'; 'official_global' pools globally); paper (default) "
+        "sigmoid(Mc+Ms)."
     ),
     forms=FORMS,
 )

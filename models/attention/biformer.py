@@ -3,38 +3,23 @@
 Zhu, Wang, Ke, Zhang, Lau, "BiFormer: Vision Transformer with Bi-Level Routing Attention", CVPR 2023,
 arXiv:2303.08810. Official code: rayleizhu/BiFormer (``ops/bra_legacy.py``, ``BiLevelRoutingAttention``).
 
-BRA on a channels-last map: pad H and W with zeros up to multiples of S = n_win and split into S x S
-regions of (H/S)(W/S) tokens; q, k, v = Linear(C -> qk + qk + C). Region level: mean q and mean k per
-region, region affinity (q_r * scale) k_r^T, keep the top-k regions per region (routing is not
-differentiated: q_r, k_r are detached). Token level: every query of a region attends (multi-head,
-softmax over keys) to all tokens of its top-k regions, gathered from K and V. A depthwise conv on V
-(local context enhancement, LCE / LePE) is added, then Linear(C -> C) and the padding is cropped.
-scale = qk_dim^-0.5 (the official code uses the full qk_dim, not the head dim).
-
-As a YOLO layer this module is the BiFormer block's attention sub-layer: y = x + BRA(LayerNorm(x))
-(pre-norm residual, LayerNorm eps 1e-6 as in the BiFormer blocks).
+On a channels-last map zero-padded to multiples of S = n_win: S x S regions; q, k, v = Linear(C -> qk + qk + C).
+Region level: mean q and mean k per region, affinity (q_r scale) k_r^T, the top-k regions of each region (routing
+detached). Token level: every query of a region attends (multi-head softmax) to all tokens of its top-k regions. A
+depthwise conv on V (LCE / LePE) is added, then Linear(C -> C), and the padding is cropped. scale = qk_dim^-0.5 (the
+full qk_dim, as the official code). As a YOLO layer: y = x + BRA(LayerNorm(x)) (LayerNorm eps 1e-6).
+Equal to the official code (golden test ``BiLevelRoutingAttention``); no forms.
 
 Departures from the paper:
-- The pre-norm and residual of the BiFormer block are part of this module (the BRA operator alone is
-  not shape-safe as a drop-in: it would replace the features); the block's MLP and its 3x3 depthwise
-  position conv are not included. ``init_identity()`` zeroes the output Linear (exact identity).
-- Any H, W: the map is always zero-padded (after the norm, before the q/k/v projection, as the official
-  ``auto_pad``) to the next multiples of n_win and the output is cropped back. Padded tokens take part
-  in routing and attention as in the official code; on tiny maps (e.g. 1x1 -> 7x7 regions of one token)
-  most regions are padding.
-- LCE kernel 5 (the paper / official model configs; the class default of the official file is 3).
-- top-k is clamped to n_win^2; heads are clamped to a divisor of C (see ``build_notes``).
-- The token softmax is evaluated in fp32 and cast back (``model.half()`` safety).
-- Plain ``reshape``/``permute``/``index_select`` instead of einops (no extra dependency).
-
-Memory (issue 15): the token-level attention of every region runs through ``scaled_dot_product_attention``
-(queries (B*P, heads, n_tok, dq), the routed keys/values (B*P, heads, topk*n_tok, dq/dv), scale qk_dim^-0.5
-passed: the official full-width scale, not SDPA's default dq^-0.5), so the (n_tok x topk*n_tok) maps are not
-stored; and the routed regions are picked by ``index_select`` instead of a gather over the key/values expanded
-P times, whose backward materialised a (B, P, P, n_tok, qk + C) gradient. Measured on CPU (1 thread, batch 1),
-before -> now: 80x80, C=128: forward peak 296 -> 58 MiB, forward+backward 740 -> 96 MiB, time 0.31x / 0.29x;
-20x20, C=512: 190 -> 29 MiB forward+backward, 0.82x / 0.41x. Verified against the official code
-(tests/fixtures/golden/BiLevelRoutingAttention.npz): max |diff| 1.3e-15 in float64.
+- The BiFormer block's pre-norm and residual are part of the module (BRA alone would replace the features); its
+  MLP and 3x3 depthwise position conv are not. ``init_identity()`` zeroes the output Linear.
+- Any H, W: always zero-padded (after the norm, as the official ``auto_pad``) and cropped back; padded tokens take
+  part in routing and attention as in the official code.
+- LCE kernel 5 (the official model configs; the official class default is 3). top-k clamps to n_win^2, heads to a
+  divisor of C (``build_notes``). Token softmax in fp32.
+- The token attention runs through ``scaled_dot_product_attention`` per region (official scale passed), and the
+  routed regions are picked with ``index_select``, not a gather over the keys/values expanded P times: no
+  (n_tok x topk n_tok) map and no P-times expanded gradient is stored. No einops.
 """
 
 from __future__ import annotations
@@ -59,7 +44,7 @@ from models.registry import register_attention
     dense=False,
     notes="ODS wraps the official op for NCHW without norm/residual and with auto_pad off by default "
     "(asserts H, W divisible by n_win); here: pre-norm residual, always pads and crops. SDPA per region and "
-    "indexed routing: P3 80x80 C=128 fwd+bwd 740 -> 96 MiB.",
+    "indexed routing.",
     renamed={"heads": "num_heads", "head": "num_heads", "n_heads": "num_heads"},
 )
 class BiLevelRoutingAttention(AttentionModule):
@@ -106,8 +91,8 @@ class BiLevelRoutingAttention(AttentionModule):
         idx = route.topk(self.topk, -1).indices  # (B, P, topk)
         # the key/value tokens of the routed regions, picked with index_select over a flat (batch, region) index: the
         # same values as a gather over kv expanded to (B, P, P, n_tok, qk + C), but its backward accumulates into a
-        # (B, P, n_tok, qk + C) gradient instead of materialising the P-times expanded one (338 of 740 MiB at P3
-        # 80x80, C=128); deterministic under CUDA deterministic mode, a plain Gather in ONNX
+        # (B, P, n_tok, qk + C) gradient instead of materialising the P-times expanded one (docs/benchmarks.md);
+        # deterministic under CUDA deterministic mode, a plain Gather in ONNX
         kv = torch.cat((k, v), -1)  # (B, P, n_tok, qk + C)
         p, ckv = kv.shape[1], kv.shape[-1]
         flat = (torch.arange(b, device=x.device)[:, None, None] * p + idx).flatten()  # (B * P * topk,)

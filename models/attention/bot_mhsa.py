@@ -3,47 +3,25 @@
 Srinivas, Lin, Parmar, Shlens, Abbeel, Vaswani, "Bottleneck Transformers for Visual Recognition",
 CVPR 2021, arXiv:2101.11605. Official code: the authors' TensorFlow reference (botnet.py gist).
 
-q, k, v = bias-free 1x1 projections C -> C split into 4 heads of d = C/4. q is scaled by d^-0.5 first, then
-logits = q . k (content-content) + q . (r_h + r_w) (content-position), where r_h / r_w are learned
-embeddings of the *relative* row / column offset between query and key, shared by the heads. Softmax over
-the N = H*W keys, out = attention . v, heads folded back to C channels. In BoTNet, MHSA replaces the 3x3
-conv of the last-stage bottlenecks, so the layer itself has no residual.
+q, k, v = bias-free 1x1 projections C -> C, 4 heads of d = C/4; q is scaled by d^-0.5 first. logits = q . k +
+q . (r_h + r_w), with r_h / r_w learned embeddings of the relative row / column offset between query and key, shared
+by the heads; softmax over the N = H*W keys, out = attention . v. In BoTNet MHSA replaces the 3x3 conv of the
+last-stage bottlenecks, so the layer has no residual. Equal to a torch port of the gist wherever rel_size >= max(H, W)
+(golden tests ``BoTMHSA__11x7``, ``__6x10``), so there is no separate official form.
 
 Departures from the paper:
-- Relative embeddings without a table sized to the feature map: BoTNet allocates (2H - 1) x d and
-  (2W - 1) x d embeddings for one fixed H, W. Here each axis has one table of 2 * rel_size - 1 learned
-  offsets (default rel_size 32), indexed at run time by clamp(key - query, +-(rel_size - 1)): exactly the
-  BoTNet relative logits for maps up to rel_size x rel_size (P5 of a 1024 input), and offsets beyond that
-  share the edge embedding (clipped relative positions, Shaw et al. 2018). Works for any H, W
-  (stride probe 8x8, rect 20x12) without slicing or interpolation.
-- Relative embeddings are initialised N(0, d^-0.5) as the reference intends (its code passes the std as
-  the mean); projections use PyTorch's default init.
-- The softmax is evaluated in fp32 and cast back (``model.half()`` safety). Heads clamp to a divisor of C (noted
-  in ``build_notes``); the count is ``num_heads`` as in every module with heads (``heads``, ``head``, ``n_heads`` are
-  accepted in YAML rows).
-
-Where popular ports differ: ODS / leaderj1001 use *absolute* learned tables fixed to the constructor's
-H, W (silently misaligned on smaller maps, AssertionError on larger ones), add biases and omit the
-d^-0.5 scaling; timm scales only the content logits.
-
-Verified against a torch re-implementation of the authors' TensorFlow gist with its size-bound tables copied into
-the centre rows of ours (tests/fixtures/golden/BoTMHSA__11x7.npz, __6x10.npz): max |diff| 8.9e-16 in float64
-wherever rel_size >= max(H, W), so there is no separate official form.
-
-Memory (issue 15): the relative logits of query (x, y) depend on a key only through its row x' and column y', so
-they are a dot product of augmented vectors: [q, l_h(x, y, :), l_w(x, y, :)] . [k, onehot(x'), onehot(y')] =
-q.k + q.r_h[x' - x] + q.r_w[y' - y] exactly (one-hots from aranges: dynamic in ONNX). The forward runs
-``scaled_dot_product_attention`` on these (width d + H + W, scale 1 passed: q is already scaled; on CPU v is
-zero-padded to that width), so neither the (B, heads, N, N) logits nor a relative-logit bias is stored (passing the
-bias as ``attn_mask`` would store and differentiate an N x N tensor: no memory gained). The augmented width costs
-FLOPs: on CPU, maps of up to 2^18 elements (22x22, P5 of a 640 input; 256 MiB in all) keep today's explicit form,
-which is faster there. Measured on CPU (1 thread, batch 1), explicit -> now: 80x80, C=128: forward peak 1903 ->
-107 MiB, forward+backward 1914 -> 167 MiB, time fwd 0.50x, fwd+bwd 1.21x (the backward pays for the width: d + H +
-W = 192 instead of 32); 40x40, C=256: 134 -> 37 MiB, time 0.50x / 0.75x; 32x32, C=256: 0.72x / 1.10x; 20x20,
-C=512: explicit (the fused form would take 0.98x / 1.13x), unchanged. Kept:
-the 1.21x training time at P3 on CPU buys 11x less memory, and the explicit form there needs 1.9 GiB per image
-(30 GiB at batch 16). Compute stays quadratic: P5 by default (``models/engine/checks.py``). ``attention_maps``
-(heatmaps) still builds the full map.
+- Relative embeddings are not sized to one feature map (BoTNet: (2H - 1) x d and (2W - 1) x d for a fixed H, W): each
+  axis has 2 rel_size - 1 learned offsets (default rel_size 32), indexed by clamp(key - query, +-(rel_size - 1)).
+  Exactly BoTNet's logits up to rel_size x rel_size (P5 of a 1024 input); beyond that offsets share the edge
+  embedding (clipped relative positions, Shaw et al. 2018). Any H, W.
+- Relative embeddings are initialised N(0, d^-0.5), as the reference intends (its code passes the std as the mean);
+  projections keep PyTorch's default init.
+- Softmax in fp32. Heads clamp to a divisor of C; ``heads``/``head``/``n_heads`` are old names of ``num_heads``.
+- The relative logits are folded into the dot product: [q, l_h, l_w] . [k, onehot(x'), onehot(y')] = q.k +
+  q.r_h[x' - x] + q.r_w[y' - y] exactly, and the forward runs ``scaled_dot_product_attention`` on these (width d + H +
+  W, scale 1: q is already scaled), so no (N x N) logits are stored. On CPU small maps (up to 2^18 map elements, 22x22)
+  keep the explicit form, which is faster there (``_sdpa.py``). Compute stays quadratic: P5 by default.
+  ``attention_maps`` (heatmaps) builds the full map.
 """
 
 from __future__ import annotations
@@ -75,9 +53,9 @@ def _one_hot_rows_cols(h: int, w: int, like: torch.Tensor) -> tuple[torch.Tensor
     year=2021,
     placement="p5",
     dense=True,
-    notes="ODS MHSA uses absolute position tables fixed to one H, W (misaligned or AssertionError elsewhere), "
-    "biases and no d^-0.5 scaling; here relative offsets clipped at rel_size, any H, W. Relative logits folded into "
-    "q/k for SDPA: no N x N map (P3 80x80 C=128 fwd+bwd 1914 -> 167 MiB, 1.21x the time on CPU).",
+    notes="ODS/leaderj1001 MHSA use absolute position tables fixed to one H, W (misaligned or AssertionError "
+    "elsewhere), biases and no d^-0.5 scaling; timm scales only the content logits. Here relative offsets clipped at "
+    "rel_size, any H, W. Relative logits folded into q/k for SDPA: no N x N map.",
     renamed={"heads": "num_heads", "head": "num_heads", "n_heads": "num_heads"},
 )
 class BoTMHSA(AttentionModule):
@@ -148,6 +126,6 @@ class BoTMHSA(AttentionModule):
 
     def attention_map_elements(self, h: int, w: int) -> int:
         """Elements of the attention working set of one training sample: 9 heads N (d + H + W), the folded q and k
-        (and, on CPU, v zero-padded to their width) with gradients. Measured forward+backward peak at 80x80, C=128
-        (CPU fp32): 8.9 heads N (d + H + W). The (heads, N, N) map is not stored."""
+        (and, on CPU, v zero-padded to their width) with gradients; calibrated in docs/benchmarks.md. The (heads, N,
+        N) map is not stored."""
         return 9 * self.heads * h * w * (self.d + h + w)

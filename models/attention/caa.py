@@ -3,17 +3,15 @@
 Cai et al., "Poly Kernel Inception Network for Remote Sensing Detection", CVPR 2024,
 arXiv:2403.06258. Official code: NUST-Machine-Intelligence-Laboratory/PKINet (``CAA``).
 
-A long-range spatial gate built from strip convolutions:
-``a = sigmoid(ConvBNSiLU_1x1( DW (v x 1)( DW (1 x h)( ConvBNSiLU_1x1( AvgPool7x7(x) ) ) ) ))``, with
-h = v = 11, the average pool with stride 1, padding 3 (zero padding counted, as in PyTorch's default),
-bias-free 1x1 convs followed by BN (eps 1e-3, momentum 0.03) and SiLU, and biased depthwise strip convs.
+A long-range spatial gate from strip convolutions:
+``a = sigmoid(ConvBNSiLU_1x1( DW (v x 1)( DW (1 x h)( ConvBNSiLU_1x1( AvgPool7x7(x) ) ) ) ))``, h = v = 11; the average
+pool has stride 1 and padding 3 (zeros counted), the 1x1 convs are bias-free with BN (eps 1e-3, momentum 0.03) and
+SiLU, the depthwise strip convs biased. Equal to the official ``CAA`` (golden test ``CAA``); no forms.
 
 Departures from the paper:
-- Standalone form ``y = x * a`` (as in the ODS port): in PKINet the CAA map multiplies the output of the
-  poly-kernel inception branch of the same block (``x_inception * a``, plus an identity), which is not
-  part of an attention module inserted into YOLO.
-- The BatchNorms are ``BatchNorm2dSafe`` with PKINet's eps/momentum (batch 1 on a 1x1 map in train mode uses
-  the running statistics).
+- Standalone ``y = x * a`` (as in the ODS port): in PKINet the map multiplies the output of the block's poly-kernel
+  inception branch (``x_inception * a``, plus an identity), which is not part of a module inserted into YOLO.
+- BatchNorms are ``BatchNorm2dSafe`` with PKINet's eps/momentum (batch 1 on a 1x1 map uses running statistics).
 """
 
 from __future__ import annotations

@@ -3,42 +3,25 @@
 Li, Yao, Pan, Mei, "Contextual Transformer Networks for Visual Recognition", TPAMI 2022, arXiv:2107.12292.
 Official code: JDAI-CV/CoTNet (``CotLayer``, with a CuPy ``LocalConvolution`` kernel).
 
-1. Static context K1 = ReLU(BN(grouped k x k conv of x, groups 4, no bias)).
-2. Local attention weights W = GN(1x1(ReLU(BN(1x1([x; K1]) : 2C -> C/2))) : C/2 -> k*k*C/sp), with
-   sp = 8 "share planes": C/sp weight channels, each with its own k*k taps per position; the GroupNorm has
-   C/sp groups (one per weight channel, normalising its k*k taps).
-3. Values V = BN(1x1 conv of x, no bias).
-4. Dynamic context K2 = SiLU(BN(sum over the zero-padded k x k neighbourhood of V weighted by W)), where
-   channel c of V uses weight channel c mod (C/sp) (the CuPy kernel's indexing).
-5. Fusion (split attention, radix 2): s = GAP(K1 + K2); a = 1x1(ReLU(norm(1x1(s) : C -> max(C/2, 32)))) : -> 2C;
-   softmax over the two contexts per channel; y = a_0 * K2 + a_1 * K1.
+Static context K1 = ReLU(BN(bias-free grouped k x k conv of x, groups 4)). Local weights W = GN(1x1(ReLU(BN(1x1([x;
+K1]): 2C -> C/2))): C/2 -> k k C/sp), sp = 8 "share planes", GN with one group per weight channel. Values V = BN(1x1
+of x). Dynamic context K2 = SiLU(BN(sum over the zero-padded k x k neighbourhood of V weighted by W)), channel c of V
+using weight channel c mod (C/sp). Fusion (split attention, radix 2): s = GAP(K1 + K2), a = 1x1(ReLU(norm(1x1(s):
+C -> max(C/2, 32)))): -> 2C, softmax over the two contexts per channel; y = a_0 K2 + a_1 K1. No residual (CoT
+replaces a 3x3 conv).
 
-Forms (``form=``): the official CotLayer and this module differ only in the norm inside the fusion MLP, which acts
-on a pooled (B, C', 1, 1) vector.
+Forms (``form=``), which differ in the fusion MLP's norm on the pooled (B, C', 1, 1) vector:
 
-- ``"groupnorm"`` (default): a GroupNorm with one group there (a LayerNorm over the C' channels of each sample,
-  the same 2C' affine parameters): per-sample, so training at batch 1 works as at any batch. The default because
-  earlier versions built it (existing configs keep their weights; the state-dict keys differ from the official
-  BatchNorm's by the running statistics).
-- ``"official"``: the official ``BatchNorm2d(C')`` there, exactly (golden test ``CoT``): as ``BatchNorm2dSafe``,
-  the official values in every batch of two or more and running statistics at batch 1 (where the official code
-  raises in train mode: a BatchNorm on a pooled vector has one value per channel).
+- ``"groupnorm"`` (default): GroupNorm with one group (per sample: batch-1 training works as any batch; the same 2C'
+  affine parameters, no running statistics).
+- ``"official"``: the official ``BatchNorm2d(C')`` (golden test ``CoT``), as ``BatchNorm2dSafe`` (running statistics
+  at batch 1, where the official code raises).
 
-Departures from the paper (both forms, apart from the fusion norm above):
-- The CuPy local convolution is written in PyTorch as k*k shifted slices of the zero-padded V
-  (identical result: zero padding, c mod C/sp weight sharing), which exports to ONNX and runs anywhere.
-- All BatchNorms are ``BatchNorm2dSafe`` (PyTorch defaults, kept by ultralytics' ``initialize_weights``;
-  single-value batches in train mode use running statistics). Activations are functional.
-- Group counts are clamped to divisors of C (key conv groups 4, share planes 8); see ``build_notes``.
-- Names: the embedding's C -> C/2 ratio (the official ``factor``, still accepted in YAML rows) is
-  ``embed_reduction``; ``reduction`` is the fusion MLP's ratio (the official ``reduction_factor``), as in SK and
-  every SE-style bottleneck; its hidden width max(2C / reduction, min_channels) keeps the official floor 32 (not
-  capped at C, like SK's L: the official formula, so nothing is noted).
-- There is no residual inside the CoT block (it replaces a 3x3 conv), so it is not an identity at init.
-
-Where popular ports differ: EAP's ``CoTAttention`` averages the k*k weights, takes a softmax over all
-H*W positions and returns K1 + that gate times V: a global spatial gate, no local aggregation and no
-split-attention fusion; it also fails for C not divisible by 4.
+Departures from the paper (both forms):
+- The CuPy local convolution is k*k shifted slices of the zero-padded V (identical; ONNX, any device).
+- BatchNorms are ``BatchNorm2dSafe`` (PyTorch defaults). Group counts clamp to divisors of C (``build_notes``).
+- Names: the embedding ratio (official ``factor``, accepted) is ``embed_reduction``; ``reduction`` is the fusion
+  MLP's (official ``reduction_factor``), width max(2C / reduction, min_channels), the official floor 32.
 """
 
 from __future__ import annotations
@@ -63,7 +46,8 @@ FORMS = ("groupnorm", "official")
     year=2022,
     placement="backbone_end",
     dense=False,
-    notes="EAP's CoTAttention is a different algorithm (global softmax gate, no local aggregation, no fusion); "
+    notes="EAP's CoTAttention is a different algorithm (global softmax gate, no local aggregation, no fusion; "
+    "fails unless C % 4 == 0); "
     "this follows the official CotLayer (form='official'); the default replaces its pooled-vector BN by GroupNorm(1).",
     renamed={"factor": "embed_reduction", "k_size": "kernel_size", "ksize": "kernel_size"},
     forms=FORMS,

@@ -5,21 +5,20 @@ Computers in Biology and Medicine 2024, arXiv:2306.05196. Official code: Cuthber
 (``RepBlock`` with ``ChannelAttention`` in ``network_architecture/CPCANet.py``).
 
 1. x = GELU(P(x)), P a biased 1x1 conv C -> C.
-2. Channel prior: ca = sigmoid(MLP(GAP x)) + sigmoid(MLP(GMP x)), the MLP shared (1x1 C -> C/4 -> ReLU -> 1x1
-   C/4 -> C, biased); ca lies in (0, 2); x = x * ca.
-3. Spatial: x0 = DW5x5(x); x1 = DW7x1(DW1x7(x0)); x2 = DW11x1(DW1x11(x0)); x3 = DW21x1(DW1x21(x0)) (all depthwise,
-   biased); s = P(x0 + x1 + x2 + x3).
+2. Channel prior: ca = sigmoid(MLP(GAP x)) + sigmoid(MLP(GMP x)), one biased MLP 1x1 C -> C/4 -> ReLU -> 1x1 C/4 -> C;
+   ca in (0, 2); x = x * ca.
+3. Spatial: x0 = DW5x5(x); x1 = DW7x1(DW1x7(x0)); x2 = DW11x1(DW1x11(x0)); x3 = DW21x1(DW1x21(x0)) (biased
+   depthwise); s = P(x0 + x1 + x2 + x3).
 4. out = P(s * x).
 
-The same 1x1 conv P is used in steps 1, 3 and 4 (one weight, three uses), as in the official code. The spatial
-map has no sigmoid (an unbounded multiplicative map), and the block has no residual: it is a full block, not a
-gate, and is not identity-like at init.
+One 1x1 conv P serves steps 1, 3 and 4, as in the official code. The spatial map has no sigmoid and the block no
+residual: a full block, not a gate, not identity-like at init. Equal to the official ``RepBlock`` (golden test
+``CPCA``); no forms.
 
 Departures from the paper:
-- Pooling is ``mean`` / ``amax`` instead of adaptive pooling (CUDA-deterministic, ONNX-dynamic).
-- The channel-prior hidden width is ``max(C // 4, min(min_channels, C))``, default floor 8 (official: C // 4,
-  which ``min_channels=1`` reproduces); they differ only for C < 32, and a floor is recorded in ``build_notes``.
-- Activations are functional (no in-place ReLU on a tensor that is reused).
+- Pooling is ``mean`` / ``amax`` instead of adaptive pooling. Activations are functional (no in-place ReLU).
+- Channel-prior hidden width ``max(C // 4, min(min_channels, C))``, default floor 8 (official C // 4:
+  ``min_channels=1``); they differ only for C < 32, and a floor is noted in ``build_notes``.
 """
 
 from __future__ import annotations

@@ -2,29 +2,19 @@
 
 Huang, Wang, Huang, Huang, Wei, Liu, "CCNet: Criss-Cross Attention for Semantic Segmentation",
 ICCV 2019 / TPAMI 2020, arXiv:1811.11721. Official code: speedinghzl/CCNet (CUDA ``ca_weight``/``ca_map``
-kernels and a later pure-PyTorch ``CrissCrossAttention``).
+kernels and a later pure-PyTorch ``CrissCrossAttention``, which the golden tests ``CrissCross``/``__R1`` check).
 
-One criss-cross pass: Q, K = 1x1 convs C -> C/8, V = 1x1 conv C -> C (with bias). Every position u = (i, j)
-attends to the H positions of its column and the W positions of its row; the self position appears in
-both sets, so it is removed (-inf) from the column set. One softmax over the H + W concatenated
-energies, O_u = sum_v A_uv V_v, y = gamma * O + x with gamma = 0 at init. RCCA applies the same module
-(shared weights) R = 2 times, which gives every position context from the whole image.
+One pass: Q, K = 1x1 convs C -> C/8, V = 1x1 conv C -> C (biased). Each position attends to the H positions of its
+column and the W of its row (the self position once: masked out of the column set); one softmax over the H + W
+energies, O_u = sum_v A_uv V_v, y = gamma * O + x, gamma = 0 at init. RCCA applies the same module R = 2 times.
 
-Departures from the paper:
-- None in the computation. Implementation notes: the self position is masked with a boolean eye mask
-  built with ``torch.arange`` on the input's device and ``masked_fill(-inf)`` in the energies' dtype
-  (no ``torch.diag``: not ONNX-exportable, and EAP's float32 CPU tensor breaks ``.half()`` and CUDA).
-  The softmax row always keeps the finite self entry of the row set, so -inf never empties a row.
-- The energies (unscaled dot products) and their softmax are computed in fp32 with autocast off; the
-  weights are cast back to the input dtype for the aggregation.
-- The CCNet head's reduce/expand 3x3 convs and the concat-bottleneck are not part of this module.
-- The Q/K width is ``max(C // reduction, min(min_channels, C))`` with ``min_channels=1``: exactly C // 8, never 0
-  (a floor is recorded in ``build_notes``).
+Departures from the paper: none in the computation. The self position is masked with a boolean mask built on the
+input's device (ONNX-exportable, any dtype); energies and softmax run in fp32 with autocast off; the CCNet head's
+reduce/expand convs are not part of the module; the Q/K width is ``max(C // reduction, min(min_channels, C))``,
+``min_channels=1`` (exactly C // 8, never 0). No separate official form: the module is the authors' code.
 
-Verified against the authors' pure-PyTorch ``CrissCrossAttention`` (speedinghzl/CCNet@e54a977, branch pure-python;
-tests/fixtures/golden/CrissCross.npz, __R1.npz): max |diff| 8.9e-16 (R = 2) and 4.4e-16 (R = 1) in float64, so
-there is no separate official form. Not rewritten with ``scaled_dot_product_attention``: each position attends to
-H + W - 1 keys, a (B, H, W, H + W) map (O(N sqrt N), not N x N), which SDPA has no pattern for without an N x N mask.
+Not to be confused with the seed article's ``CCN``, whose code is a residual convolution (``ResidualConv``; the
+name builds that block, with a warning).
 """
 
 from __future__ import annotations

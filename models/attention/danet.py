@@ -3,37 +3,23 @@
 Fu, Liu, Tian, Li, Bao, Fang, Lu, "Dual Attention Network for Scene Segmentation", CVPR 2019,
 arXiv:1809.02983. Official code: junfu1115/DANet (``PAM_Module``, ``CAM_Module``).
 
-Position attention module (PAM): Q, K = 1x1 convs C -> C/8, V = 1x1 conv C -> C (all with bias);
-S = softmax over keys of Q^T K (an N x N map, N = H*W); O = V S^T; y_p = gamma * O + x with gamma = 0 at init.
-
-Channel attention module (CAM): A = x as (B, C, N); E = A A^T (C x C); the official code then takes
-softmax(rowmax(E) - E) (the paper prints softmax(E)); O = X A; y_c = beta * O + x with beta = 0 at init.
-
-Composition for a detector: the two branches are applied in parallel on the same input and summed as
-in the paper's head, keeping one copy of the identity: y = x + gamma * O_pam + beta * O_cam. Both scales
-start at zero, so the module is the identity at init.
+Position attention (PAM): Q, K = biased 1x1 convs C -> C/8, V = biased 1x1 conv C -> C; S = softmax over keys of
+Q^T K (N x N, N = H*W); O_pam = V S^T. Channel attention (CAM): A = x as (B, C, N), E = A A^T (C x C), attention
+softmax(rowmax(E) - E) in the official code (the paper prints softmax(E)), O_cam = attention A. The branches run in
+parallel on the same input and are summed as in the paper's head, with one identity:
+y = x + gamma O_pam + beta O_cam, gamma = beta = 0 at init (an identity). Equal to the official modules composed so
+(golden test ``DANet``); no forms.
 
 Departures from the paper:
-- No 3x3 conv + BN + ReLU reduce/expand convs around each branch (those belong to the segmentation
-  head); PAM and CAM act directly on the C-channel input, summed as y_p + y_c - x.
-- CAM uses the official ``rowmax(E) - E`` form by default (``cam_form="official"``); ``cam_form="paper"``
-  gives softmax(E) as printed in the paper. The authors kept the official form (DANet issues #9/#48).
-- The PAM logits (unscaled dot products) and the whole CAM energy/softmax are computed in fp32 with
-  autocast disabled, then the attention weights are cast back to the input dtype: E = A A^T sums N
-  products and overflows fp16 (``model.half()``), unscaled logits can too.
-- Q/K width is ``max(C // reduction, min(min_channels, C))`` with ``min_channels=1``: exactly C // 8, never 0 (a
-  floor is recorded in ``build_notes``).
-
-Verified against the official ``PAM_Module`` + ``CAM_Module`` composed as above (tests/fixtures/golden/DANet.npz,
-junfu1115/DANet@b0a0fa0): max |diff| 8.9e-16 in float64, so there is no separate official form.
-
-Memory (issue 15): PAM runs through ``scaled_dot_product_attention`` (one head, queries/keys (B, 1, N, C/8), values
-(B, 1, N, C), scale 1 passed; ``models/attention/_sdpa.py``): its (N x N) map is not stored. On CPU the fused kernel
-needs q/k zero-padded to C (8x the q.k FLOPs), so maps of up to 2^22 elements (45x45; 256 MiB in all) keep the
-explicit form there, which is then faster. Measured on CPU (1 thread, batch 1), explicit -> now: 80x80, C=128
-(fused): forward peak 313 -> 16 MiB, forward+backward 479 -> 34 MiB, time 0.59x / 0.62x; 20x20, C=512 (explicit
-kept): unchanged. CAM's (C x C) map is unchanged. Compute stays quadratic (N^2 (C/8 + C) multiply-adds): P5 by
-default (``models/engine/checks.py``). ``attention_maps`` (heatmaps) still builds the full map.
+- No 3x3 conv + BN + ReLU around each branch (they belong to the segmentation head).
+- CAM uses the official ``rowmax(E) - E`` by default (``cam_form="official"``; the authors kept it, DANet issues
+  #9/#48); ``cam_form="paper"`` gives softmax(E).
+- PAM logits and the whole CAM energy/softmax are computed in fp32 with autocast off (E sums N products and overflows
+  fp16), then cast back.
+- Q/K width ``max(C // reduction, min(min_channels, C))``, ``min_channels=1``: exactly C // 8, never 0.
+- PAM runs through ``scaled_dot_product_attention`` (one head, scale 1), so its N x N map is not stored; on CPU maps
+  of up to 2^22 elements (45x45) keep the explicit form, which is faster there (``_sdpa.py``). Compute stays
+  quadratic (N^2 (C/8 + C) multiply-adds): P5 by default. ``attention_maps`` (heatmaps) builds the full map.
 """
 
 from __future__ import annotations
@@ -108,7 +94,7 @@ class ChannelAttention(nn.Module):
     dense=True,
     notes="EAP's DAModule hard-codes d_model=512 and 7x7 (Linear over H*W), has no gamma residual; "
     "here PAM+CAM act on any C, H, W with zero-initialised gammas. CAM follows the official rowmax(E)-E. "
-    "PAM via SDPA: no N x N map stored (P3 80x80 C=128 fwd+bwd 479 -> 34 MiB).",
+    "PAM via SDPA: no N x N map stored.",
 )
 class DANet(AttentionModule):
     """x + gamma * PAM(x) + beta * CAM(x) (q/k reduction 8, gammas zero at init)."""
@@ -140,6 +126,6 @@ class DANet(AttentionModule):
 
     def attention_map_elements(self, h: int, w: int) -> int:
         """Elements of the attention working set of one training sample: 11 C N + 2 C^2 (PAM's q, k, v, output and
-        gradients, q/k zero-padded to C on CPU; CAM's C x C energy and softmax). Measured forward+backward peak at
-        80x80, C=128 (CPU fp32): 11.0 C N. The PAM (N x N) map is not stored."""
+        gradients, q/k zero-padded to C on CPU; CAM's C x C energy and softmax), calibrated in docs/benchmarks.md. The
+        PAM (N x N) map is not stored."""
         return 11 * self.c * h * w + 2 * self.c * self.c

@@ -3,54 +3,31 @@
 Xia, Pan, Song, Li, Huang, "Vision Transformer with Deformable Attention", CVPR 2022, arXiv:2201.00520.
 Official code: LeapLabTHU/DAT (``models/dat_blocks.py``, ``DAttentionBaseline``).
 
-q = 1x1 conv of the (normalised) input. The channels are split into G groups; per group an offset
-network (depthwise k x k conv with stride r -> LayerNorm over channels -> GELU -> bias-free 1x1 conv to 2)
-predicts one (dy, dx) per point of a uniform Hk x Wk reference grid; offsets are bounded with
-tanh(.) * s / (Hk - 1) in normalised [-1, 1] units (s = offset_range_factor). The group's features are
-sampled bilinearly (zero outside the map, align-corners coordinates) at reference + offset, giving
-Ns = Hk * Wk deformed keys/values: k, v = 1x1 convs of the samples. Multi-head attention of all N = H*W
-queries against the Ns sampled keys (scale head_dim^-0.5, softmax over keys), plus the depthwise-conv
-position encoding of q ("dwc_pe": a 3x3 depthwise conv of q added to the attention output), then a 1x1
-output projection. As a YOLO layer this module is the DAT block's attention sub-layer:
-y = x + DAttn(LayerNorm(x)) (LayerNorm over channels).
+q = 1x1 conv of LN(x). Per channel group an offset network (depthwise k x k conv, stride r -> LayerNorm -> GELU ->
+bias-free 1x1 conv to 2) moves each point of an Hk x Wk reference grid by tanh(.) s / (Hk - 1) in [-1, 1] units
+(s = offset_range_factor); bilinear samples there (zero outside, align-corners) give Ns = Hk Wk keys and values (1x1
+convs). Multi-head attention of the N = H*W queries against them (scale head_dim^-0.5), plus "dwc_pe" (a 3x3
+depthwise conv of q), then a 1x1 projection: y = x + DAttn(LayerNorm(x)).
+
+Forms (``form=``), the same parameters:
+
+- ``paper`` (default): reference points on the key grid (0, 0) ... (Hk - 1, Wk - 1) normalised to [-1, 1]: the centres
+  of the offset conv's windows (pixel i r for odd k).
+- ``official``: the released points ``linspace(0.5, Hk - 0.5, Hk) / (Hk - 1)``, i.e. pixel (i + 0.5)(H - 1)/(Hk - 1):
+  half a pixel off the grid at stride 1, the last keys half outside the map (golden test ``DAttention``).
 
 Departures from the paper:
-- Position encoding: the paper's deformable relative position bias interpolates a (2H - 1) x (2W - 1)
-  table tied to one feature size, so the official ``dwc_pe`` option (depthwise 3x3 conv of q added to
-  the output; the ODS default) is used instead: it works for any H, W.
-- Bilinear sampling is written with ``torch.gather`` over the four neighbours (zero padding, align-corners
-  pixel coordinates, gradients to the offsets through the bilinear weights) instead of
-  ``F.grid_sample``: same values, but deterministic under CUDA deterministic mode (grid_sample backward
-  raises there) and exportable with dynamic H, W. Sampling positions and weights are computed in fp32.
-- Reference points (``paper`` form) are the centres of the offset conv's windows (pixel i * r for odd k, i.e.
-  exactly the pixel grid at stride 1); the official code's half-pixel shift is ``form="official"``.
-- The offset conv kernel must be odd (padding k // 2, so any H, W >= 1 works); the official pad-0 case
-  for k == stride fails on maps smaller than k.
-- Hk = 1 or Wk = 1 (1-pixel maps): the normalisation 1 / (Hk - 1) would divide by zero; the offset range
-  is then 0 along that axis.
-- The pre-norm and residual of the DAT block are part of the module (the block's MLP is not);
-  ``init_identity()`` zeroes the output projection. Heads/groups clamp to divisors (noted in ``build_notes``);
-  softmax in fp32.
-- Hyperparameter names are the project's: the official ``n_heads``, ``n_groups`` and ``ksize`` are ``num_heads``,
-  ``groups`` and ``kernel_size`` (the old names, ``heads``/``head`` and ``k_size`` are accepted in YAML rows).
-
-Two forms (``form``, settable from a YAML row: ``[-1, 1, DAttention, [{form: official}]]``):
-
-- ``paper`` (default): reference points on the pixel grid, as the paper describes them (a uniform grid of the
-  key-grid coordinates (0, 0) ... (Hk - 1, Wk - 1) normalised to [-1, 1]), i.e. the centres of the offset conv's
-  windows. Kept as the default: the paper's definition, and today's outputs.
-- ``official``: the released code's reference points, ``linspace(0.5, Hk - 0.5, Hk) / (Hk - 1)`` in [-1, 1] units
-  with align-corners sampling, i.e. pixel (i + 0.5)(H - 1)/(Hk - 1) (i + 0.5 at stride 1, half a pixel off the
-  grid; the last row/column of keys then samples half outside the map). Verified against the official
-  ``DAttentionBaseline`` (tests/fixtures/golden/DAttention.npz): max |diff| 9e-16 in float64. Hk - 1 is clamped
-  at 1 where the official code divides by zero (1-pixel key grids). Same parameters as ``paper``.
-
-Memory (issue 15): every query attends to Ns sampled keys (Ns = N at stride 1); the attention runs through
-``scaled_dot_product_attention`` (queries (B, heads, N, hc), keys/values (B, heads, Ns, hc), scale hc^-0.5 passed;
-``models/attention/_sdpa.py``), so the (B, heads, N, Ns) map is not stored. Measured on CPU (1 thread, batch 1),
-explicit -> now: 80x80, C=128: forward peak 2519 -> 29 MiB, forward+backward 3799 -> 65 MiB, time 0.13x / 0.23x;
-20x20, C=512: 28 -> 17 MiB, 0.78x / 0.85x. Compute stays quadratic at stride 1: P5 by default
-(``models/engine/checks.py``).
+- Position encoding: the official ``dwc_pe`` option (the ODS default), not the deformable relative bias, whose
+  (2H - 1) x (2W - 1) table is tied to one feature size.
+- Bilinear sampling by ``torch.gather`` over four neighbours (positions and weights in fp32), not ``F.grid_sample``:
+  the same values, deterministic on CUDA, dynamic in ONNX.
+- Odd offset kernels only (padding k // 2: any H, W >= 1; the official pad-0 case k == stride fails on maps under k).
+  A 1-pixel key grid gets offset range 0 along that axis, where the official code divides by zero.
+- The block's pre-norm and residual are part of the module (its MLP is not); ``init_identity()`` zeroes the output
+  projection. Heads and groups clamp to divisors; softmax in fp32. ``n_heads``, ``n_groups``, ``ksize`` are accepted
+  old names of ``num_heads``, ``groups``, ``kernel_size``.
+- Attention through ``scaled_dot_product_attention``: no (heads, N, Ns) map is stored. Compute stays quadratic at
+  stride 1: P5 by default.
 """
 
 from __future__ import annotations
@@ -105,7 +82,7 @@ def bilinear_gather(feat: torch.Tensor, py: torch.Tensor, px: torch.Tensor) -> t
     notes="ODS/official use F.grid_sample (raises under CUDA deterministic mode), build the offset range in "
     "float32 (dtype promotion under .half()) and divide by Hk-1 (inf on 1-pixel maps); fixed_pe/rpe tables "
     "need a fixed size. Here: gather-based sampling, dwc_pe, pre-norm residual; form=official: the code's "
-    "half-pixel reference points. SDPA: no N x Ns map (P3 80x80 C=128 fwd+bwd 3799 -> 65 MiB).",
+    "half-pixel reference points. SDPA: no N x Ns map.",
     renamed={"n_heads": "num_heads", "heads": "num_heads", "head": "num_heads", "n_groups": "groups",
              "ksize": "kernel_size", "k_size": "kernel_size"},
     forms=FORMS,
@@ -171,13 +148,8 @@ class DAttention(AttentionModule):
 
     def _reference_points(self, iy: torch.Tensor, ix: torch.Tensor, h_max: torch.Tensor,
                           w_max: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Pixel rows (Hk,) and columns (Wk,) of the reference grid.
-
-        paper: the centres of the offset conv's windows, i * stride (+ 0 for odd k), i.e. the pixel grid at stride
-        1. official: linspace(0.5, Hk - 0.5, Hk) / (Hk - 1) in [-1, 1] units with align_corners sampling, i.e. pixel
-        (i + 0.5) (H - 1) / (Hk - 1) (= i + 0.5 at stride 1); Hk - 1 is clamped at 1 (the official code divides by
-        zero on a 1-pixel key grid).
-        """
+        """Pixel rows (Hk,) and columns (Wk,) of the reference grid of the form (module docstring); Hk - 1 is clamped
+        at 1 in the official form (the official code divides by zero on a 1-pixel key grid)."""
         if self.form == "official":
             return ((iy + 0.5) * h_max / iy.amax().clamp(min=1), (ix + 0.5) * w_max / ix.amax().clamp(min=1))
         centre = (self.ksize - 1) / 2 - self.pad  # 0 for odd k: window i is centred on pixel i * stride
@@ -191,7 +163,6 @@ class DAttention(AttentionModule):
 
     def attention_map_elements(self, h: int, w: int) -> int:
         """Elements of the attention working set of one training sample: 21 C N (norm, q, offsets, sampled keys and
-        values, outputs and gradients; at stride > 1 the keys are fewer, so this bounds it). Measured forward+backward
-        peak (CPU fp32) at stride 1: 20.8 C N at 80x80, C=128, 21.5 C N at 20x20, C=512. The (heads, N, Ns) map is
-        not stored."""
+        values, outputs and gradients; at stride > 1 the keys are fewer, so this bounds it), calibrated in
+        docs/benchmarks.md. The (heads, N, Ns) map is not stored."""
         return 21 * self.heads * self.hc * h * w

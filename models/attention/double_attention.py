@@ -3,24 +3,17 @@
 Chen, Kalantidis, Li, Yan, Feng, "A^2-Nets: Double Attention Networks", NeurIPS 2018, arXiv:1810.11579.
 No official code from the authors (the paper gives the computation graph).
 
-Three 1x1 convs of the input: A (C -> c_m) is the feature bank, B (C -> c_n) gives c_n attention maps
-that are each normalised with a softmax **over the N = H*W positions**, V (C -> c_n) gives one attention
-vector per position, normalised with a softmax **over the c_n maps**. Gather: G = A B^T (B, c_m, c_n)
-(second-order attention pooling). Distribute: Z = G V (B, c_m, N). A 1x1 conv c_m -> C reconstructs
-the width and the block is residual: y = x + conv(Z).
+Three 1x1 convs: A (C -> c_m) is the feature bank; B (C -> c_n) gives c_n attention maps, each softmaxed **over the
+N = H*W positions**; V (C -> c_n) gives one attention vector per position, softmaxed **over the c_n maps**. Gather:
+G = A B^T (B, c_m, c_n); distribute: Z = G V (B, c_m, N); a 1x1 conv c_m -> C reconstructs the width: y = x + conv(Z).
 
 Departures from the paper:
-- c_m = c_n = max(C // reduction, min(min_channels, C)) by default, reduction 4 and floor 8 (the paper reduces the
-  width to a fraction of C; its exact ratio per stage is not fixed for arbitrary C); a floor is recorded in
-  ``build_notes``. ``min_channels=1`` gives exactly C // reduction; explicit ``c_m``/``c_n`` are used as given.
-- The two softmaxes are evaluated in fp32 and cast back (``model.half()`` safety); gather/distribute
-  are convex combinations, so they stay in the input dtype.
-- The reconstruct conv keeps PyTorch's default init (the paper defines no identity start);
-  ``init_identity()`` zeroes it for an exact identity when inserting after pretrained layers.
-
-Where popular ports differ: EAP/ODS call ``F.softmax(t)`` without ``dim`` on 3-D tensors, which picks
-dim 0 (the batch): the maps are normalised across images, and at batch 1 every weight is exactly 1.
-EAP also drops the residual.
+- c_m = c_n = max(C // reduction, min(min_channels, C)), reduction 4, floor 8 (the paper fixes no ratio for arbitrary
+  C); a floor is noted in ``build_notes``. ``min_channels=1``: exactly C // reduction; explicit ``c_m``/``c_n`` are used
+  as given.
+- Both softmaxes in fp32 (gather/distribute are convex combinations and stay in the input dtype).
+- The reconstruct conv keeps PyTorch's default init; ``init_identity()`` zeroes it (the paper defines no identity
+  start).
 """
 
 from __future__ import annotations

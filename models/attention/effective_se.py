@@ -4,12 +4,11 @@ Lee, Park, "CenterMask: Real-Time Anchor-Free Instance Segmentation", CVPR 2020,
 introduced there for VoVNetV2). Official code: youngwanLEE/CenterMask, youngwanLEE/vovnet-detectron2;
 timm ``EffectiveSEModule``.
 
-y = x * hsigmoid(W GAP(x) + b), with one C -> C fully connected layer (a biased 1x1 conv) and
-hsigmoid(t) = relu6(t + 3) / 6. There is no reduction, so no channel information is lost. Parameters C^2 + C.
+y = x * hsigmoid(W GAP(x) + b), one C -> C fully connected layer (a biased 1x1 conv), hsigmoid(t) = relu6(t + 3) / 6.
+No reduction; C^2 + C parameters. Equal to the official code (golden test ``EffectiveSE``); no forms.
 
-Departures from the paper: none in the maths. The squeeze is ``x.mean((2, 3))`` (CUDA-deterministic,
-ONNX-dynamic) instead of an adaptive pooling layer. ``add_maxpool=True`` is timm's optional variant
-(0.5 * avg + 0.5 * max), off by default (not in the paper).
+Departures from the paper: none in the maths. The squeeze is ``x.mean((2, 3))``. ``add_maxpool=True`` is timm's
+optional variant (0.5 avg + 0.5 max), off by default (not in the paper).
 """
 
 from __future__ import annotations

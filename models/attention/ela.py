@@ -3,24 +3,18 @@
 Xu, Wan, "ELA: Efficient Local Attention for Deep Convolutional Neural Networks", arXiv:2403.01123 (2024).
 No official repository; the paper gives PyTorch pseudo-code.
 
-Directional pooling as in Coordinate Attention, but each direction is processed by a 1-D convolution with
-GroupNorm instead of a shared 2-D conv with BatchNorm:
-x_h = mean over W (B, C, H); x_w = mean over H (B, C, W); one shared Conv1d (C -> C, kernel k, padding k//2,
-no bias) and one shared GroupNorm, applied to each sequence separately; a_h = sigmoid(GN(conv(x_h))) reshaped
-to (B, C, H, 1), a_w = sigmoid(GN(conv(x_w))) reshaped to (B, C, 1, W); y = x * a_h * a_w.
-
-Variants (paper): ELA-T k=5, depthwise, GN 32; ELA-B k=7, depthwise, GN 16 (the default here and the paper's
-pseudo-code); ELA-S k=5, C/8 conv groups, GN 16; ELA-L k=7, C/8 conv groups, GN 16. ``conv_groups`` selects the
-conv grouping (None = depthwise, C groups). Parameters for the depthwise form: k*C + 2C.
+Coordinate Attention's directional pooling with a 1-D conv and GroupNorm per direction: x_h = mean over W
+(B, C, H), x_w = mean over H (B, C, W); one shared bias-free Conv1d (C -> C, kernel k, padding k // 2) and one shared
+GroupNorm, applied to each; y = x * sigmoid(GN(conv(x_h)))[..., None] * sigmoid(GN(conv(x_w)))[..., None, :].
+Variants (paper): ELA-T k=5, depthwise, GN 32; ELA-B k=7, depthwise, GN 16 (the default, as the pseudo-code); ELA-S
+k=5, C/8 conv groups, GN 16; ELA-L k=7, C/8 conv groups, GN 16. ``conv_groups`` (None: depthwise) picks the grouping.
+Depthwise: k C + 2C parameters.
 
 Departures from the paper:
-- The GroupNorm group count (16) and a non-default conv group count are clamped to divisors of C
-  (``divisor_at_most``); GN(16) is impossible at C=24, 40 or 72. The GN groups are also kept to at least two
-  channels each (C=16: 16 -> 8): with one channel per group, a 1x1 map at batch 1 leaves GroupNorm a single
-  value, which it rejects even in eval mode. Clamps are recorded in ``build_notes`` (e.g. C=24: 16 -> 12).
-- Pooling is ``mean`` (CUDA-deterministic, ONNX-dynamic).
-- ODS's ELA uses a dense kernel-1 Conv1d (no local context, C^2 parameters), and some ports reshape a_w as
-  (B, C, W, 1) (wrong for non-square maps, silently wrong for square ones); neither is reproduced.
+- GroupNorm groups (16) and a non-default conv group count clamp to divisors of C (GN(16) is impossible at C=24, 40,
+  72); GN groups keep at least two channels each (a 1x1 map at batch 1 would leave GroupNorm one value, which it
+  rejects even in eval mode). Noted in ``build_notes`` (C=24: 16 -> 12).
+- Pooling is ``mean``.
 """
 
 from __future__ import annotations

@@ -3,22 +3,16 @@
 Ouyang et al., "Efficient Multi-Scale Attention Module with Cross-Spatial
 Learning", ICASSP 2023, arXiv:2305.13563. Official code: YOLOonMe/EMA-attention-module.
 
-The channels are reshaped into G sub-feature groups (batch B*G, C/G channels). In each group:
-
-- 1x1 branch: the map is averaged along W and along H, the two directional descriptors are concatenated
-  and sent through one shared 1x1 conv, split back, and their sigmoids re-weight the group
-  (coordinate-attention style); a GroupNorm (one channel per group) follows. Result x1.
-- 3x3 branch: a 3x3 conv of the group. Result x2.
-- cross-spatial learning: the channel softmax of GAP(x1) weights x2 and the channel softmax of GAP(x2)
-  weights x1 (dot products over the C/G channels at every position); the sum of the two (1, H, W) maps
-  goes through a sigmoid and gates the group.
+The channels are reshaped into G sub-feature groups (batch B G, C/G channels). Per group: a 1x1 branch (the map
+averaged along W and along H, concatenated, one shared 1x1 conv, split back, sigmoids re-weight the group, then a
+GroupNorm with one channel per group) gives x1; a 3x3 conv gives x2. Cross-spatial learning: the channel softmax of
+GAP(x1) weights x2 and that of GAP(x2) weights x1 (dot products over the C/G channels per position); the sigmoid of the
+sum of the two (1, H, W) maps gates the group. Equal to the official code (golden test ``EMAttention``); no forms.
 
 Departures from the paper:
-- G (``groups``; the official code calls it ``factor``, 32, still accepted in YAML rows) is clamped to the largest
-  divisor of C not above it, so any width works (the official asserts only C // G > 0 and its reshape raises when
-  G does not divide C); noted in ``build_notes``.
-- Directional and global pools are ``mean`` over H / W / both instead of ``AdaptiveAvgPool2d((None, 1))``,
-  ``((1, None))`` and ``(1)``: deterministic on CUDA and exportable to ONNX with dynamic H, W.
+- G (``groups``; the official ``factor``, 32, is an accepted old name) clamps to the largest divisor of C not above it
+  (the official reshape raises when G does not divide C); noted in ``build_notes``.
+- Directional and global pools are ``mean`` over H / W / both instead of ``AdaptiveAvgPool2d``.
 """
 
 from __future__ import annotations

@@ -3,30 +3,23 @@
 Zhang, Zu, Lu, Zou, Meng, "EPSANet: An Efficient Pyramid Squeeze Attention Block on Convolutional
 Neural Network", ACCV 2022, arXiv:2105.14447. Official code: murufeng/EPSANet (``PSAModule``).
 
-Split-and-concat: four convolutions, each on the *whole* input, produce C/4 channels with kernels
-3/5/7/9 and groups 1/4/8/16 (padding k//2, no bias). One SE weight module (GAP -> 1x1 C/4 -> C/64 ->
-ReLU -> 1x1 -> sigmoid), shared by the four scales, gives each scale a (C/4) weight vector; a softmax
-across the four scales recalibrates them, and the re-weighted scales are concatenated back to C channels.
+Four bias-free convolutions, each on the *whole* input, produce C/4 channels with kernels 3/5/7/9 and groups
+1/4/8/16 (padding k // 2). One SE module (GAP -> 1x1 C/4 -> C/64 -> ReLU -> 1x1 -> sigmoid), shared by the four
+scales, gives each scale a (C/4) weight vector; a softmax across the scales recalibrates them, and the re-weighted
+scales are concatenated back to C channels.
 
 Forms (``form=``):
 
-- ``"paper"`` (default): the scales are concatenated in kernel order 3, 5, 7, 9, as the paper's figure draws them.
-  The default because earlier versions built it (trained weights keep their meaning).
-- ``"official"``: the official ``PSAModule`` exactly (golden test ``EPSA``, C=64): its loop prepends each scale, so
-  the output holds the scales in reverse order 9, 7, 5, 3 (a fixed channel permutation of the paper form, the same
-  function class), and official weights load 1:1.
+- ``"paper"`` (default): the scales concatenated in kernel order 3, 5, 7, 9, as the paper's figure draws them.
+- ``"official"``: the official ``PSAModule`` (golden test ``EPSA``): its loop prepends each scale, so the output
+  holds them in order 9, 7, 5, 3 (a fixed channel permutation of the paper form), and official weights load 1:1.
 
-Both forms share the rest, including the SE hidden width ``max(C/4 // r, min(min_channels, C/4))`` with
-``min_channels=1``: the official C/4 // r wherever that is at least 1 (where it is 0 the official code cannot
-build; here it is 1, noted), and the group clamps below (the official code raises at widths the paper's groups do
-not divide).
-
-Departures from the paper:
-- Each conv's group count is clamped to the largest divisor of gcd(C, C/4) not above the paper's value
-  (the defaults need C % 64 == 0); the SE hidden width is ``max(C/4 // r, min(min_channels, C/4))`` with
-  ``min_channels=1`` by default, i.e. exactly C/4 // r, never 0. Both noted in ``build_notes``.
-- The squeeze is ``x.mean((2, 3))`` instead of ``AdaptiveAvgPool2d(1)``; nothing is written in place
-  (the popular EAP ``PSA.py`` writes into a view of its input and registers no parameters).
+Departures from the paper (both forms):
+- Conv group counts clamp to the largest divisor of gcd(C, C/4) not above the paper's value (the defaults need
+  C % 64 == 0; the official code raises otherwise). SE hidden width ``max(C/4 // r, min(min_channels, C/4))`` with
+  ``min_channels=1``: the official C/4 // r, and 1 where that is 0 (where the official code cannot build). Both noted
+  in ``build_notes``.
+- The squeeze is ``x.mean((2, 3))``; nothing is written in place.
 """
 
 from __future__ import annotations

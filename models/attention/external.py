@@ -3,35 +3,27 @@
 Guo, Liu, Mu, Hu, "Beyond Self-attention: External Attention using Two Linear Layers for Visual Tasks",
 arXiv:2105.02358 (2021; TPAMI 2022). Official code: MenghaoGuo/EANet (segmentation head ``External_attention``).
 
-The image block of the official code: t = 1x1 conv C -> C (bias) of x; attn = M_k t with M_k a bias-free
-linear map C -> S over channels (the external key memory, S = 64); double normalisation: softmax over the
-N = H*W positions, then each position's S weights are divided by their sum (+1e-9); t = M_v attn with M_v a
-bias-free S -> C map (the value memory, initialised as the transpose of M_k); y = x + BN(1x1 conv C -> C,
-no bias, of t), followed by ReLU in the official block.
+The official image block: t = biased 1x1 conv C -> C of x; attn = M_k t with M_k a bias-free map C -> S over
+channels (the external key memory, S = 64); double normalisation: softmax over the N = H*W positions, then each
+position's S weights divided by their sum (+1e-9); t = M_v attn with M_v a bias-free S -> C map (the value memory,
+initialised as M_k's transpose); y = x + BN(bias-free 1x1 conv C -> C of t), then ReLU in the official block.
 
 Forms (``form=``):
 
-- ``"paper"`` (default): no final ReLU (``relu`` may switch it on), and M_v a parameter of its own, initialised as
-  a *copy* of M_k's transpose. The default because it is what earlier versions built: inside a YOLO backbone the
-  block is a residual refinement of SiLU features, which a final ReLU would clip.
-- ``"official"``: the official block exactly (golden test ``ExternalAttention``): the final ReLU, and M_v tied to
-  M_k, ``M_v = M_k^T`` always. The official code assigns a permuted view of M_k's storage to M_v's ``.data``, so
-  both parameters live in one memory for the whole training; here M_v *is* ``mk.weight`` transposed (one
-  parameter, ``mk.weight``; no ``mv.weight`` key). With plain SGD the updates are identical (the official memory
-  receives both parameters' gradients, as the one parameter here receives their sum); with momentum, Adam or
-  weight decay the official optimizer keeps two states on the one memory, which is not reproduced.
+- ``"paper"`` (default): no final ReLU (``relu`` switches it on; inside a YOLO backbone the block refines SiLU
+  features, which a final ReLU would clip), and M_v a parameter of its own, initialised as a copy of M_k^T.
+- ``"official"``: the official block (golden test ``ExternalAttention``): the final ReLU and M_v = M_k^T always, one
+  parameter (``mk.weight``; no ``mv.weight`` key). The official code shares one storage between two parameters: with
+  plain SGD the updates are identical, with momentum, Adam or weight decay its two optimizer states on one memory are
+  not reproduced.
 
 Departures from the paper:
-- Form ``"paper"``: no final ReLU by default and untied memories (above). The init std is the official effective
-  one, sqrt(2 / C): the official init loop re-draws M_v last, which through the shared storage also redraws M_k.
-- The softmax over N and the normalisation over S are computed in fp32 with autocast off (in fp16 the
-  1e-9 eps underflows to 0 and a column of underflowed softmax values gives 0/0).
-- Convolutions use the official init (normal, std sqrt(2 / (k*k*out_channels))); the output BN is
-  ``BatchNorm2dSafe`` (weight 1, bias 0; single-value batches in train mode use running statistics).
-- ``init_identity()`` zeroes the output BN (exact identity without the final ReLU).
-
-Where popular ports differ: EAP's ``ExternalAttention`` works on (B, N, C) tokens with two Linear layers
-only: no input/output convs, no BN, no residual, and it fails on NCHW tensors.
+- Form ``"paper"``: no final ReLU by default and untied memories (above). Init std is the official effective
+  sqrt(2 / C) (the official init loop re-draws M_v last, which through the shared storage redraws M_k).
+- The softmax over N and the normalisation over S run in fp32 with autocast off (in fp16 the 1e-9 eps underflows and
+  an underflowed softmax column gives 0/0).
+- Convolutions use the official init (normal, std sqrt(2 / (k k out_channels))); the output BN is
+  ``BatchNorm2dSafe`` (weight 1, bias 0). ``init_identity()`` zeroes it (exact without the final ReLU).
 """
 
 from __future__ import annotations

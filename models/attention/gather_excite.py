@@ -2,42 +2,28 @@
 
 Hu, Shen, Albanie, Sun, Vedaldi, "Gather-Excite: Exploiting Feature Context in CNNs", NeurIPS 2018,
 arXiv:1810.12348. Official code: hujie-frank/GENet (Torch/Caffe, partial); timm ``GatherExcite`` is the usual
-PyTorch reference (and ODS ``GE.py`` copies it).
+PyTorch reference (ODS ``GE.py`` copies it).
 
-- Gather xi_G with extent e:
-  - parameter-free (GE-theta-minus): global average pooling for e = 0, otherwise average pooling with kernel
-    2e - 1, stride e, padding e - 1 (padding excluded from the averages);
-  - parameterised (GE-theta, ``extra_params=True``, e > 0): log2(e) depthwise 3x3 stride-2 convs, each followed
-    by BN, with ReLU between them.
-- Optional excite MLP (GE-theta-plus, ``use_mlp=True``): 1x1 C -> C/16 -> ReLU -> 1x1 C/16 -> C, with biases.
-- Excite: y = x * sigmoid(nearest-neighbour resize of the gathered map to (H, W)).
+Gather with extent e: parameter-free (GE-theta-minus) global average pooling for e = 0, else average pooling with
+kernel 2e - 1, stride e, padding e - 1 (padding excluded); parameterised (GE-theta, ``extra_params=True``, e > 0):
+log2(e) depthwise 3x3 stride-2 convs with BN, ReLU between them. Optional excite MLP (GE-theta-plus, ``use_mlp``):
+biased 1x1 C -> C/16 -> ReLU -> 1x1 -> C. Excite: y = x * sigmoid(the gathered map resized (nearest) to H x W).
 
 Forms (``form=``):
 
-- ``"paper"`` (default): the paper's operators, chosen by ``extent`` / ``extra_params`` / ``use_mlp`` (defaults:
-  the parameter-free global gather followed by the excite MLP, timm's default configuration; with them GE computes
-  the same function as SE). Hidden width ``max(C // r, min(min_channels, C))``, ``min_channels`` default 8
-  (``min_channels=1``: exactly C // r). The default because earlier versions built it (existing configs keep their
-  parameter counts).
-- ``"timm"``: timm's ``GatherExcite`` (v1.0.20, the usual PyTorch reference) exactly, for every extent /
-  extra_params / use_mlp: hidden width ``make_divisible(C / r, 1, round_limit=0)`` = max(1, round-half-up(C / r))
-  (C=40: 3, where C // 16 = 2); ``min_channels`` is not accepted. Golden tests ``GatherExcite__timm_*``.
-- ``"official"``: the authors' released operator that runs at any input size, GE-theta-minus with a global extent
-  (hujie-frank/GENet ``RN50-GEPF.prototxt``): ``x * sigmoid(GAP(x))``, no parameters (golden test
-  ``GatherExcite__caffe_GEPF``). It fixes ``extent=0``, ``extra_params=False`` and ``use_mlp=False`` (``use_mlp``'s
-  default, None, means True in the other forms); ``reduction``/``min_channels`` do not apply. (Their GE-theta
-  prototxts gather with a depthwise conv as large as the feature map: a fixed input size, not offered.)
+- ``"paper"`` (default): the operators chosen by ``extent`` / ``extra_params`` / ``use_mlp``; the defaults (global
+  gather, MLP: timm's default) compute SE's function. Hidden width ``max(C // r, min(min_channels, C))``, floor 8.
+- ``"timm"``: timm's ``GatherExcite`` (v1.0.20) for every configuration, hidden width max(1, round-half-up(C / r))
+  (C=40: 3, where C // 16 = 2); no ``min_channels``. Golden tests ``GatherExcite__timm_*``.
+- ``"official"``: the authors' operator that runs at any size, GE-theta-minus with a global extent
+  (``RN50-GEPF.prototxt``): ``x * sigmoid(GAP(x))``, no parameters (golden test ``GatherExcite__caffe_GEPF``); it fixes
+  ``extent=0``, ``extra_params=False``, ``use_mlp=False``. Their GE-theta prototxts need a fixed input size.
 
 Departures from the paper:
-- The paper's best operator, GE-theta(+) with a *global* extent, gathers with a depthwise conv whose kernel is the
-  whole feature map, i.e. it needs a fixed input size (timm's ``feat_size``). The fork must run on any H, W
-  (multi-scale training, rect validation), so ``extent=0`` with ``extra_params=True`` raises; use a finite
-  extent with parameters, or the parameter-free global gather.
-- The paper form's hidden width floor (above); a floor is recorded in ``build_notes``.
-- Global gathering is ``x.mean((2, 3))``; the local gather uses ``avg_pool2d`` (deterministic) and the resize is
-  nearest ``interpolate`` (deterministic; the CUDA restriction covers only the linear/cubic modes).
-- The BNs of the parameterised gather are ``BatchNorm2dSafe`` (the stride-2 convs reach 1x1 on small maps; batch-1
-  training then uses running statistics); PyTorch's eps/momentum, as in timm.
+- GE-theta(+) with a *global* extent needs a kernel as large as the feature map (timm's ``feat_size``), so
+  ``extent=0`` with ``extra_params=True`` raises: use a finite extent with parameters, or the parameter-free gather.
+- The paper form's hidden width floor (``build_notes``). Gathers are ``x.mean`` / ``avg_pool2d``, the resize nearest
+  ``interpolate`` (deterministic). The parameterised gather's BNs are ``BatchNorm2dSafe`` (PyTorch eps/momentum).
 """
 
 from __future__ import annotations

@@ -3,33 +3,23 @@
 Cao, Xu, Lin, Wei, Hu, "GCNet: Non-local Networks Meet Squeeze-Excitation Networks and Beyond", ICCV Workshops 2019
 (TPAMI 2020), arXiv:1904.11492. Official code: xvjiarui/GCNet (``ContextBlock``, also in mmcv).
 
-- Context modelling (``pooling="att"``): a 1x1 conv (C -> 1, with bias) gives one logit per position, softmax
-  over the N = H*W positions, and the context is the weighted sum of the features, shape (B, C, 1, 1).
-  ``pooling="avg"`` replaces it with global average pooling (the paper's ablation).
-- Transform: 1x1 (C -> C/r) -> LayerNorm over (C/r, 1, 1) -> ReLU -> 1x1 (C/r -> C).
-- Fusion: ``"add"`` (paper default) y = x + t; ``"mul"`` y = x * sigmoid(t_mul); ``"both"`` does mul then add.
+Context (``pooling="att"``): a biased 1x1 conv C -> 1 gives one logit per position, softmax over the N = H*W
+positions, the context is the weighted sum of the features, (B, C, 1, 1); ``pooling="avg"`` is global average pooling
+(the paper's ablation). Transform: 1x1 (C -> C/r) -> LayerNorm over (C/r, 1, 1) -> ReLU -> 1x1 (C/r -> C). Fusion:
+``"add"`` (paper default) y = x + t; ``"mul"`` y = x * sigmoid(t_mul); ``"both"`` mul then add. As the official code,
+the mask conv is Kaiming-normal (fan_in) with zero bias and each transform's last conv is zero-initialised: with
+additive fusion the block starts as the identity (``init_identity`` re-applies that).
 
-Initialisation as in the official code: the mask conv is Kaiming-normal (fan_in) with zero bias, and the last
-conv of each transform is zero-initialised, so with the default additive fusion the block is the identity at
-init (``init_identity`` re-applies that).
+Forms (``form=``): the paper and the official code compute the same function; the forms differ in the hidden width.
 
-Forms (``form=``): the paper and the official code compute the same function; they differ from this module only in
-the hidden width.
-
-- ``"paper"`` (default): hidden width ``max(C // r, min(min_channels, C))``, ``min_channels`` default 8
-  (``min_channels=1``: exactly C // r). The default because earlier versions built it (existing configs keep their
-  parameter counts).
-- ``"official"``: the official ``ContextBlock`` width ``int(C * ratio)`` = C // r exactly (``min_channels`` is not
-  accepted; 0 is an error naming the layer). Equal to the official code for every pooling and fusion (golden tests
-  ``GCBlock__r16``, ``__mul_avg``, ``__both``).
+- ``"paper"`` (default): ``max(C // r, min(min_channels, C))``, ``min_channels`` default 8 (``min_channels=1``:
+  exactly C // r).
+- ``"official"``: the official ``int(C * ratio)`` = C // r (``min_channels`` is not accepted; 0 is an error naming the
+  layer). Golden tests ``GCBlock__r16``, ``__mul_avg``, ``__both``.
 
 Departures from the paper:
-- The softmax over positions is computed in (at least) fp32 and cast back (exact in fp32; avoids fp16 rounding of the
-  N-way normalisation under ``.half()``).
-- The paper form's hidden width is ``max(C // r, min(min_channels, C))``, default floor 8 (the official code uses
-  ``int(C * ratio)``, which is 1 at C=24, r=16: ``form="official"``); a floor is recorded in ``build_notes``.
-- ODS ``GC.py`` (timm ``GlobalContext`` with its defaults) is the multiplicative variant with ratio 1/8 and no
-  zero-initialised add branch; here the paper's additive default is used.
+- The softmax over positions runs in at least fp32 (exact in fp32; no fp16 rounding of the N-way normalisation).
+- The paper form's hidden width floor (noted in ``build_notes``; the official width is 1 at C=24, r=16).
 """
 
 from __future__ import annotations

@@ -3,23 +3,16 @@
 Li, Hou, Zheng, Cheng, Yang, Li, "Large Selective Kernel Network for Remote Sensing Object
 Detection", ICCV 2023, arXiv:2303.09030. Official code: zcablii/LSKNet (``LSKblock``, ``Attention``).
 
-The LSK module (``LSKblock`` in the official code):
-
-1. Large-kernel decomposition: U1 = DW 5x5 (x), U2 = DW 7x7 dilation 3 (U1): receptive fields 5 and 23.
-2. Each is projected to C/2 channels by its own 1x1 conv; [mean; max] over the concatenated C channels
-   gives a 2-channel descriptor, and a 7x7 conv (2 -> 2) + sigmoid gives one spatial selection mask
-   per kernel.
-3. A = 1x1 (C/2 -> C)(U1' * S1 + U2' * S2); the output is x * A. A is not squashed (no sigmoid): the gate
-   is unbounded.
-
-In LSKNet the module always sits inside the "large kernel selection" sub-block:
-``x + proj_2(LSK(GELU(proj_1(x))))`` with 1x1 convs proj_1, proj_2 (``Attention`` in the official code).
-``wrapped=True`` (the default) builds that residual form, which keeps the unbounded gate on a residual
-path and supports :meth:`LSKBlock.init_identity`; ``wrapped=False`` gives the bare module.
+The LSK module (``LSKblock``): U1 = DW 5x5 (x), U2 = DW 7x7 dilation 3 (U1) (receptive fields 5 and 23), each
+projected to C/2 by its own 1x1 conv; [mean; max] over the concatenated C channels, a 7x7 conv (2 -> 2) and a sigmoid
+give one spatial selection mask per kernel; A = 1x1 (C/2 -> C)(U1' S1 + U2' S2); the output is x * A, an unbounded
+gate (no sigmoid). In LSKNet it always sits in the sub-block ``x + proj_2(LSK(GELU(proj_1(x))))`` (1x1 convs;
+``Attention``): ``wrapped=True`` (default) builds that residual form, which supports ``init_identity``;
+``wrapped=False`` the bare module. Equal to the official code (golden test ``LSKBlock``).
 
 Departures from the paper:
-- The residual sub-block omits the BatchNorm in front of it and the layer scale (1e-2) of the LSKNet Block,
-  which belong to the backbone block around it; the feed-forward sub-block is not included either.
+- The residual form omits the BatchNorm before it, the layer scale (1e-2) and the feed-forward sub-block of the
+  LSKNet Block, which belong to the backbone block around it.
 """
 
 from __future__ import annotations

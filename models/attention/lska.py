@@ -3,22 +3,18 @@
 Lau, Po, Rehman, "Large Separable Kernel Attention: Rethinking the Large Kernel Attention Design in CNN",
 Expert Systems with Applications 2024, arXiv:2309.01439. Official code: StevenLauHKHK/Large-Separable-Kernel-Attention.
 
-VAN's large-kernel attention with every 2-D depthwise kernel split into a 1xk and a kx1 depthwise conv:
-``attn = 1x1( DW kx1 dil d( DW 1xk dil d( DW k0x1( DW 1xk0(x) ) ) ) )`` and ``y = x * attn`` (no sigmoid:
-the gate is unbounded). The effective kernel size (``kernel_size``; the official ``k_size`` is accepted in YAML
-rows) maps to (k0, k, d) as 7 -> (3, 3, 2), 11 -> (3, 5, 2), 23 -> (5, 7, 3), 35 -> (5, 11, 3),
-41 -> (5, 13, 3), 53 -> (5, 17, 3). Default 7 (the official training script and the VAN constructor default).
-
-In VAN-LSKA the module always sits inside ``x + proj_2(LSKA(GELU(proj_1(x))))`` with 1x1 convs proj_1,
-proj_2 (``Attention`` in the official code). ``wrapped=True`` (the default) builds that residual form,
-which keeps the unbounded gate on a residual path and supports :meth:`LSKA.init_identity`;
-``wrapped=False`` gives the bare LSKA.
+VAN's large-kernel attention with every 2-D depthwise kernel split into 1xk and kx1 depthwise convs:
+``attn = 1x1( DW kx1 dil d( DW 1xk dil d( DW k0x1( DW 1xk0(x) ) ) ) )``, ``y = x * attn`` (an unbounded gate). The
+effective kernel size (``kernel_size``; official ``k_size``, an accepted old name) maps to (k0, k, d): 7 -> (3, 3, 2),
+11 -> (3, 5, 2), 23 -> (5, 7, 3), 35 -> (5, 11, 3), 41 -> (5, 13, 3), 53 -> (5, 17, 3); default 7 (the official
+training script and VAN's constructor). In VAN-LSKA it always sits in ``x + proj_2(LSKA(GELU(proj_1(x))))``:
+``wrapped=True`` (default) builds that residual form, which supports ``init_identity``; ``wrapped=False`` the bare
+LSKA. Equal to the official code (golden tests ``LSKA__k7``, ``LSKA__k53``).
 
 Departures from the paper:
-- The residual form omits the BatchNorm in front of it and the layer scale (1e-2) of the VAN Block, which
-  belong to the backbone block around it; the feed-forward sub-block is not included either.
-- An unsupported kernel_size raises ValueError at construction (the official/ODS code fails later with
-  AttributeError).
+- The residual form omits the BatchNorm before it, the layer scale (1e-2) and the feed-forward sub-block of the VAN
+  Block, which belong to the backbone block around it.
+- An unsupported kernel_size raises ValueError at construction (the official code fails later with AttributeError).
 """
 
 from __future__ import annotations

@@ -3,27 +3,21 @@
 Wan et al., "Mixed local channel attention for object detection", Engineering Applications of Artificial
 Intelligence 123 (2023) 106442 (no arXiv version). Official code: wandahangFY/MLCA (``MLCA.py``).
 
-1. L = adaptive average pool of x to local_size x local_size (5 x 5); G = GAP(L), (B, C, 1, 1).
-2. Local path: L flattened position-major to a (B, 1, 25 C) sequence (the C channels of position 0, then of
-   position 1, ...), a bias-free Conv1d with the ECA kernel k(C), reshaped back to (B, C, 5, 5), sigmoid.
-   (Neighbouring positions mix at the channel boundaries; that is the official behaviour and is kept.)
-3. Global path: ECA on G (bias-free Conv1d over channels, same k), sigmoid, broadcast to 5 x 5.
-4. att = (1 - w) * global + w * local (w = 0.5), "un-pooled" to (H, W) by adaptive average pooling from 5 x 5 to
-   H x W; y = x * att.
-k = |log2(C)/gamma + b/gamma| rounded up to odd (gamma=2, b=1). Parameters: 2k.
-
-Adaptive average pooling between an arbitrary size n and m is separable and linear: out = P_h X P_w^T with
-P[i, j] = 1 / |window_i| for j in window_i = [floor(i n / m), ceil((i + 1) n / m)). Both the 5 x 5 pooling and the
-un-pooling are written as these two small matrix products, built from the runtime H and W. That is exactly
-PyTorch's adaptive_avg_pool2d for every size, including non-divisors and H, W < 5, but it is deterministic on
-CUDA and exports to ONNX with dynamic H, W (adaptive pooling to a non-divisor size does not export at all).
+1. L = adaptive average pool of x to 5 x 5 (local_size); G = GAP(L), (B, C, 1, 1).
+2. Local: L flattened position-major to (B, 1, 25 C) (the C channels of position 0, then of position 1, ...), a
+   bias-free Conv1d with ECA's kernel k(C), back to (B, C, 5, 5), sigmoid. Neighbouring positions mix at the channel
+   boundaries, as in the official code.
+3. Global: ECA on G (same k), sigmoid, broadcast to 5 x 5.
+4. att = (1 - w) global + w local (w = 0.5), adaptive-average-pooled from 5 x 5 back to H x W; y = x * att.
+k = |log2(C)/gamma + b/gamma| rounded up to odd (gamma = 2, b = 1); 2k parameters. Equal to the official code (golden
+test ``MLCA``); no forms.
 
 Departures from the paper:
-- Adaptive pooling is computed as the exact matrix products above (no adaptive pooling layers).
-- The global path is per sample. The first published version of the official code mixed the global attention
-  of different batch samples (``view(b, -1).transpose(-1, -2)`` then adaptive pooling over the batch axis); the
-  official repository later corrected this, and the corrected form is what is implemented.
-- The reshapes use ``flatten``/``unflatten`` so that the batch size stays free.
+- Both adaptive poolings are exact separable matrix products, out = P_h X P_w^T with P[i, j] = 1 / |window_i| for
+  j in [floor(i n / m), ceil((i + 1) n / m)), built from the runtime H, W: PyTorch's adaptive_avg_pool2d for every
+  size (non-divisors and H, W < 5 included), deterministic on CUDA and dynamic in ONNX.
+- The global path is per sample: the repository's corrected code (its first version mixed the global attention of
+  the batch's samples). ``flatten``/``unflatten`` keep the batch size free.
 """
 
 from __future__ import annotations
@@ -33,20 +27,8 @@ from torch import nn
 
 from models.attention._common import eca_kernel_size
 from models.registry.protocol import GatedAttention
+from models.attention._resize import adaptive_pool_matrix
 from models.registry import register_attention
-
-
-def adaptive_pool_matrix(n_in, n_out, like: torch.Tensor) -> torch.Tensor:
-    """(n_out, n_in) matrix M with M @ v == adaptive_avg_pool1d(v, n_out) for a length-n_in vector v.
-
-    ``n_in``/``n_out`` may be traced sizes; indices are built with ``arange`` so the matrix follows the runtime size.
-    """
-    i = torch.arange(n_out, device=like.device)
-    j = torch.arange(n_in, device=like.device)
-    start = torch.div(i * n_in, n_out, rounding_mode="floor")
-    end = torch.div((i + 1) * n_in + n_out - 1, n_out, rounding_mode="floor")  # ceil((i + 1) n_in / n_out)
-    inside = (j.unsqueeze(0) >= start.unsqueeze(1)) & (j.unsqueeze(0) < end.unsqueeze(1))
-    return inside.to(like.dtype) / (end - start).unsqueeze(1).to(like.dtype)
 
 
 @register_attention(

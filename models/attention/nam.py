@@ -3,22 +3,18 @@
 Liu, Shao, Teng, Hoffmann, "NAM: Normalization-based Attention Module", NeurIPS 2021 Workshop (ImageNet PPF),
 arXiv:2111.12419. Official code: Christian-lyc/NAM (MODELS/attention.py, ``Channel_Att``).
 
-Channel attention from the BatchNorm scale factors: x_hat = BN(x) (affine gamma, beta),
-w_c = |gamma_c| / sum_j |gamma_j| (computed from the detached gamma, as the official ``.data`` does),
-M = sigmoid(w_c * x_hat_c) per position, y = x * M. Parameters: 2C (the BN affine).
-
-The paper also adds an L1 sparsity penalty p * sum |gamma| (p ~ 1e-4) to the training loss; without it NAM is
-"sigmoid of a scaled BN output". The YOLO loss does not know about it, so it is exposed as
-``NAM.sparsity_penalty()`` for a trainer that wants to add it.
+x_hat = BN(x) (affine gamma, beta); w_c = |gamma_c| / sum_j |gamma_j| (from the detached gamma, as the official
+``.data``); y = x * sigmoid(w_c x_hat_c). 2C parameters. The paper also adds an L1 penalty p sum |gamma| (p ~ 1e-4)
+to the loss; the YOLO loss does not know it, so it is ``NAM.sparsity_penalty()`` for a trainer that wants it. Equal to
+the official ``Channel_Att`` (golden test ``NAM``); no forms.
 
 Departures from the paper:
-- Channel part only (the official default ``no_spatial=True``). The pixel/spatial part normalises H*W "pixel
-  channels" with a BatchNorm sized by a fixed H*W, which the fork's rule against fixed spatial sizes excludes.
-- The penalty is not added to the loss automatically (see above).
-- The BN is ``BatchNorm2dSafe`` (a 1x1 map at batch 1 in train mode uses running statistics instead of
-  raising); being a subclass, YOLO's ``initialize_weights`` leaves its PyTorch default eps/momentum (the official
-  values) alone, and no Conv+BN fuser folds it.
-- The normalising sum of |gamma| is clamped at 1e-12 so all-zero gammas give a 0.5 gate instead of NaN.
+- Channel part only (the official default ``no_spatial=True``): the pixel part normalises H*W "pixel channels" with a
+  BatchNorm sized for a fixed H*W.
+- The penalty is not added to the loss automatically.
+- The BN is ``BatchNorm2dSafe``: batch 1 on a 1x1 map uses running statistics; its PyTorch eps/momentum (the
+  official values) are left alone by ultralytics' ``initialize_weights``, and no Conv+BN fuser folds it.
+- The sum of |gamma| is clamped at 1e-12: all-zero gammas give a 0.5 gate, not NaN.
 """
 
 from __future__ import annotations

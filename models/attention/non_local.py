@@ -4,42 +4,25 @@ Wang, Girshick, Gupta, He, "Non-local Neural Networks", CVPR 2018, arXiv:1711.07
 Official code: facebookresearch/video-nonlocal-net (Caffe2, ``lib/models/nonlocal_helper.py``); common PyTorch
 reference AlexHex7/Non-local_pytorch.
 
-theta, phi, g = 1x1 convs C -> C/2. With the sub-sampling trick the N = H*W queries attend to N' ~ N/4 keys
-(2x2 max-pool). f = softmax over keys of theta^T phi (B, N, N'), y = f g^T reshaped to (B, C/2, H, W),
-z = x + BN(W_z y) with W_z a 1x1 conv C/2 -> C and the BN scale (and shift) initialised to zero, so the block
-starts as the identity.
+theta, phi, g = 1x1 convs C -> C/2; with sub-sampling the N = H*W queries attend to N' ~ N/4 keys (2x2 max-pool).
+y = softmax_keys(theta^T phi) g^T as (B, C/2, H, W); z = x + BN(W_z y), W_z a 1x1 conv C/2 -> C, the BN's scale and
+shift zero at init (an identity start).
 
-Two forms (``form``, settable from a YAML row: ``[-1, 1, NonLocal, [{form: official}]]``):
+Forms (``form=``):
 
-- ``paper`` (default): as the paper writes it and as the common PyTorch port computes it: the max-pool follows
-  phi and g ("a max pooling layer after phi and g"), the logits theta^T phi are unscaled (f = exp(theta^T phi)),
-  BN eps 1e-5. Kept as the default because it is the formula of the paper and of the port most YOLO users
-  compare against, and because it keeps every existing checkpoint's outputs.
-- ``official``: what the released Caffe2 code computes with its released configs (verified against a
-  re-implementation of the Caffe2 graph, tests/fixtures/golden/NonLocal*.npz, max |diff| 1e-12 in float64):
-  the 2x2 stride-2 max-pool is applied to the *input* x, and phi, g are the 1x1 convs of the pooled input; the
-  logits are scaled by ci^-0.5 (``NONLOCAL.USE_SCALE``, on in the released configs; ci = C/2 the inner width);
-  BN eps 1.0000001e-5 (``MODEL.BN_EPSILON``; 1e-5 changes float64 outputs by 3e-10), momentum 0.1 in PyTorch's
-  convention (Caffe2 0.9). Caffe2 pools in floor mode: an odd H or W drops the last row/column from the keys
-  (11x7 -> 5x3 keys). Where Caffe2 fails, a 1-pixel side (floor gives 0 keys), this form does not pool along
-  that side (1x7 -> 1x3 keys, 1x1 -> 1x1): the only departure from the official output, at sizes where the
-  official code raises. Batch-1 training on a 1x1 map uses the BN's running statistics (``BatchNorm2dSafe``).
+- ``paper`` (default): as the paper and the common PyTorch port: the max-pool follows phi and g, unscaled logits, BN
+  eps 1e-5; the pool uses ``ceil_mode=True`` (odd sides keep their last row/column, 1x1 pools to 1x1).
+- ``official``: the released Caffe2 code and configs (golden tests ``NonLocal``, ``NonLocal__even``, against a
+  re-implementation of its graph): the max-pool on the *input* x, phi and g of the pooled input; logits scaled by
+  ci^-0.5 (``NONLOCAL.USE_SCALE``, ci = C/2); BN eps 1.0000001e-5, momentum 0.1. Floor pooling (11x7 -> 5x3 keys);
+  a 1-pixel side, where Caffe2 fails, is not pooled (1x7 -> 1x3 keys).
 
-Departures from the paper (``paper`` form):
-- The sub-sampling max-pool uses ``ceil_mode=True``: odd H or W keep their last row/column instead of
-  dropping it, and a 1x1 map pools to 1x1 instead of failing.
-- The output BN is ``BatchNorm2dSafe`` (PyTorch defaults eps 1e-5, momentum 0.1; ultralytics'
-  ``initialize_weights`` leaves it alone; a single-value batch in train mode uses running statistics).
-- Inner width is ``max(C // reduction, min(min_channels, C))`` with ``min_channels=1``: exactly C // 2, never 0 (a
-  floor is recorded in ``build_notes``).
-
-Memory (issue 15): the forward uses ``scaled_dot_product_attention`` (one head, queries (B, 1, N, C/2), keys and
-values (B, 1, N', C/2), scale 1 or ci^-0.5 passed explicitly; see ``models/attention/_sdpa.py``): the (N x N')
-map is never stored, in either form. Measured on CPU (1 thread, batch 1), explicit map -> now: 80x80 = P3 of a 640
-input, C=128: forward peak 80 -> 10 MiB, forward+backward 131 -> 23 MiB, time fwd 0.47x, fwd+bwd 0.53x; 20x20,
-C=512: memory unchanged (3 / 6 MiB), time 0.89x / 0.92x.
-``attention_maps`` (heatmaps) still builds the full map. The cost is now compute, N * N' * C/2 multiply-adds
-twice per pass (2.6 GFLOPs per 640 image at P3 of yolov5s), not memory; see ``models/engine/checks.py``.
+Departures from the paper:
+- ``ceil_mode`` pooling (paper form). The BN is ``BatchNorm2dSafe``. Inner width ``max(C // reduction,
+  min(min_channels, C))``, ``min_channels=1``: exactly C // 2, never 0.
+- Attention through ``scaled_dot_product_attention`` (one head, scale passed): the (N x N') map is never stored
+  (``attention_maps`` for heatmaps builds it). The cost is compute, N N' C/2 multiply-adds twice per pass: P5 by
+  default.
 """
 
 from __future__ import annotations
@@ -76,7 +59,7 @@ def floor_pool_input(x: torch.Tensor) -> torch.Tensor:
     dense=True,
     notes="Ports use floor max-pooling (drops a row/column at odd sizes, fails at 1x1) and fp16 logits. "
     "form=official: the Caffe2 code's input max-pool (floor), ci^-0.5 logit scale and BN eps. SDPA: no N x N' map "
-    "stored (P3 80x80 C=128 fwd+bwd 131 -> 23 MiB).",
+    "stored.",
     forms=FORMS,
 )
 class NonLocal(AttentionModule):
@@ -136,6 +119,6 @@ class NonLocal(AttentionModule):
         return True
 
     def attention_map_elements(self, h: int, w: int) -> int:
-        """Elements of the attention working set of one training sample: 8 C N (the measured forward+backward peak is
-        7.5 C N at 80x80 and 20x20, CPU fp32). The (N x N') map is not stored."""
+        """Elements of the attention working set of one training sample: 8 C N, calibrated in docs/benchmarks.md. The
+        (N x N') map is not stored."""
         return 8 * self.w_z.out_channels * h * w

@@ -3,21 +3,16 @@
 Goyal, Bochkovskiy, Deng, Koltun, "Non-deep Networks", arXiv:2110.07641 (2021; NeurIPS 2022).
 Official code: imankgoyal/NonDeepNetworks (``RepVGGBlock`` with ``se_block=True``, ``SE1``).
 
-Three parallel branches on the input, summed, then SiLU:
-
-- 1x1 conv (no bias) + BN;
-- 3x3 conv (no bias) + BN;
-- Skip-Squeeze-Excitation (SSE): ``x_hat = BN(x)`` (RepVGG's identity branch), then
-  ``x_hat * sigmoid(W GAP(x_hat))`` with a single bias-free 1x1 conv C -> C (no bottleneck).
-
-Stride 1 and C_in = C_out, so the block keeps the shape. It is a full conv block (about 11 C^2
-parameters), not a lightweight gate: it changes the features even at init. At inference the 1x1 and
-3x3 branches could be folded into one 3x3 conv (RepVGG); that is not done here.
+Three parallel branches on the input, summed, then SiLU: bias-free 1x1 conv + BN; bias-free 3x3 conv + BN;
+Skip-Squeeze-Excitation (SSE): ``x_hat = BN(x)`` (RepVGG's identity branch), then ``x_hat * sigmoid(W GAP(x_hat))``
+with one bias-free 1x1 conv C -> C. Stride 1, C_in = C_out: shape-preserving, a full conv block (about 11 C^2
+parameters) that changes the features even at init. The 1x1 and 3x3 branches could be folded into one 3x3 conv
+(RepVGG); that is not done here. Equal to the official block (golden test ``ParNetAttention``); no forms.
 
 Departures from the paper:
-- The SSE squeeze is ``mean`` rather than ``AdaptiveAvgPool2d(1)`` (same values).
-- The BatchNorms are ``BatchNorm2dSafe`` (batch 1 on a 1x1 map in train mode uses the running statistics;
-  PyTorch's default eps/momentum are kept instead of ultralytics' 1e-3/0.03).
+- The SSE squeeze is ``mean`` (same values as ``AdaptiveAvgPool2d(1)``).
+- BatchNorms are ``BatchNorm2dSafe`` (batch 1 on a 1x1 map uses running statistics), with PyTorch's eps/momentum
+  rather than ultralytics' 1e-3/0.03.
 """
 
 from __future__ import annotations

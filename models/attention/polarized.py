@@ -3,32 +3,26 @@
 H. Liu et al., "Polarized Self-Attention: Towards High-quality Pixel-wise Regression",
 arXiv:2107.00782 (2021; Neurocomputing 2022). Official code: DeLightCMU/PSA.
 
-Implemented as the paper's equations (Section 3):
-
-- channel-only branch: ``A_ch = sigmoid(LN(W_z(W_v(x) . softmax_N(W_q(x)))))`` with W_q: C -> 1,
-  W_v: C -> C/2, W_z: C/2 -> C (1x1 convs), the product a softmax-weighted sum over the N = H*W positions
-  and LN a LayerNorm over the C channels; ``Z_ch = A_ch * x`` (a (B, C, 1, 1) gate).
-- spatial-only branch: ``A_sp = sigmoid(softmax_C(GAP(W_q(x))) . W_v(x))`` with W_q, W_v: C -> C/2, the
-  product a softmax-weighted sum over the C/2 channels at each position; ``Z_sp = A_sp * x`` (a (B, 1, H, W) gate).
-- parallel: ``Z_ch + Z_sp``; sequential: ``Z_sp(Z_ch(x))``.
+The paper's equations (Section 3), 1x1 convs W: channel-only ``A_ch = sigmoid(LN(W_z(W_v(x) . softmax_N(W_q(x)))))``
+(W_q: C -> 1, W_v: C -> C/2, W_z: C/2 -> C; the product a softmax-weighted sum over the N = H*W positions, LN over the
+C channels), ``Z_ch = A_ch * x``; spatial-only ``A_sp = sigmoid(softmax_C(GAP(W_q(x))) . W_v(x))`` (W_q, W_v:
+C -> C/2; a softmax-weighted sum over the C/2 channels per position), ``Z_sp = A_sp * x``. Parallel: Z_ch + Z_sp;
+sequential: Z_sp(Z_ch(x)).
 
 Forms (``form=``):
 
-- ``"paper"`` (default): the equations above. The default because they are the paper's and what earlier
-  versions built.
-- ``"official"``: the official ``PSA_p`` / ``PSA_s`` exactly (golden tests ``PolarizedSA_P``, ``PolarizedSA_S``),
-  which differ from the paper. PSA_p: no LayerNorm, ``A_ch = sigmoid(W_z(W_v(x) . softmax_N(W_q(x))))``, and the
-  spatial softmax over the N positions *after* the product, ``A_sp = sigmoid(softmax_N(GAP(W_q(x)) . W_v(x)))``.
-  PSA_s: W_z is a bottleneck ``1x1 (C/2 -> C/8, bias) -> LayerNorm([C/8, 1, 1]) -> ReLU -> 1x1 (C/8 -> C, bias)``
-  (``ch_up1``, ``ch_up_norm``, ``ch_up2``) and the spatial gate of z = x * A_ch is
-  ``sigmoid(GAP(W_q(z)) . softmax_N(W_v(z)))`` (each value channel softmaxed over the positions; no softmax on the
-  query). W_q and W_v of both branches get the official Kaiming-normal (fan_in) init.
+- ``"paper"`` (default): the equations above.
+- ``"official"``: the official ``PSA_p`` / ``PSA_s`` (golden tests ``PolarizedSA_P``, ``PolarizedSA_S``). PSA_p: no
+  LayerNorm, and the spatial softmax over the N positions *after* the product,
+  ``A_sp = sigmoid(softmax_N(GAP(W_q(x)) . W_v(x)))``. PSA_s: W_z is a bottleneck
+  ``1x1 (C/2 -> C/8, bias) -> LayerNorm([C/8, 1, 1]) -> ReLU -> 1x1 (C/8 -> C, bias)``, and the spatial gate of
+  z = x * A_ch is ``sigmoid(GAP(W_q(z)) . softmax_N(W_v(z)))`` (no softmax on the query). W_q and W_v get the
+  official Kaiming-normal (fan_in) init.
 
 Departures from the paper:
 - The 1x1 convs have no bias, as in the official code (the paper does not say).
-- The softmax-weighted sums are done in at least fp32 (on large maps the N-way softmax weights are fp16
-  subnormals), in every form: fp16/bf16 inputs get fp32 statistics, fp32/fp64 inputs keep their dtype.
-- Global pooling is ``mean`` rather than ``AdaptiveAvgPool2d`` (same values).
+- The softmax-weighted sums run in at least fp32 in every form (on large maps the N-way weights are fp16
+  subnormals); fp32/fp64 inputs keep their dtype. Global pooling is ``mean``.
 """
 
 from __future__ import annotations

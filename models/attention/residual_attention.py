@@ -2,43 +2,27 @@
 
 Wang, Jiang, Qian, Yang, Li, Zhang, Wang, Tang, "Residual Attention Network for Image Classification",
 CVPR 2017, arXiv:1704.06904. Official code: fwang91/residual-attention-network (Caffe prototxt).
+Not EAP's ``ResidualAttention``, which is CSRA (Zhu & Wu, ICCV 2021, arXiv:2108.02456), a classification head.
 
-Name clash: EAP's ``ResidualAttention`` is CSRA (Zhu & Wu, "Residual Attention: A Simple but Effective
-Method for Multi-Label Recognition", ICCV 2021, arXiv:2108.02456), a classification head that maps
-(B, C, H, W) to (B, num_classes). It is not shape-preserving and is not what this module is.
+Units are pre-activation bottlenecks of width C/4. With p, t, r (paper: 1, 2, 1): p pre-processing units; trunk T =
+t units; mask M from the pre-processed features: ``levels`` times [3x3 stride-2 max-pool, r units] (2r at the lowest
+level), one skip unit per upper level added after upsampling, bilinear upsampling to the trunk size,
+BN-ReLU-1x1-BN-ReLU-1x1 (no biases), sigmoid; H = (1 + M) T, then p units. Attention-56 uses 3/2/1 mask levels at
+56/28/14 pixels; ``levels=1`` (the 14x14 stage) is the default, for P4/P5 maps.
 
-Attention module (hyper-parameters p, t, r; paper defaults p = 1, t = 2, r = 1), all residual units being
-pre-activation bottlenecks x + conv1x1(BN-ReLU(conv3x3(BN-ReLU(conv1x1(BN-ReLU(x)))))) with width C/4:
-1. p pre-processing units.
-2. Trunk T: t units.
-3. Mask M, from the pre-processed features: ``levels`` times [max-pool 3x3 stride 2, r units] (the
-   lowest level has 2r units), with one skip unit per upper level added back after the upsampling, then
-   bilinear upsampling to the trunk size, BN-ReLU-1x1-BN-ReLU-1x1 (no biases), sigmoid.
-4. Attention residual learning: H = (1 + M) * T, followed by p units.
-The official Attention-56 uses 3/2/1 mask levels for its 56/28/14-pixel stages; ``levels=1`` (the 14x14
-stage) is the default here, which suits P4/P5 maps.
+Forms (``form=``), which differ only in the mask's max-pool (the paper does not specify it):
 
-Forms (``form=``): they differ only in the mask branch's 3x3 stride-2 max-pool, which the paper does not specify.
-
-- ``"paper"`` (default): padding 1, PyTorch floor mode. Same output sizes as Caffe's for even sides >= 2, one more
-  at odd sides (11 -> 6 instead of 5), different values everywhere (the windows are shifted by one pixel). The
-  default because earlier versions built it (trained weights keep their meaning).
-- ``"official"``: the official prototxt's Caffe pooling, unpadded ceil mode (golden tests ``ResidualAttention``,
-  ``ResidualAttention__levels2``). Where it has no output (a 1-pixel side, on which the Caffe net cannot run) the
-  window is clipped to the map (a 1-pixel side gives one output row/column, its own values; an ONNX export of this
-  form takes H, W >= 2).
+- ``"paper"`` (default): padding 1, floor mode: Caffe's sizes at even sides, one more at odd sides (11 -> 6, not 5),
+  windows shifted by one pixel.
+- ``"official"``: the prototxt's Caffe pooling, unpadded ceil mode (golden tests ``ResidualAttention``,
+  ``ResidualAttention__levels2``); on a 1-pixel side, where Caffe cannot run, the window is clipped to the map (ONNX
+  export of this form: H, W >= 2).
 
 Departures from the paper:
-- The bilinear upsampling (Caffe ``Interp``, align-corners) is computed as two small interpolation-matrix
-  products built at run time from the sizes: exactly bilinear, but deterministic on CUDA (bilinear
-  ``interpolate`` backward is not) and exportable with dynamic H, W.
-- BatchNorms are ``BatchNorm2dSafe`` (PyTorch defaults, kept by ultralytics' ``initialize_weights``;
-  single-value batches in train mode use running statistics). Activations are functional.
-- Bottleneck width is ``max(C // 4, 1)``.
-- (1 + M) * T cannot be the identity, so there is no ``init_identity``.
-
-Where popular ports differ: tengshaofeng's PyTorch port adds the trunk output to the upsampled mask
-features before the sigmoid head; the official prototxt does not. EAP's ``ResidualAttention`` is CSRA (above).
+- The bilinear upsampling (Caffe ``Interp``, align-corners) is two interpolation-matrix products built from the
+  run-time sizes: exactly bilinear, deterministic on CUDA, dynamic in ONNX.
+- BatchNorms are ``BatchNorm2dSafe``; bottleneck width ``max(C // 4, 1)``. (1 + M) T is never the identity: no
+  ``init_identity``.
 """
 
 from __future__ import annotations

@@ -4,35 +4,27 @@ Yu, Li, Cai, Sun, Li, "S2-MLPv2: Improved Spatial-Shift MLP Architecture for Vis
 (2021). The spatial shift comes from S2-MLP (Yu et al., WACV 2022, arXiv:2106.07477). No official code;
 the paper gives pseudo-code.
 
-1. A channel MLP expands C -> 3C; the result is split into X1, X2, X3 (C channels each).
-2. X1 gets spatial-shift-1: its channels are split into four groups shifted by one pixel
-   (+1 along W, -1 along W, +1 along H, -1 along H); X2 gets spatial-shift-2 (the same with H first);
-   X3 is left as it is. The vacated border row/column keeps its original values (as in the pseudo-code).
-3. Split attention (ResNeSt style): a = pooled(X1 + X2 + X3) (B, C); a_hat = MLP2(GELU(MLP1(a))) with
-   C -> C -> 3C bias-free layers, reshaped to (B, 3, C) and softmaxed over the 3 branches;
-   O = sum_k a_hat_k * X_k.
-4. A channel MLP C -> C gives the output.
+A channel MLP C -> 3C, split into X1, X2, X3; X1 gets spatial-shift-1 (four channel groups shifted by one pixel:
++1 and -1 along one axis, +1 and -1 along the other; the vacated border keeps its values, as the pseudo-code), X2
+spatial-shift-2 (the axes the other way round), X3 none. Split attention (ResNeSt style): a = pooled(X1 + X2 + X3)
+(B, C), a_hat = MLP2(GELU(MLP1(a))) (bias-free C -> C -> 3C), softmax over the 3 branches, O = sum_k a_hat_k X_k; a
+channel MLP C -> C gives the output.
 
-There is no official code. Forms (``form=``):
+Forms (``form=``):
 
-- ``"mean"`` (default): the split-attention descriptor is the *mean* over the positions, not the pseudo-code's sum:
-  the sum makes the softmax logits grow with H*W (different behaviour at 640 training, rect validation and other
-  image sizes) and overflows fp16 on large maps. Spatial-shift-1 moves groups 1/2 along W and groups 3/4 along H
-  (the axis the pseudo-code names first, ``b, w, h, c = x.size()``); shift-2 the other way round. The default
-  because earlier versions built it (trained weights keep their meaning).
-- ``"paper"``: the pseudo-code: descriptor ``a = sum over the three branches and all positions``, computed in at
-  least fp32, and the shift axes as the pseudo-code runs on PyTorch's channels-last (B, H, W, C) tensors, as every
-  port runs it (EAP's): shift-1 moves groups 1/2 along H and 3/4 along W, shift-2 the other way round, so port
-  weights load 1:1. Equal to the pseudo-code with copy semantics (golden test ``S2Attention__paper``). The two
-  axis conventions are the same function up to a permutation of the channel groups (a relabelling of weights).
+- ``"mean"`` (default): the descriptor is the *mean* over the positions, not the pseudo-code's sum (the sum makes the
+  logits grow with H*W, behaves differently across image sizes and overflows fp16 on large maps). Shift-1 moves groups
+  1/2 along W and 3/4 along H (the axis the pseudo-code names first, ``b, w, h, c = x.size()``); shift-2 the reverse.
+- ``"paper"``: the pseudo-code: the sum over the three branches and all positions (in at least fp32), and the shift
+  axes as the pseudo-code runs on PyTorch's channels-last (B, H, W, C) tensors, as every port runs it: shift-1 groups
+  1/2 along H and 3/4 along W, so port weights load 1:1 (golden test ``S2Attention__paper``, copy semantics). The two
+  axis conventions are the same function up to a relabelling of the channel groups.
 
 Departures from the paper (both forms):
-- The channel MLPs are 1x1 convs (identical maths, no permutes).
-- The shifts are built out of place from slices: the pseudo-code's in-place slice assignments, run in PyTorch
-  (as the popular EAP port does), smear row/column 0 along the whole axis for the "+1" shifts.
-  Any H, W >= 1 works.
-- This is the token-mixing unit alone (as in EAP's ``S2Attention``): the S2-MLPv2 block's pre-LayerNorm,
-  residual and channel-mixing MLP are not part of it. C must be a multiple of 4.
+- The channel MLPs are 1x1 convs. The shifts are built out of place from slices (the pseudo-code's in-place slice
+  assignments, run in PyTorch, smear row/column 0 along the axis for the "+1" shifts); any H, W >= 1.
+- The token-mixing unit alone (as EAP's ``S2Attention``): S2-MLPv2's pre-LayerNorm, residual and channel-mixing MLP
+  are not part of it. C must be a multiple of 4.
 """
 
 from __future__ import annotations

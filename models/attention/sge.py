@@ -3,21 +3,18 @@
 Li, Hu, Yang, "Spatial Group-wise Enhance: Improving Semantic Feature Learning in Convolutional
 Networks", arXiv:1905.09646 (2019). Official code: implus/PytorchInsight (``SpatialGroupEnhance``).
 
-The channels are split into G groups. In each group, every position's feature vector is dotted with the
-group's global average vector; the resulting similarity map is normalised over H*W (zero mean, unit
-unbiased std), scaled and shifted by a per-group (w, b), and its sigmoid gates the group's features.
-Official init: w = 0, b = 1, so every feature starts scaled by sigmoid(1) ~= 0.73.
-
-Equal to the official ``SpatialGroupEnhance`` (golden test ``SGE``, G = 64 at C = 64); no forms.
+The channels are split into G groups. In each group every position's feature vector is dotted with the group's
+global average vector; the similarity map is normalised over H*W (zero mean, unit unbiased std), scaled and shifted
+by a per-group (w, b), and its sigmoid gates the group. Official init w = 0, b = 1 (every feature starts scaled by
+sigmoid(1) ~= 0.73). Equal to the official module (golden test ``SGE``, G = 64 at C = 64); no forms.
 
 Departures from the paper:
-- G is clamped to the largest divisor of C that is <= 64 (the official default); noted in ``build_notes``.
-- For fp16/bf16 inputs the similarity map and its statistics are computed in fp32 (a dot product over C/G
-  channels of values times their mean, then its variance, overflows fp16 under ``model.half()``); fp32 and fp64
-  inputs keep their dtype, as in the official code.
-- The std is ``sqrt(max(var, 1e-12)) + 1e-5`` with var's denominator ``max(H*W - 1, 1)``: on a 1x1 map the
-  official unbiased ``t.std()`` is NaN. The clamp keeps the gradient of the square root finite on constant
-  maps (e.g. an all-zero input); everywhere else the values equal the official ``t.std() + 1e-5``.
+- G clamps to the largest divisor of C that is <= 64 (the official default); noted in ``build_notes``.
+- For fp16/bf16 inputs the similarity map and its statistics run in fp32 (they overflow fp16 under
+  ``model.half()``); fp32 and fp64 inputs keep their dtype, as in the official code.
+- std = ``sqrt(max(var, 1e-12)) + 1e-5`` with var's denominator ``max(H*W - 1, 1)``: on a 1x1 map the official
+  ``t.std()`` is NaN, and the clamp keeps the square root's gradient finite on constant maps; elsewhere the values
+  equal the official ``t.std() + 1e-5``.
 """
 
 from __future__ import annotations

@@ -3,16 +3,16 @@
 Zhang, Yang, "SA-Net: Shuffle Attention for Deep Convolutional Neural Networks", ICASSP 2021,
 arXiv:2102.00240. Official code: wofmanaf/SA-Net (``sa_layer``).
 
-The channels are split into G groups and each group into two halves. The first half gets a channel
-gate ``sigmoid(W_c * GAP(x0) + b_c)``, the second a spatial gate ``sigmoid(W_s * GN(x1) + b_s)`` (GroupNorm
-with one channel per group, i.e. per-channel normalisation over H, W). W and b are per-channel scalars
-shared by all groups, initialised to 0 and 1. The halves are concatenated, the groups put back, and a
-channel shuffle with 2 groups mixes the two halves.
+The channels are split into G groups and each group into two halves: the first gets a channel gate
+``sigmoid(W_c GAP(x0) + b_c)``, the second a spatial gate ``sigmoid(W_s GN(x1) + b_s)`` (GroupNorm with one channel
+per group). W and b are per-channel scalars shared by all groups, initialised to 0 and 1. The halves are concatenated,
+the groups put back, and a channel shuffle with 2 groups mixes the halves. Equal to the official ``sa_layer`` (golden
+test ``ShuffleAttention``); no forms.
 
 Departures from the paper:
-- G is clamped to the largest divisor of C/2 that is <= 64 (the official default) so that C % (2G) == 0
-  holds for any even width; noted in ``build_notes``. Odd C is rejected.
-- The channel descriptor is ``x.mean((2, 3))`` instead of ``AdaptiveAvgPool2d(1)`` (same values).
+- G clamps to the largest divisor of C/2 that is <= 64 (the official default), so any even C works; noted in
+  ``build_notes``. Odd C is rejected.
+- The channel descriptor is ``x.mean((2, 3))`` (same values as ``AdaptiveAvgPool2d(1)``).
 """
 
 from __future__ import annotations

@@ -3,18 +3,14 @@
 Yang, Zhang, Li, Xie, "SimAM: A Simple, Parameter-Free Attention Module for Convolutional Neural
 Networks", ICML 2021 (PMLR 139). No arXiv version. Official code: ZjjConan/SimAM.
 
-Every neuron t of a channel gets the inverse of its minimal energy,
-``1/e_t = (t - mu)^2 / (4 (var + lambda)) + 1/2``, with mu and var the mean and the (n = H*W - 1)
-variance of its channel; the output is ``x * sigmoid(1/e)`` (paper Eq. 5 and Algorithm 1).
-
-Equal to the official ``simam_module`` (golden test ``SimAM``: float64 in, float64 statistics, 1e-16); no forms.
+Every neuron t gets the inverse of its minimal energy, ``1/e_t = (t - mu)^2 / (4 (var + lambda)) + 1/2``, with mu
+and var the mean and the (n = H*W - 1) variance of its channel; ``y = x * sigmoid(1/e)`` (paper Eq. 5, Algorithm 1).
+Equal to the official ``simam_module`` (golden test ``SimAM``); no forms.
 
 Departures from the paper:
-- For fp16/bf16 inputs mu, (t - mu)^2 and the variance are computed in fp32 and the gate is cast back: under
-  ``model.half()`` the sum of squares overflows fp16 already for activations of about 30. fp32 and fp64 inputs
-  keep their dtype, as in the official code.
-- n = max(H*W - 1, 1): on a 1x1 map the paper's n = 0 gives 0/0 = NaN; here the variance is 0 and every
-  neuron gets the gate sigmoid(1/2).
+- For fp16/bf16 inputs mu, (t - mu)^2 and the variance run in fp32 and the gate is cast back (under ``model.half()``
+  the sum of squares overflows fp16 for activations of about 30); fp32 and fp64 inputs keep their dtype.
+- n = max(H*W - 1, 1): on a 1x1 map the paper's n = 0 gives NaN; here the variance is 0 and the gate sigmoid(1/2).
 """
 
 from __future__ import annotations

@@ -4,42 +4,25 @@ Dai, Cai, Zhang, Xia, Zhang, "Second-order Attention Network for Single Image Su
 (CVF open access; no arXiv version). Official code: daitao/SAN (``model/san.py`` class SOCA, and
 ``model/MPNCOV/python/MPNCOV.py`` Covpool / Sqrtm from iSQRT-COV).
 
-1. Covariance pooling: X = x reshaped to (B, C, M), M = H*W; Sigma = (1/M) Xc Xc^T with Xc = X minus its mean
-   over M (identical to SAN's X I_hat X^T with I_hat = (1/M)(I - (1/M) 1 1^T), without building the M x M I_hat).
-2. Matrix square root by the coupled Newton-Schulz iteration (T = 5): pre-normalise A = Sigma / tr(Sigma),
-   Y_0 = A, Z_0 = I; P = (3I - Z Y) / 2, Y <- Y P, Z <- P Z (the last step updates Y only); post-compensate
-   Y * sqrt(tr(Sigma)).
-3. z = mean over rows of the (symmetric) square root, (B, C); w = sigmoid(W_2 ReLU(W_1 z)) with biased 1x1
-   convs C -> C/r -> C; y = x * w.
+Covariance Sigma = (1/M) Xc Xc^T of x as (B, C, M), M = H*W, Xc centred over M. Its square root by the coupled
+Newton-Schulz iteration (T = 5): A = Sigma / tr(Sigma), Y_0 = A, Z_0 = I; P = (3I - Z Y) / 2, Y <- Y P, Z <- P Z (the
+last step updates Y only); times sqrt(tr(Sigma)): approximate by design, as in SAN. z = row mean of the root (B, C);
+y = x * sigmoid(W_2 ReLU(W_1 z)), biased 1x1 convs C -> C/r -> C.
 
-Five iterations give an approximate square root by design (as in SAN); autograd differentiates the plain
-matrix products, which also export to ONNX. There is no eigendecomposition.
+Forms (``form=``), the same function with different hidden widths:
 
-Forms (``form=``): the paper and the official code compute the same function; they differ from this module only in
-the hidden width.
-
-- ``"paper"`` (default): hidden width ``max(C // r, min(min_channels, C))``, ``min_channels`` default 8
-  (``min_channels=1``: exactly C // r). The default because earlier versions built it (existing configs keep
-  their parameter counts).
-- ``"official"``: SAN's ``SOCA`` with the exact width C // r (``min_channels`` is not accepted; 0 is an error naming
-  the layer); equal to the official code within 1e-10 (golden test ``SOCA``, r = 8): the remaining difference is
-  ``eps`` on the trace, kept in this form too (the official code gives NaN on a constant map; ``eps=0`` removes the
-  difference and brings the NaN back).
+- ``"paper"`` (default): ``max(C // r, min(min_channels, C))``, ``min_channels`` default 8.
+- ``"official"``: SAN's exact C // r (no ``min_channels``; 0 is an error naming the layer); golden test ``SOCA``
+  (r = 8), with ``eps`` on the trace kept (``eps=0`` gives the official NaN on a constant map).
 
 Departures from the paper:
-- The covariance is computed as Xc Xc^T / M, never materialising SAN's M x M matrix (164 MB per sample at
-  80x80, 2.4 GiB at 160x160); mathematically identical.
-- eps (1e-5) is added to the trace before the pre-normalisation: an all-zero or constant map (a blank image, the
-  zero image of the shape probe) otherwise gives 0/0 = NaN. The post-compensation uses the same tr + eps.
-- Covariance and Newton-Schulz run in fp32 with autocast disabled (fp16 covariances overflow at moderate
-  activations), and the pooled vector is cast back to the input dtype before the FC layers.
-- SAN's centre crop of maps larger than 1000x1000 is not reproduced (YOLO feature maps are far smaller and the
-  crop would make the graph data-dependent).
-- SAN's hand-written autograd Functions (Covpool/Sqrtm) are not ported; autograd differentiates the iteration.
-  (Their ``iterN < 2`` backward path references an undefined name.)
-- Default reduction r = 16: the value SAN trains with (``--reduction`` default 16, passed to SOCA); the SOCA
-  class's own keyword default is 8. The hidden width of the paper form is ``max(C // r, min(min_channels, C))``,
-  default floor 8 (``min_channels=1``: exactly C // r); a floor is recorded in ``build_notes``.
+- Sigma is Xc Xc^T / M, never SAN's M x M centring matrix (M^2 values per sample: 2.4 GiB in fp32 at 160x160).
+- eps (1e-5) is added to the trace (pre-normalisation and post-compensation): a constant map (a blank image, the
+  shape probe's zero image) otherwise gives 0/0 = NaN.
+- Covariance and iteration in fp32 with autocast off; autograd differentiates the matrix products (ONNX-exportable;
+  SAN's hand-written Covpool/Sqrtm Functions, whose ``iterN < 2`` backward references an undefined name, are not
+  ported). SAN's centre crop of maps over 1000x1000 is not reproduced.
+- Default r = 16, what SAN trains with (``--reduction``); the SOCA class's own default is 8.
 """
 
 from __future__ import annotations

@@ -1,22 +1,20 @@
 """SE: Squeeze-and-Excitation.
 
-SE: Hu, Shen, Albanie, Sun, Wu, "Squeeze-and-Excitation Networks", CVPR 2018, arXiv:1709.01507.
+Hu, Shen, Albanie, Sun, Wu, "Squeeze-and-Excitation Networks", CVPR 2018, arXiv:1709.01507.
 Official code: hujie-frank/SENet (Caffe prototxts).
 
-Forms (``form=``): the paper and the official code compute the same function; they differ from this module only in
-the hidden width.
+y = x * sigmoid(W2 relu(W1 GAP(x))), W1: C -> C/r, W2: C/r -> C, r = 16.
 
-- ``"paper"`` (default): hidden width ``max(C // reduction, min(min_channels, C))``, ``min_channels`` default 8
-  (``min_channels=1``: exactly the paper's C // r). The default because earlier versions built it: existing configs
-  keep their parameter counts, and narrow layers never get a 1-channel bottleneck.
-- ``"official"``: the official prototxt's width, exactly C // r (``min_channels`` is not accepted; C // r = 0 is an
-  error naming the layer). Equal to the official graph (golden test ``SE``, C=32: hidden 2).
+Departures from the paper: the two FC layers are 1x1 convolutions on the (B, C, 1, 1) descriptor (same maths); the
+squeeze is ``x.mean((2, 3))``; in the default form the hidden width is floored (below).
 
-Departures from the paper:
-- The two fully connected layers are 1x1 convolutions on the (B, C, 1, 1) descriptor (same maths).
-- The hidden width is ``max(C // reduction, min(min_channels, C))`` (default floor 8) so narrow layers never get a
-  zero-width bottleneck; ``min_channels=1`` gives the paper's C // r exactly. A floor is recorded in ``build_notes``.
-- The squeeze is ``x.mean((2, 3))`` instead of an adaptive pooling layer (CUDA-deterministic, ONNX-dynamic).
+Forms (``form=``):
+- ``"paper"`` (default): hidden width ``max(C // r, min(min_channels, C))``, ``min_channels`` default 8 (1: exactly
+  C // r); a floor is recorded in ``build_notes``.
+- ``"official"``: the official prototxt, hidden exactly C // r (golden test ``SE``).
+- ``"eap"``: the port most YOLO forks and blogs copy (External-Attention-pytorch ``SEAttention``, the same class in
+  objectdetection_script, YOLOAir, bubbliiiing's ``se_block``, the seed article): bias-free FC layers, hidden
+  exactly C // r: 2C(C // r) parameters (golden tests ``SE__eap``, ``SE__yoloair2``).
 """
 
 from __future__ import annotations
@@ -29,7 +27,7 @@ from models.registry.protocol import GatedAttention
 from models.registry import register_attention
 
 
-FORMS = ("paper", "official")
+FORMS = ("paper", "official", "eap")
 
 
 @register_attention(
@@ -39,7 +37,7 @@ FORMS = ("paper", "official")
     arxiv="1709.01507",
     year=2018,
     placement="backbone_end",
-    notes="Same maths in most ports; EAP defines an init_weights() it never calls.",
+    notes="Most ports (EAP's SEAttention and its copies) drop the FC biases: form 'eap'.",
     forms=FORMS,
 )
 class SE(GatedAttention):
@@ -50,10 +48,11 @@ class SE(GatedAttention):
     def __init__(self, c1: int, reduction: float = 16, min_channels: int | None = None, form: str = "paper"):
         super().__init__()
         self.form = check_form("SE", form, FORMS)
-        hidden = form_hidden_width(self, "SE", c1, reduction, min_channels, form, 8)
-        self.fc1 = nn.Conv2d(c1, hidden, 1, bias=True)
+        hidden = form_hidden_width(self, "SE", c1, reduction, min_channels, form, 8, exact=("official", "eap"))
+        bias = form != "eap"
+        self.fc1 = nn.Conv2d(c1, hidden, 1, bias=bias)
         self.act = nn.ReLU()
-        self.fc2 = nn.Conv2d(hidden, c1, 1, bias=True)
+        self.fc2 = nn.Conv2d(hidden, c1, 1, bias=bias)
 
     def gate(self, x: torch.Tensor) -> torch.Tensor:
         """Channel weights in (0, 1), shape (B, C, 1, 1)."""

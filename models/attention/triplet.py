@@ -3,20 +3,17 @@
 Misra, Nalamada, Arasanipalai, Hou, "Rotate to Attend: Convolutional Triplet Attention Module",
 WACV 2021, arXiv:2010.03045. Official code: landskape-ai/triplet-attention.
 
-Three branches capture the (C, W), (H, C) and (H, W) interactions. Each branch rotates the tensor so that
-one axis plays the role of "channels", Z-pools it ([max; mean] over that axis, 2 maps), runs a 7x7 conv
-(2 -> 1, no bias) + BatchNorm (eps 1e-5, momentum 0.01), and gates the rotated tensor with the sigmoid of
-the result; the three gated tensors are rotated back and averaged.
+Three branches capture the (C, W), (H, C) and (H, W) interactions. Each rotates the tensor so that one axis plays the
+"channels", Z-pools it ([max; mean] over that axis), runs a bias-free 7x7 conv (2 -> 1) + BatchNorm (eps 1e-5,
+momentum 0.01), and gates the rotated tensor with its sigmoid; the three are rotated back and averaged. Equal to the
+official module (golden test ``TripletAttention``); no forms.
 
 Departures from the paper:
-- No tensor is rotated: each branch Z-pools ``x`` directly along the axis the paper rotates into the channel
-  position (H, W or C) and only the small pooled map is transposed into the paper's layout. The conv
-  weights see exactly the paper's (2, a, b) maps, so the result and the state dict match the official
-  module while saving three permute + contiguous copies of the feature map.
-- The output is computed as ``x * (a_cw + a_hc + a_hw) / 3`` (same value as averaging the three gated tensors).
-- The BatchNorms are ``BatchNorm2dSafe``: the official momentum 0.01 survives ultralytics'
-  ``initialize_weights`` (which would set 0.03), and a single-value batch (batch 1 on a 1x1 map in train
-  mode) normalises with the running statistics instead of raising.
+- No tensor is rotated: each branch Z-pools ``x`` along the axis the paper rotates into the channel position and only
+  the small pooled map is transposed into the paper's layout (the same conv inputs, results and state dict, without
+  three permute + contiguous copies). The output is ``x * (a_cw + a_hc + a_hw) / 3``.
+- BatchNorms are ``BatchNorm2dSafe``: the official momentum 0.01 survives ultralytics' ``initialize_weights`` (which
+  would set 0.03), and batch 1 on a 1x1 map uses running statistics.
 """
 
 from __future__ import annotations

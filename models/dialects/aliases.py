@@ -1,23 +1,31 @@
-"""The names other projects give our modules, and their readings of rows with our own names.
+"""The names other projects give our attention modules, with each project's reading of their rows.
 
 Each :meth:`~models.dialects.names.ForeignNames.alias` call names a foreign module, the registered module it means and
-one reading per project that uses the name; the notes say where the source's module differs from ours in structure
-(arguments are translated exactly). Rows of our own names as other projects read them apply under ``dialect:``.
-Nothing here imports a module class: the targets are registered names.
+one reading per project that uses the name (its ``dialect:`` value selects it); a reading translates the row into our
+module, its ``form`` included where the source's module is one of our forms. The notes say where the source's module
+still differs from ours in structure: they are printed as a warning when the row is built. Nothing here imports a
+module class: the targets are registered names.
 """
 
 from __future__ import annotations
 
-from models.dialects.names import FOREIGN, Reading
-from models.dialects.readings import (EAP, ODS, REQUIRED, YOLOAIR, ToOurs, Values, _divides, _exact_reduction, _flag, _int,
-                                      _only, _ratio, reading)
+from models.dialects.names import FOREIGN, NoEquivalent
+from models.dialects.readings import (ARTICLE, EAP, FORKS, ODS, REQUIRED, ULTRA, YOLOAIR, YOLOAIR2, Values, _divides,
+                                      _exact_reduction, _flag, _int, _only, _ratio, reading)
 from models.registry import ConfigError, RowContext
 
-def _se(v: Values, ctx: RowContext) -> dict:
-    return {"reduction": _exact_reduction(ctx, v["reduction"]), "min_channels": 1}
+
+def _se_eap(v: Values, ctx: RowContext, key: str = "reduction") -> dict:
+    """EAP's SEAttention (bias-free Linear layers, hidden exactly C // r): SE's form 'eap'."""
+    return {"reduction": _exact_reduction(ctx, v[key], key), "form": "eap"}
 
 
-def _gam(v: Values, ctx: RowContext) -> dict:
+def _width_as_reduction(ctx: RowContext, form: str) -> dict:
+    """yoloair2's Module(c1, c2): the layer's width (checked equal to the input's) lands in ``reduction``."""
+    return {"reduction": ctx.c_from[0], "form": form}
+
+
+def _gam(v: Values, ctx: RowContext, form: str = "paper") -> dict:
     rate = _int(v["rate"], "rate")
     grouped = _flag(v["group"], "group", v) if "group" in v else False
     c = ctx.c_from[0]
@@ -25,15 +33,27 @@ def _gam(v: Values, ctx: RowContext) -> dict:
         raise ConfigError(f"grouped GAMAttention (group true) needs C and C/rate divisible by rate: C={c}, rate={rate}")
     if c // rate < 1:
         raise ConfigError(f"rate {rate} leaves no hidden channels at C={c}")
-    return {"reduction": rate, "groups": rate if grouped else 1, "min_channels": 1}
+    if form == "yoloair" and c % 4:
+        raise ConfigError(f"YOLOAir's GAMAttention shuffles its spatial gate in 4 groups: C={c} is not divisible by 4")
+    return {"reduction": rate, "groups": rate if grouped else 1, "min_channels": 1,
+            **({"form": form} if form != "paper" else {})}
+
+
+def _gam_yoloair(v: Values, ctx: RowContext) -> dict:
+    return _gam(v, ctx, "yoloair")
 
 
 def _sk(v: Values, ctx: RowContext) -> dict:
-    if list(v["kernels"]) != [1, 3, 5, 7] or v["group"] != 1:
-        raise ConfigError(f"kernels {v['kernels']!r} / group {v['group']!r} describe the 4-branch dense port, which SK "
-                          "here (the paper's 2 grouped 3x3 branches) has no option for; write "
-                          "SK [{branches: N, groups: G}]")
-    return {"reduction": _int(v["reduction"], "reduction"), "min_channels": _int(v["L"], "L")}
+    """EAP's SKAttention: SK's form 'eap' (dense biased branches of the given kernels, no ReLU on z)."""
+    kernels = v["kernels"]
+    if isinstance(kernels, (str, bytes)) or not isinstance(kernels, (list, tuple)) or not kernels or any(
+            not isinstance(k, int) or isinstance(k, bool) or k < 1 or k % 2 == 0 for k in kernels):
+        raise ConfigError(f"kernels must be a list of odd kernel sizes, got {kernels!r}")
+    group = _int(v["group"], "group")
+    if ctx.c_from[0] % group:
+        raise ConfigError(f"group {group}: the source's convolutions need C ({ctx.c_from[0]}) divisible by it")
+    return {"kernels": tuple(kernels), "groups": group, "reduction": _int(v["reduction"], "reduction"),
+            "min_channels": _int(v["L"], "L"), "form": "eap"}
 
 
 def _gcnet(v: Values, ctx: RowContext) -> dict:
@@ -108,53 +128,86 @@ def _lska(v: Values, ctx: RowContext) -> dict:
 
 FOREIGN.alias(
     "SEAttention", "SE",
-    reading(YOLOAIR, (("reduction", 16),), _se, channel="nominal"),
-    reading(f"{EAP}/{ODS}", (("reduction", 16),), _se),
-    note="the source's SEAttention has bias-free Linear layers; SE's 1x1 convs have biases (C + C/r more parameters)",
+    reading(f"{YOLOAIR}, {FORKS}", (("reduction", 16),), _se_eap, channel="nominal", dialect="yoloair/forks"),
+    reading(YOLOAIR2, (), lambda v, ctx: _width_as_reduction(ctx, "eap"), channel="nominal", dialect="yoloair2",
+            takes_width=True, convention="[c2 (x width_multiple; also its reduction)]"),
+    reading(f"{EAP}, {ODS}, {ARTICLE}", (("reduction", 16),), _se_eap, dialect="ods/eap"),
+    reading(ULTRA, (("reduction", 16),), _se_eap, channel="optional", dialect="ultralytics"),
 )
+_CA = (("reduction", 32),)
 FOREIGN.alias(
     "CA", "CoordAtt",
-    reading(YOLOAIR, (("reduction", 32),), lambda v, ctx: {"reduction": _int(v["reduction"], "reduction")},
-            channel="nominal"),
+    reading(f"{YOLOAIR}/{YOLOAIR2}", _CA, lambda v, ctx: {"reduction": _int(v["reduction"], "reduction")},
+            channel="nominal", dialect="yoloair/yoloair2/forks"),
+    reading(ULTRA, _CA, lambda v, ctx: {"reduction": _int(v["reduction"], "reduction")}, channel="optional",
+            dialect="ultralytics"),
 )
 FOREIGN.alias(
+    "CABlock", "CoordAtt",
+    reading(FORKS, _CA, lambda v, ctx: {"reduction": _int(v["reduction"], "reduction")}, channel="nominal",
+            dialect="forks", convention="[c2 (x width_multiple), reduction=32] (CABlock(c1, c2, reduction))"),
+)
+_CA_BLOCK = (("reduction", 16),)
+for _name, _source in (("CAAttention", ARTICLE), ("CA_Block", "bubbliiiing")):
+    FOREIGN.alias(
+        _name, "CoordAtt",
+        reading(f"{_source} (as a YOLOv5 fork lists it)", _CA_BLOCK, lambda v, ctx: {
+            "reduction": _exact_reduction(ctx, v["reduction"]), "form": "bubbliiiing"}, channel="nominal",
+            dialect="forks"),
+        reading(_source, _CA_BLOCK, lambda v, ctx: {"reduction": _exact_reduction(ctx, v["reduction"]),
+                                                     "form": "bubbliiiing"}, dialect="ods/eap/ultralytics"),
+    )
+FOREIGN.alias(
     "CrissCrossAttention", "CrissCross",
-    reading(YOLOAIR, (), lambda v, ctx: {"recurrence": 1}, channel="nominal"),
-    reading(EAP, (), lambda v, ctx: {"recurrence": 1}),
-    note="one criss-cross pass, as the source module does (CCNet's RCCA runs two: CrissCross's default recurrence=2)",
+    reading(f"{YOLOAIR}/{YOLOAIR2}", (), lambda v, ctx: {"recurrence": 1}, channel="nominal",
+            dialect="yoloair/yoloair2/ultralytics/forks"),
+    reading(EAP, (), lambda v, ctx: {"recurrence": 1}, dialect="eap/ods"),
 )
 FOREIGN.alias(
     "EffectiveSELayer", "EffectiveSE",
-    reading(YOLOAIR, (), channel="nominal",
+    reading(f"{YOLOAIR}/{YOLOAIR2}", (), channel="nominal", dialect="yoloair/yoloair2",
             convention="[c2 (x width_multiple)] (YOLOAir passes c2 into the module's unused act argument)"),
 )
 FOREIGN.alias(
     "EffectiveSEModule", "EffectiveSE",
     reading(f"{ODS}/timm", (("add_maxpool", False), ("gate_layer", "hard_sigmoid")),
-            lambda v, ctx: _ese(v)),
+            lambda v, ctx: _ese(v), dialect="ods"),
 )
+
+
+def _article_gam(v: Values, ctx: RowContext) -> dict:
+    c = ctx.c_from[0]
+    raise NoEquivalent(f"the {ARTICLE}'s one-argument GAMAttention(in_channels) is not GAM: it returns "
+                       f"sigmoid(BN(conv1x1(avgpool x)))^2, shape (B, C, 1, 1), dropping the feature map "
+                       f"({c * c + 3 * c:,} parameters at C = {c}); no module here builds it")
+
+
 FOREIGN.alias(
     "GAMAttention", "GAM",
-    reading(YOLOAIR, (("group", True), ("rate", 4)), _gam, channel="nominal"),
-    note="YOLOAir's GAMAttention multiplies by its channel MLP without a sigmoid and shuffles the spatial gate after "
-    "its sigmoid; GAM (the paper's) applies both sigmoids and shuffles between its grouped convs (same parameters)",
+    reading(f"{YOLOAIR}/{YOLOAIR2}", (("group", True), ("rate", 4)), _gam_yoloair, channel="nominal",
+            dialect="yoloair/yoloair2/forks"),
+    reading(ARTICLE, (), _article_gam, channel="nominal"),
 )
-FOREIGN.alias("GAM_Attention", "GAM", reading(ODS, (("rate", 4),), _gam))
+FOREIGN.alias(
+    "GAM_Attention", "GAM",
+    reading(ODS, (("rate", 4),), _gam, dialect="ods/ultralytics"),
+    reading(f"{FORKS} (YOLOAir's class under ODS's name)", (("group", True), ("rate", 4)), _gam_yoloair,
+            channel="nominal", dialect="forks"),
+)
 FOREIGN.alias(
     "NAMAttention", "NAM",
-    reading(YOLOAIR, (("no_spatial", True),),
+    reading(f"{YOLOAIR}/{YOLOAIR2}", (("no_spatial", True),),
             lambda v, ctx: (v.notes.append("no_spatial false is ignored, as by YOLOAir's NAMAttention (channel "
                                            "branch only)") if not v["no_spatial"] else None) or {},
-            channel="nominal"),
+            channel="nominal", dialect="yoloair/yoloair2/forks"),
 )
 _SK = (("kernels", (1, 3, 5, 7)), ("reduction", 16), ("group", 1), ("L", 32))
 FOREIGN.alias(
     "SKAttention", "SK",
-    reading(YOLOAIR, _SK, _sk, channel="nominal"),
-    reading(f"{EAP}/{ODS}", _SK, _sk),
-    note="the source's SKAttention (EAP's, copied by YOLOAir and ODS) has 4 dense branches (kernels 1, 3, 5, 7, "
-    "groups 1): 84 C^2 conv parameters, 22.1 M at C=512; SK is the paper's 2 grouped 3x3 branches (dilation 1, 2; "
-    "G=32), 0.2 M at C=512",
+    reading(YOLOAIR, _SK, _sk, channel="nominal", dialect="yoloair"),
+    reading(YOLOAIR2, _SK, _sk, channel="real", dialect="yoloair2"),
+    reading(f"{EAP}/{ODS}", _SK, _sk, dialect="eap/ods"),
+    reading(ULTRA, _SK, _sk, channel="optional", dialect="ultralytics"),
 )
 _GC = (("ratio", REQUIRED), ("pooling_type", "att"))
 FOREIGN.alias(
@@ -173,13 +226,13 @@ FOREIGN.alias(
     "GlobalContext", "GCBlock",
     reading(f"{ODS}/timm", (("use_attn", True), ("fuse_add", False), ("fuse_scale", True), ("init_last_zero", False),
                             ("rd_ratio", 1 / 8), ("rd_channels", None), ("rd_divisor", 1), ("act_layer", "relu"),
-                            ("gate_layer", "sigmoid")), _timm_gc),
+                            ("gate_layer", "sigmoid")), _timm_gc, dialect="ods"),
 )
 FOREIGN.alias(
     "SpatialGroupEnhance", "SGE",
     reading(EAP, (("groups", REQUIRED),), lambda v, ctx: {"groups": _divides(ctx, v["groups"], "groups")},
-            example=(8,)),
-    reading(ODS, (("groups", 8),), lambda v, ctx: {"groups": _divides(ctx, v["groups"], "groups")}),
+            example=(8,), dialect="eap"),
+    reading(ODS, (("groups", 8),), lambda v, ctx: {"groups": _divides(ctx, v["groups"], "groups")}, dialect="ods"),
     note="EAP/ODS initialise the group bias to 0 (output 0.5 x at init); SGE follows the official b = 1",
 )
 _PSA = (("planes", REQUIRED), ("kernel_size", 1), ("stride", 1))
@@ -193,123 +246,116 @@ FOREIGN.alias(
     note="the official PSA_p has no LayerNorm in its channel branch (the paper's form, here, has one: 2C parameters)",
 )
 FOREIGN.alias(
-    "SequentialPolarizedSelfAttention", "PolarizedSA_S", reading(f"{EAP}/{ODS}"),
+    "SequentialPolarizedSelfAttention", "PolarizedSA_S", reading(f"{EAP}/{ODS}", dialect="eap/ods"),
     note="the source keeps biases on its 1x1 convs (PolarizedSA_S has none: 2.5 C + 1 fewer parameters)",
 )
 FOREIGN.alias(
-    "ParallelPolarizedSelfAttention", "PolarizedSA_P", reading(f"{EAP}/{ODS}"),
+    "ParallelPolarizedSelfAttention", "PolarizedSA_P", reading(f"{EAP}/{ODS}", dialect="eap/ods"),
     note="the source keeps biases on its 1x1 convs (PolarizedSA_P has none: 2.5 C + 1 fewer parameters)",
 )
 FOREIGN.alias(
     "ECAAttention", "ECA",
-    reading(EAP, (("kernel_size", 3),), lambda v, ctx: {"kernel_size": _int(v["kernel_size"], "kernel_size")}),
-    note="EAP's Conv1d has a bias (1 parameter more than ECA)",
+    reading(f"{EAP}/{ARTICLE}", (("kernel_size", 3),), lambda v, ctx: {
+        "kernel_size": _int(v["kernel_size"], "kernel_size"), "form": "eap"}, dialect="eap/ods"),
+    reading(f"{ULTRA} (ECAAttention(c1, k_size=3), bias-free)", (("k_size", 3),), lambda v, ctx: {
+        "kernel_size": _int(v["k_size"], "k_size")}, channel="nominal", dialect="ultralytics"),
 )
 FOREIGN.alias(
     "EfficientChannelAttention", "ECA",
-    reading(ODS, (("b", 1), ("gamma", 2)), lambda v, ctx: {"b": v["b"], "gamma": v["gamma"]}),
+    reading(ODS, (("b", 1), ("gamma", 2)), lambda v, ctx: {"b": v["b"], "gamma": v["gamma"]}, dialect="ods"),
 )
-_CBAM = lambda v, ctx: {"reduction": _exact_reduction(ctx, v["reduction"]), "kernel_size": _int(v["kernel_size"],
-                        "kernel_size"), "min_channels": 1}
+
+
+def _cbam_form(form: str, ratio: str = "reduction"):
+    return lambda v, ctx: {"reduction": _exact_reduction(ctx, v[ratio], ratio),
+                           "kernel_size": _int(v["kernel_size"], "kernel_size"), "form": form}
+
+
 FOREIGN.alias(
     "CBAMBlock", "CBAM",
-    reading(EAP, (("reduction", 16), ("kernel_size", 49)), _CBAM),
-    reading(ODS, (("reduction", 16), ("kernel_size", 7)), _CBAM),
-    note="both ports use a bias-free MLP and a biased spatial conv without BN (CBAM: biased MLP, BN after the spatial "
-    "conv); EAP's CBAMBlock also adds its input back (x + CBAM(x)), which the paper's CBAM does not",
+    reading(EAP, (("reduction", 16), ("kernel_size", 49)), _cbam_form("eap"), dialect="eap"),
+    reading(ODS, (("reduction", 16), ("kernel_size", 7)), _cbam_form("ods"), dialect="ods"),
+)
+_CBAM = (("reduction", 16), ("kernel_size", 7))
+FOREIGN.alias(
+    "CBAMAttention", "CBAM",
+    reading(f"{ARTICLE} (as a YOLOv5 fork lists it)", _CBAM, _cbam_form("ods"), channel="nominal", dialect="forks"),
+    reading(ARTICLE, _CBAM, _cbam_form("ods"), dialect="ods/eap/ultralytics"),
+)
+FOREIGN.alias(
+    "cbam_block", "CBAM",
+    reading("bubbliiiing (as a YOLOv5 fork lists it)", (("ratio", 8), ("kernel_size", 7)),
+            _cbam_form("bubbliiiing", "ratio"), channel="nominal", dialect="forks"),
+    reading("bubbliiiing", (("ratio", 8), ("kernel_size", 7)), _cbam_form("bubbliiiing", "ratio"),
+            dialect="ods/eap/ultralytics"),
+)
+FOREIGN.alias(
+    "CBAM_Authentic", "CBAM",
+    reading(f"{ULTRA} (a bias-free CBAM(c1, ratio=16, kernel_size=7))", (("ratio", 16), ("kernel_size", 7)),
+            _cbam_form("bubbliiiing", "ratio"), channel="optional", dialect="ultralytics"),
+)
+for _name, _source in (("se_block", "bubbliiiing"), ("SE_Block", "YOLOv5 forks")):
+    FOREIGN.alias(
+        _name, "SE",
+        reading(f"{_source} (as a YOLOv5 fork lists it)", (("ratio", 16),), lambda v, ctx: _se_eap(v, ctx, "ratio"),
+                channel="nominal", dialect="forks"),
+        reading(_source, (("ratio", 16),), lambda v, ctx: _se_eap(v, ctx, "ratio"), dialect="ods/eap/ultralytics"),
+    )
+FOREIGN.alias(
+    "eca_block", "ECA",
+    reading("bubbliiiing (as a YOLOv5 fork lists it)", (("b", 1), ("gamma", 2)),
+            lambda v, ctx: {"b": v["b"], "gamma": v["gamma"]}, channel="nominal", dialect="forks"),
+    reading("bubbliiiing", (("b", 1), ("gamma", 2)), lambda v, ctx: {"b": v["b"], "gamma": v["gamma"]},
+            dialect="ods/eap/ultralytics"),
 )
 FOREIGN.alias(
     "BAMBlock", "BAM",
     reading(f"{EAP}/{ODS}", (("reduction", 16), ("dia_val", 2)),
             lambda v, ctx: {"reduction": _exact_reduction(ctx, v["reduction"]),
-                            "dilation": _int(v["dia_val"], "dia_val"), "num_dilated": 3, "min_channels": 1}),
+                            "dilation": _int(v["dia_val"], "dia_val"), "num_dilated": 3, "min_channels": 1},
+            dialect="eap/ods"),
     note="the ports' channel branch has 3 hidden FC layers with BatchNorm1d (batch 1 fails in training), BAM's one "
     "with GroupNorm; EAP pads its dilated convs by 1 (the map shrinks), ODS pads them right",
 )
 FOREIGN.alias(
     "EMA", "EMAttention",
-    reading(ODS, (("factor", 8),), lambda v, ctx: {"groups": _divides(ctx, v["factor"], "factor")}),
+    reading(f"{ODS}, {ULTRA}", (("factor", 8),), lambda v, ctx: {"groups": _divides(ctx, v["factor"], "factor")},
+            channel="optional", dialect="ods/ultralytics"),
 )
-FOREIGN.alias("LSKblock", "LSKBlock", reading(ODS, (), lambda v, ctx: {"wrapped": False}))
+FOREIGN.alias("LSKblock", "LSKBlock", reading(ODS, (), lambda v, ctx: {"wrapped": False}, dialect="ods"))
 FOREIGN.alias(
     "BiLevelRoutingAttention_nchw", "BiLevelRoutingAttention",
     reading(ODS, (("num_heads", 8), ("n_win", 7), ("qk_scale", None), ("topk", 4), ("side_dwconv", 3),
                   ("auto_pad", False), ("attn_backend", "torch")),
-            lambda v, ctx: _bra(v)),
+            lambda v, ctx: _bra(v), dialect="ods"),
     note="BiLevelRoutingAttention adds a pre-norm and a residual around the attention (2C parameters more) and always "
     "pads to a multiple of n_win (the ODS module asserts divisibility unless auto_pad)",
 )
 
-# Rows of our own names as other projects read them (under `dialect:`; and to explain a row that fails ours).
-
-
-def yoloair(params: tuple = (), to_ours: ToOurs | None = None, channel: str | None = "nominal", **kw) -> Reading:
-    """YOLOAir's reading of a row with one of our own names (applies under `dialect: yoloair`)."""
-    return reading(YOLOAIR, params, to_ours, channel=channel, dialect="yoloair", **kw)
-
-
-def _yoloair_cbam(v: Values, ctx: RowContext) -> dict:
-    v.notes.append("YOLOAir's CBAM (models/Models/research.py) uses LeakyReLU(0.1) in its channel MLP and a biased 7x7 "
-                   "spatial conv without BatchNorm; this is the official CBAM (ReLU, bias-free conv + BN: 1 parameter "
-                   "more)")
-    return {"reduction": _exact_reduction(ctx, 16), "min_channels": 1}  # YOLOAir's CBAM(c1, c2): C // 16, no floor
-
-
-def _yoloair_simam(v: Values, ctx: RowContext) -> dict:
-    c2 = ctx.c_from[0]
-    raise ConfigError(f"YOLOAir builds SimAM(c1, c2): its parser puts the channel count into e_lambda (e_lambda = "
-                      f"{c2}), which makes the gate nearly constant; write SimAM [] for the paper's e_lambda 1e-4, "
-                      f"or SimAM [{{e_lambda: {c2}}}] to rebuild YOLOAir's")
-
-
-def _yoloair_danet(v: Values, ctx: RowContext) -> dict:
-    raise ConfigError("YOLOAir's code has no DANet module (its YAML's arguments match no DANet signature); DANet here "
-                      "takes its channels from the input")
-
-
-def _yoloair_acmix(v: Values, ctx: RowContext) -> dict:
-    _only(v, "stride", (1,), "the block keeps the map size")
-    _only(v, "dilation", (1,), "ACmix here has no dilation")
-    # YOLOAir's ACmix is the official code (dep_conv without bias, reflection padding): our official form
-    return {"kernel_att": v["kernel_att"], "num_heads": v["head"], "kernel_conv": v["kernel_conv"], "form": "official"}
-
-
-def _yoloair_s2(v: Values, ctx: RowContext) -> dict:
-    v.notes.append("YOLOAir's S2Attention (EAP's) fixes its split attention to 512 channels: it runs at C = 512 only")
-    return {}
-
-
-FOREIGN.alias("CBAM", "CBAM", yoloair((), _yoloair_cbam))
-FOREIGN.alias("SOCA", "SOCA", yoloair((("reduction", 8),), _se))
-FOREIGN.alias("ShuffleAttention", "ShuffleAttention", yoloair((("reduction", 16), ("G", 8)), _shuffle))
-FOREIGN.alias("S2Attention", "S2Attention", yoloair((), _yoloair_s2))
-FOREIGN.alias("ACmix", "ACmix", yoloair(
-    (("kernel_att", 7), ("head", 4), ("kernel_conv", 3), ("stride", 1), ("dilation", 1)), _yoloair_acmix))
-FOREIGN.alias("SimAM", "SimAM", yoloair((), _yoloair_simam))
-FOREIGN.alias("DANet", "DANet", yoloair((("planes", REQUIRED), ("flag", False)), _yoloair_danet, channel="real",
-                                       example=(512, False), convention="[?] (no module in YOLOAir's code)"))
-FOREIGN.alias("DoubleAttention", "DoubleAttention", yoloair(
-    (("c_m", REQUIRED), ("c_n", REQUIRED), ("reconstruct", True)), _double, channel="real", example=(128, 128),
-    convention="[c (the input channels, unscaled), c_m, c_n, reconstruct=True] (EAP's signature)"))
-FOREIGN.alias("ParNetAttention", "ParNetAttention", yoloair(
-    (), channel="real", convention="[c (the input channels, unscaled)] (EAP's signature)"))
 FOREIGN.alias(
-    "TripletAttention", "TripletAttention",
-    yoloair((("no_spatial", False),), _triplet, channel=None, convention="[no_spatial=False] (EAP's signature)"),
-    yoloair((("gate_channels", REQUIRED), ("reduction_ratio", 16), ("pool_types", ("avg", "max")),
-             ("no_spatial", False)), _triplet, channel=None, example=(2,),
-            convention="[gate_channels, reduction_ratio=16, pool_types=['avg', 'max'], no_spatial=False] (the "
-            "official code's first signature; gate_channels unused)"),
+    "deformable_LKA_Attention", "DeformableLKA",
+    reading(ODS, (), dialect="ods"),
+    reading("D-LKA (official)", (), channel="real"),
 )
-for name, params, to_ours in (
-    ("ShuffleAttention", (("reduction", 16), ("G", 8)), _shuffle),
-    ("DoubleAttention", (("c_m", 128), ("c_n", 128), ("reconstruct", True)), _double),
-    ("LSKA", (("k_size", 7),), _lska),
-    ("TripletAttention", (("no_spatial", False),), _triplet),
-    ("CPCA", (("channelAttention_reduce", 4),), lambda v, ctx: {
-        "reduction": _exact_reduction(ctx, v["channelAttention_reduce"], "channelAttention_reduce"),
-        "min_channels": 1}),
-    ("SimAM", (("e_lambda", 1e-4),), lambda v, ctx: {"e_lambda": v["e_lambda"]}),
-):
-    FOREIGN.alias(name, name, reading(ODS, params, to_ours, dialect="ods"))
+FOREIGN.alias(
+    "deformable_LKA", "DeformableLKA",
+    reading(ODS, (), lambda v, ctx: {"wrapped": False}, dialect="ods"),
+    reading("D-LKA (official)", (), lambda v, ctx: {"wrapped": False}, channel="real"),
+)
+FOREIGN.alias("SegNext_Attention", "MSCA", reading(ODS, (), lambda v, ctx: {"wrapped": False}, dialect="ods"))
+FOREIGN.alias("EfficientAdditiveAttnetion", "EfficientAdditiveAttention",  # SwiftFormer's class name, typo included
+              reading("SwiftFormer (official)", (), channel="real"))
 
+# The YOLOv8 forks' names for modules here (the parser injects c1; a leading width is dropped)
+FOREIGN.alias("LSKblockAttention", "LSKBlock", reading(f"{ULTRA} (LSKNet's LSKblock with proj_1/proj_2)", (),
+                                                       channel="optional", dialect="ultralytics"))
+FOREIGN.alias("EMA_attention", "EMAttention", reading(
+    f"{ULTRA} (EMA_attention(channels, c2, factor=32))", (("factor", 32),),
+    lambda v, ctx: {"groups": _divides(ctx, v["factor"], "factor")}, channel="optional", dialect="ultralytics"))
+FOREIGN.alias("SA", "ShuffleAttention", reading(
+    f"{ULTRA} (SA(c1, G=8): SA-Net's shuffle attention)", (("G", 8),),
+    lambda v, ctx: {"groups": _divides(ctx, v["G"], "G", times=2)}, channel="optional", dialect="ultralytics"))
+FOREIGN.alias("NLBlockND", "NonLocal", reading(
+    f"{ULTRA} (NLBlockND(c1, inter_channels=c2), embedded Gaussian, no subsampling)", (),
+    lambda v, ctx: {"reduction": 1, "sub_sample": False}, channel="nominal", dialect="ultralytics", takes_width=True,
+    convention="[c2 (x width_multiple; also the inter_channels)]"))

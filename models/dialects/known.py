@@ -44,10 +44,10 @@ YOLOAIR_NOT_PROVIDED = (
     "ConvBNLayer ConvNeXt ConvNextBlock Conv_maxpool CoordConv DWConvblock DWT Decoupled_Detect "
     "Dense Densenet121 Densenet169 Densenet201 DepthSepConv DetectX DetectYoloX DySample ES_Bottleneck ETVR "
     "EffDecHead Efficient1 Efficient2 Efficient3 GSConv HorBlock HorNet Involution LC_Block "
-    "MobileNet1 MobileNet2 MobileNet3 MobileNetV3_InvertedResidual MobileOne MobileOneBlock MultiSEAM PPConvBlock RTRM "
+    "MobileNet1 MobileNet2 MobileNet3 MobileNetV3_InvertedResidual MobileOne MobileOneBlock PPConvBlock RTRM "
     "ReNLANRMB RegNet1 RegNet2 RegNet3 RepBlock RepLKNet_Stem RepLKNet_stage1 RepLKNet_stage2 RepLKNet_stage3 "
     "RepLKNet_stage4 RepVGGBlock RepVGGBlockv6 Res2net50 ResCSPB ResCSPC ResNet101vd ResNet50vd ResNet50vd_dcn ResSPP "
-    "ResXCSPB ResXCSPC SEAM SPPCSP SPPCSPC_group SPPFCSPC ShuffleNetV2_Model Shuffle_Block SimConv SimSPPF Stem "
+    "ResXCSPB ResXCSPC SPPCSP SPPCSPC_group SPPFCSPC ShuffleNetV2_Model Shuffle_Block SimConv SimSPPF Stem "
     "SwinV2_CSPB Swin_Transformer_A Swin_v2_A VoVGSCSP WaveLAN XCRS conv_bn_hswish conv_bn_relu_maxpool gnconv "
     "mobilev3_bneck space_to_depth stem"
 ).split()

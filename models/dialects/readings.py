@@ -17,7 +17,7 @@ import math
 from typing import Callable
 
 from models.dialects.names import Reading, Translation
-from models.parse.values import flow
+from models.registry.values import flow
 from models.registry import ConfigError, RowContext, is_int, nominal_width_problem, scaled_width
 
 REQUIRED = object()  # a source parameter without a default
@@ -25,6 +25,10 @@ REQUIRED = object()  # a source parameter without a default
 EAP = "EAP"  # xmu-xiaoma666/External-Attention-pytorch
 ODS = "ODS"  # z1069614715/objectdetection_script, cv-attention
 YOLOAIR = "YOLOAir"  # iscyy/yoloair
+YOLOAIR2 = "yoloair2"  # iscyy/yoloair2, the newer generation
+FORKS = "YOLOv5 and YOLOv7 forks"  # forks listing their attention with the convolutions: Module(c1, c2, ...)
+ULTRA = "YOLOv8 and YOLO11 forks"  # ultralytics-based forks: c1 injected, the row's arguments after it
+ARTICLE = "seed article"  # the blog articles this project was created from (shared/seeds)
 
 
 class Values(dict):
@@ -39,7 +43,8 @@ ToOurs = Callable[[Values, RowContext], dict]
 
 
 def _convention(params: tuple, channel: str | None) -> str:
-    lead = {"nominal": ["c2 (x width_multiple)"], "real": ["c (the input channels, unscaled)"]}.get(channel, [])
+    lead = {"nominal": ["c2 (x width_multiple)"], "real": ["c (the input channels, unscaled)"],
+            "optional": ["(width, optional)"]}.get(channel, [])
     rest = [p if d is REQUIRED else f"{p}={_show(d)}" for p, d in params]
     return f"[{', '.join(lead + rest)}]"
 
@@ -62,19 +67,25 @@ def _check_channel(v, channel: str, ctx: RowContext, source: str) -> None:
 
 
 def _looks_like_channels(v, ctx: RowContext) -> bool:
+    """An integer a row writes where a width would stand: the input's width, or a nominal width that scales to it."""
     c_in, width = ctx.c_from[0], ctx.width
-    return is_int(v) and v > 1 and (v == c_in or (width and v == c_in / width))
+    return is_int(v) and v > 1 and (v == c_in or (width and v == c_in / width)
+                                    or (v >= 16 and scaled_width(v, width, ctx.max_channels) == c_in))
 
 
 def reading(source: str, params: tuple = (), to_ours: ToOurs | None = None, *, channel: str | None = None,
-            dialect: str = "", convention: str = "", example: tuple = ()) -> Reading:
+            dialect: str = "", convention: str = "", example: tuple = (), takes_width: bool = False) -> Reading:
     """A :class:`Reading` of rows written against a source signature.
 
     ``params``: the source module's parameters after its channel argument, as (name, default) pairs (``REQUIRED``
     for none); ``channel``: ``"nominal"`` or ``"real"`` when the row writes a channel count first (required, as in
-    the source), ``None`` when it does not; ``to_ours(values, ctx)``: the bound source values -> our hyperparameters
-    (raises :class:`ConfigError` for a value without an equivalent). ``example``: values of the required parameters
-    for the documented example row (after 1024 nominal / 512 real channels of a width-0.5 model).
+    the source), ``"optional"`` when a leading width is dropped if the row writes one (the YOLOv8 forks' parsers
+    inject c1 either way), ``None`` when it does not; ``to_ours(values, ctx)``: the bound source values -> our
+    hyperparameters (raises :class:`ConfigError` for a value without an equivalent). ``dialect``: the model YAML's
+    ``dialect:`` value that selects this reading; ``takes_width``: the source's parser puts the layer's width into
+    a hyperparameter (the reading cannot be guessed: a row it accepts is refused unless ``dialect:`` says).
+    ``example``: values of the required parameters for the documented example row (after 1024 nominal / 512 real
+    channels of a width-0.5 model).
     """
     to_ours = to_ours or (lambda v, ctx: {})
     names = [p for p, _ in params]
@@ -82,7 +93,10 @@ def reading(source: str, params: tuple = (), to_ours: ToOurs | None = None, *, c
     def translate(args: list, ctx: RowContext) -> Translation:
         args = list(args)
         kwargs = dict(args.pop()) if args and isinstance(args[-1], dict) else {}
-        if channel:
+        if channel == "optional":
+            if args and _looks_like_channels(args[0], ctx):
+                args.pop(0)
+        elif channel:
             if not args or not is_int(args[0]):
                 raise ConfigError(f"{source} rows write the channel count first")
             _check_channel(args.pop(0), channel, ctx, source)
@@ -107,7 +121,8 @@ def reading(source: str, params: tuple = (), to_ours: ToOurs | None = None, *, c
         return Translation(out, tuple(values.notes))
 
     lead = {"nominal": (1024,), "real": (512,)}.get(channel, ())
-    return Reading(source, convention or _convention(params, channel), translate, dialect, (*lead, *example))
+    return Reading(source, convention or _convention(params, channel), translate, dialect, (*lead, *example),
+                   takes_width)
 
 
 # ----------------------------------------------------------------------------------------------------------------------

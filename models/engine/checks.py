@@ -1,11 +1,11 @@
 """Checks of a model before it trains: memory of dense attention, AMP agreement, the time one step takes.
 
-Dense attention (quadratic in N = H*W: NonLocal, DANet, BoTMHSA, DAttention): :func:`dense_attention_check` finds
-every module registered with ``dense=True``, measures the stride of the map it sees (the shape probe), scales it to
-the training size and estimates its working set for the batch, ``module.attention_map_elements(h, w) * batch *
-dtype_bytes`` (the module protocol; these modules compute attention through SDPA, so no N x N map is stored and the
-estimate is O(N C), calibrated against the measured forward+backward peak). The default budget, 2 GiB for the batch
-at 2 bytes per element, is about a whole yolov5s training step at batch 16 in AMP; measurements in docs/benchmarks.md.
+Dense attention (a map that grows with N = H*W: NonLocal, DANet, BoTMHSA, DAttention, ...):
+:func:`dense_attention_check` finds every module registered with ``dense=True``, measures the stride of the map it sees
+(the shape probe), scales it to the training size and estimates its working set for the batch,
+``module.attention_map_elements(h, w) * batch * dtype_bytes`` (the module protocol; these modules compute attention
+through SDPA, so no N x N map is stored). The default budget is 2 GiB for the batch at 2 bytes per element. Why
+that size, and the calibration of the estimates: docs/benchmarks.md, "Measurements behind the code".
 """
 
 from __future__ import annotations
@@ -99,15 +99,14 @@ def dense_attention_check(
 
 def warn_dense_attention(model, imgsz, batch) -> list[str]:
     """Warn, naming the layer, when a dense attention module's working set (q, k, v, outputs and what the backward
-    keeps; no N x N map is stored since the SDPA rewrite) would exceed the memory budget at this image size and batch
-    (``models/engine/checks.py``)."""
+    keeps; SDPA stores no N x N map) would exceed the memory budget at this image size and batch."""
     msgs = dense_attention_check(model, imgsz, batch=max(int(batch), 1))
     for msg in msgs:
         LOGGER.warning(msg)
     return msgs
 
 
-AMP_TOLERANCE = 0.1  # relative L2 difference; fp16 gives at most ~3e-2 on randomly initialised models at 256 px
+AMP_TOLERANCE = 0.1  # relative L2 difference (what fp16 gives: docs/benchmarks.md, "The AMP check")
 
 
 def amp_disagreement(model: torch.nn.Module, imgsz: int, dtype: torch.dtype = torch.float16) -> tuple[float, str]:

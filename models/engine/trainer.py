@@ -3,7 +3,7 @@
 Everything else (data loading, augmentation, loss of the anchor-free head, optimiser, EMA, AMP, DDP, validation,
 metrics, plots, checkpoints, resume) is ultralytics' own; the checkpoints its resume and pretrained paths read go
 through :mod:`models.weights.checkpoint`, its files are written as :mod:`models.engine.run_folder` says, and what
-cannot be reached by subclassing is swapped in :mod:`models.engine.patches`. Kept in an importable module so
+cannot be reached by subclassing is swapped in :mod:`models.patches`. Kept in an importable module so
 ultralytics' DDP launcher pickles the class by reference.
 """
 
@@ -21,7 +21,7 @@ from ultralytics.utils.torch_utils import unwrap_model
 
 from data.datasets import readable_image_errors, scan_problems
 from models.engine.checks import amp_verdict, duration, time_training_step, warn_dense_attention
-from models.engine.patches import trainer_amp_check, trainer_checkpoints, trainer_strip_optimizer, trainer_yaml
+from models.patches import trainer_amp_check, trainer_checkpoints, trainer_strip_optimizer, trainer_yaml
 from models.engine.run_folder import (AtomicYAML, atomic_strip_optimizer, remove_stale_temporaries, rewrite_results,
                                       temporary)
 from models.engine.run_yaml import restore_run_yaml

@@ -1,6 +1,7 @@
 """Build: planned rows -> modules, and the one entry of the whole way, :func:`parse_model` (read -> plan -> build).
 
-The layer table (YOLOv5's: from, n, params, module, arguments, and each row's notes) is printed as rows are built.
+The layer table (YOLOv5's: from, n, params, module, arguments, and each row's notes) is printed as rows are built;
+the rows' warnings (another project reads a row differently) follow it, printed whether or not the table is.
 A model too large to allocate is refused from its plan, before any weight exists.
 """
 
@@ -10,7 +11,7 @@ import torch
 from torch import nn
 from ultralytics.utils import LOGGER
 
-from models.engine.patches import default_activation, head_legacy
+from models.patches import default_activation, head_legacy
 from models.parse.plan import Row, plan_rows
 from models.parse.read import (MAX_PARAMS, SCREEN_PARAMS, check_model_keys, check_multiples, model_activation,
                                model_scale, rows_of)
@@ -90,4 +91,6 @@ def build_rows(plan: list[Row], verbose: bool = True) -> tuple[nn.Sequential, li
         fs = r.f if isinstance(r.f, list) else [r.f]
         save.extend(j for x, j in zip(fs, r.inputs) if x != -1)  # outputs read by a later layer other than the next
         layers.append(m_)
+    for warning in (w for r in plan for w in r.warnings):  # under the table, and shown without it
+        LOGGER.warning(warning)
     return nn.Sequential(*layers), sorted(set(save))

@@ -2,7 +2,7 @@
 
 Names resolve through the dialect layer (:func:`models.dialects.resolve.resolve`: other projects' names and readings,
 then the registry); every name is checked before any row is planned, and all unknown ones are reported at once.
-Argument values go through :func:`models.parse.values.parse_arg` (never evaluated as code). Channels: an attention
+Argument values go through :func:`models.registry.values.parse_arg` (never evaluated as code). Channels: an attention
 row takes its input channel count from its ``from`` layer; a first argument, when given, is the nominal width a YOLOv5
 YAML writes before ``width_multiple`` and must scale to the real input width
 (:func:`models.registry.attention_arguments`).
@@ -18,7 +18,7 @@ from torch import nn
 from models.dialects.resolve import check_names, resolve
 from models.layers.families import rule_of
 from models.parse.read import INPUT, MAX_CHANNELS, MAX_REPEATS, resolve_from
-from models.parse.values import parse_arg
+from models.registry.values import parse_arg
 from models.registry import LAYERS, ConfigError, LayerSpec, RowContext, attention_arguments, is_int, scaled_width
 
 
@@ -39,6 +39,7 @@ class Row:
     notes: list[str]
     where: str
     legacy: bool | None = None  # a head's legacy branch (ultralytics Detect), as the rows above it decide
+    warnings: tuple[str, ...] = ()  # how other projects read the row differently (printed under the layer table)
 
 
 def _activation_to_keyword(cls, args: list) -> dict:
@@ -135,7 +136,7 @@ def plan_rows(d: dict, rows: list, ch: int, depth: float, width: float, max_chan
         else:  # head / custom: the layer's own rule
             args, c2 = spec.make_args(args, RowContext(c_from, d, width, max_channels, where))
         head_legacy = (spec.legacy and legacy) if spec.legacy is not None else None
-        plan.append(Row(i, f, inputs, name, spec, args, kwargs, n, n_, c2, notes, where, head_legacy))
+        plan.append(Row(i, f, inputs, name, spec, args, kwargs, n, n_, c2, notes, where, head_legacy, resolved.warnings))
         chs.append(c2)
     return plan
 

@@ -1,6 +1,6 @@
 """Read: a model YAML file -> a checked dict. Finding the file (path or bare name, the scale letter in the name),
 loading it safely (a strict YAML loader, size and encoding limits), the model keys (``nc``, scales, multiples,
-``activation``) and the rows' ``from`` references. Argument values are read in :mod:`models.parse.values`.
+``activation``) and the rows' ``from`` references. Argument values are read in :mod:`models.registry.values`.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import ultralytics
 import yaml
 from ultralytics.utils import LOGGER
 
-from models.parse.values import parse_activation
+from models.registry.values import parse_activation
 from models.registry import ConfigError, is_int
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import yaml
 
-from models.parse.values import flow
+from models.registry.values import flow
 
 INTERNAL_KEYS = ("yaml_file", "channels")  # set by load_config / the model, never written
 

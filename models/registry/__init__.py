@@ -3,6 +3,7 @@
 - :mod:`~models.registry.store`: the name store (:class:`Registry`, :class:`LayerSpec`, :class:`ConfigError`);
 - :mod:`~models.registry.layers`: the instance YAMLs use (:data:`LAYERS`) and :func:`register_attention`;
 - :mod:`~models.registry.binding`: argument binding and the nominal-width rule;
+- :mod:`~models.registry.values`: a row's argument values, read safely (never evaluated) and written in flow style;
 - :mod:`~models.registry.protocol`: what attention modules, gated blocks and detection heads offer the rest.
 """
 

@@ -18,6 +18,7 @@ LOCATIONS = (
     "models.layers.yolov7",
     "models.attention",
     "models.layers.attention_blocks",
+    "models.layers.port_blocks",
     "models.layers.c2f_attention",
     "models.heads.detect",
     "models.heads.anchor",

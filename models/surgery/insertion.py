@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 
 from models.parse.read import load_config, with_scale
 from models.parse.text import RowOrigin
-from models.parse.values import flow
+from models.registry.values import flow
 from models.registry import LAYERS, ConfigError, attention_specs, is_int
 from models.registry.protocol import init_identity
 from models.surgery.graph import INPUT, Node, check_module, graph_of, layer_strides, sites

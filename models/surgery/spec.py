@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import yaml
 
-from models.parse.values import flow
+from models.registry.values import flow
 from models.registry import ConfigError
 
 SPEC_RE = re.compile(r"^\s*([A-Za-z_][\w.]*)\s*(\[.*\]|\{.*\})?\s*@\s*(\S.*?)\s*$", re.S)

@@ -128,7 +128,7 @@ def _load_layer(theirs: nn.Module, ours: nn.Module, where: str) -> int:
 
 def _activation_row(act: nn.Module) -> str | None:
     """``nn.LeakyReLU(0.1)`` for an activation module, as a model YAML's ``activation:`` writes it."""
-    from models.parse.values import ACTIVATIONS
+    from models.registry.values import ACTIVATIONS
 
     name = type(act).__name__
     if ACTIVATIONS.get(name) is not type(act):

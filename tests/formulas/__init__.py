@@ -25,13 +25,15 @@ import pkgutil
 REFERENCE_C = 256  # r = 16, r = 32, 32 or 64 groups, C/4 splits, C/2 halves: all exact, nothing clamped
 SMALL_C = 24  # below every default floor (8, 32) and most group counts: the clamps of the implementations apply
 
-# The 39 modules the project ships; each has a paper formula (deleting one fails the matrix).
+# The modules the project ships; each has a paper formula (deleting one fails the matrix).
 SHIPPED = (
-    "ACmix", "BAM", "BiLevelRoutingAttention", "BoTMHSA", "CAA", "CBAM", "CPCA", "CoT", "CoordAtt", "CrissCross",
-    "DANet", "DAttention", "DoubleAttention", "ECA", "ELA", "EMAttention", "EPSA", "EffectiveSE", "ExternalAttention",
-    "GAM", "GCBlock", "GatherExcite", "LSKA", "LSKBlock", "MLCA", "NAM", "NonLocal", "ParNetAttention",
-    "PolarizedSA_P", "PolarizedSA_S", "ResidualAttention", "S2Attention", "SE", "SGE", "SK", "SOCA",
-    "ShuffleAttention", "SimAM", "TripletAttention",
+    "ACmix", "AgentAttention", "BAM", "BiLevelRoutingAttention", "BoTMHSA", "CAA", "CAFM", "CBAM", "CPCA",
+    "CascadedGroupAttention", "CoT", "CoordAtt", "CrissCross", "DANet", "DAttention", "DeformableLKA",
+    "DoubleAttention", "ECA", "ELA", "EMAttention", "EPSA", "EffectiveSE", "EfficientAdditiveAttention",
+    "ExternalAttention", "FocusedLinearAttention", "GAM", "GCBlock", "GatherExcite", "HiLo", "LSKA", "LSKBlock", "MLCA",
+    "MLLA", "MSCA", "MSDA", "MultiSEAM", "NAM", "NonLocal", "ParNetAttention", "PolarizedSA_P", "PolarizedSA_S",
+    "ResidualAttention", "S2Attention", "SCSA", "SE", "SEAM", "SGE", "SK", "SOCA", "ShuffleAttention", "SimAM",
+    "TripletAttention", "iRMB",
 )
 
 PAPER: dict = {}

@@ -35,8 +35,20 @@ CLAMPED = {  # at SMALL_C = 24
     "CoordAtt": _coord(24, 8),  # mip floored at 8 (the official max(8, C // r)): 24 // 32 = 0 -> 8
 }
 
-FORMS = {  # the official forms: exact widths C // r (SE, CBAM); ECA's official class fixes k = 3
+def _bias_free_mlp(c, h):
+    return 2 * c * h  # the ports' Linear / 1x1 layers C -> h -> C without biases
+
+
+FORMS = {  # the official forms and the ports: exact widths C // r; ECA's official class and EAP's fix k = 3
     ("SE", "official"): PAPER["SE"],
+    ("SE", "eap"): lambda c: _bias_free_mlp(c, c // 16),
     ("CBAM", "official"): PAPER["CBAM"],
+    ("CBAM", "ods"): lambda c: _bias_free_mlp(c, c // 16) + 2 * 7 * 7 + 1,  # biased 7x7 spatial conv, no BN
+    ("CBAM", "eap"): lambda c: _bias_free_mlp(c, c // 16) + 2 * 49 * 49 + 1,  # as ods, 49x49 by default
+    ("CBAM", "ultralytics"): lambda c: (c * c + c) + 2 * 7 * 7,  # one biased C x C gate; bias-free 7x7, no BN
+    ("CBAM", "bubbliiiing"): lambda c: _bias_free_mlp(c, c // 16) + 2 * 7 * 7,  # all bias-free, no BN
+    ("CBAM", "yoloair"): lambda c: _mlp(c, c // 16) + 2 * 7 * 7 + 1,  # biased MLP and 7x7 conv, no BN
     ("ECA", "official"): lambda c: 3,
+    ("ECA", "eap"): lambda c: 3 + 1,  # k = 3 and the Conv1d's bias
+    ("CoordAtt", "bubbliiiing"): lambda c: 3 * c * (c // 16) + 2 * (c // 16),  # bias-free 1x1 convs, BN, r = 16
 }

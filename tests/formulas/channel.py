@@ -11,6 +11,12 @@ def _sk(c, g, d, m=2):
     return convs + bns + fuse + select
 
 
+def _sk_eap(c, d, kernels=(1, 3, 5, 7)):
+    convs = sum(k * k * c * c + c for k in kernels)  # EAP's dense biased branches: 84 C^2 + 4C
+    bns = len(kernels) * 2 * c
+    return convs + bns + (c * d + d) + len(kernels) * (d * c + c)  # biased fc C -> d, one biased d -> C per branch
+
+
 def _bam(c, h, n_dil=2):
     # the official code's count (the paper gives none): FC C -> C/r, BatchNorm1d on the hidden vector, FC C/r -> C
     channel = (c * h + h) + 2 * h + (h * c + c)
@@ -67,6 +73,7 @@ CLAMPED = {  # at SMALL_C = 24
 
 FORMS = {  # the official forms: exact widths C // r, the official layers
     ("SK", "official"): PAPER["SK"],  # BN on z, W without bias
+    ("SK", "eap"): lambda c: _sk_eap(c, max(c // 16, 32)),
     ("BAM", "official"): PAPER["BAM"],  # + BatchNorm1d on the hidden vector
     ("BAM", "official_global"): PAPER["BAM"],
     ("GCBlock", "official"): PAPER["GCBlock"],

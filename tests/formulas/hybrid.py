@@ -8,9 +8,9 @@ def _epsa(c, groups, hidden, kernels=(3, 5, 7, 9)):
     return convs + (split * hidden + hidden) + (hidden * split + split)  # one SE (C/4 -> C/4r -> C/4) shared by all
 
 
-def _gam(c, h):
+def _gam(c, h, g=1):
     mlp = (c * h + h) + (h * c + c)  # per-pixel MLP C -> C/r -> C with biases
-    spatial = (49 * c * h + h) + 2 * h + (49 * h * c + c) + 2 * c  # two biased 7x7 convs, each + BN
+    spatial = (49 * c * h // g + h) + 2 * h + (49 * h * c // g + c) + 2 * c  # two biased 7x7 convs (g groups) + BN
     return mlp + spatial
 
 
@@ -75,4 +75,5 @@ FORMS = {
     ("PolarizedSA_S", "official"): _polarized_s_official,
     ("EPSA", "official"): PAPER["EPSA"],  # the same layers, output in reverse scale order
     ("S2Attention", "paper"): PAPER["S2Attention"],  # sum descriptor, the same layers
+    ("GAM", "yoloair"): lambda c: _gam(c, c // 4, 4),  # YOLOAir's group=True: groups = r = 4
 }

@@ -4,7 +4,7 @@ Subclassing and callbacks do most of the adaptation (``models/engine/trainer.py`
 swapped here, inside a context manager that restores the original however the call ends. :data:`TARGETS` lists each
 patched target with what we rely on; ``tests/test_ultralytics_interface.py`` pins every one, so an ultralytics
 upgrade that renames or changes one fails a named test instead of a training run. This module imports only the
-engine and the standard library: the parser, the model and the trainer all use it.
+engine and the standard library, and sits at the bottom of the house: the parser, the model and the trainer all use it.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ def _owner(module: str, path: str):
 def swapped(module: str, path: str, value):
     """``module.path`` set to ``value`` inside the block (one of :data:`TARGETS`), restored on exit."""
     if not any(m == module and p == path for m, p, _ in TARGETS):
-        raise KeyError(f"{module}.{path} is not a declared patch target (models/engine/patches.py TARGETS)")
+        raise KeyError(f"{module}.{path} is not a declared patch target (models/patches.py TARGETS)")
     owner, name = _owner(module, path)
     saved = getattr(owner, name)
     setattr(owner, name, value)

@@ -1,4 +1,4 @@
-"""One YAML value, both ways: reading a row's argument safely (nothing is evaluated) and writing a value in flow style.
+"""A row's argument values, both ways: reading a row's argument safely (nothing is evaluated) and writing a value in flow style.
 
 A YAML is input from strangers. String arguments are symbols (``nc``, ``anchors``), Python literals (parsed with
 ``ast.literal_eval``), plain words such as ``nearest``, or whitelisted activation constructors. :func:`flow` writes a
@@ -14,7 +14,7 @@ import re
 import yaml
 from torch import nn
 
-from models.registry import ConfigError
+from models.registry.store import ConfigError
 
 # ----------------------------------------------------------------------------------------------------------------------
 # Values in flow style (round-trip through yaml.safe_load)
