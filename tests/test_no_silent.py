@@ -221,7 +221,7 @@ def test_a_constructors_error_on_a_width_names_the_value_and_the_row():
 
 def test_every_unknown_name_is_one_line_with_the_layers_that_use_it():
     d = model_dict("C2f_CBAM", [128, True])
-    d["backbone"] += [[-1, 1, "C2f_CBAM", [128, True]], [-1, 1, "C3k2", [128]]]
+    d["backbone"] += [[-1, 1, "C2f_CBAM", [128, True]], [-1, 1, "C3k2_DCNv4", [128]]]
     with pytest.raises(ConfigError) as e:
         parse_model(d, verbose=False)
     lines = str(e.value).splitlines()

@@ -104,6 +104,8 @@ def check_ours(spec: LayerSpec, args: list, ctx: RowContext, readings: tuple[Rea
     project reads a value the row writes as a different hyperparameter.
     """
     c = ctx.c_from[0]
+    if not isinstance(c, int):  # several maps (a CBLinear): the parser refuses the row and says why
+        return ()
     try:
         hyper, kwargs = attention_arguments(spec, args, c, ctx.where, ctx.width, ctx.max_channels)
     except ConfigError as e:
