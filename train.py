@@ -26,7 +26,7 @@ YOLOV5_LOSS_KEYS = {"box", "cls", "obj", "cls_pw", "obj_pw", "iou_t", "anchor_t"
 # The CPU quick start: what a bare ``python train.py --cfg yolov5s-cbam.yaml`` does on a machine without a GPU with the
 # built-in dataset (minutes instead of a day); any of these flags given on the command line is kept. With a GPU or
 # another --data: YOLOv5's defaults.
-QUICK_START = {"epochs": 12, "imgsz": 192, "batch_size": 8, "optimizer": "AdamW", "hyp": "hyp.quick.yaml"}
+QUICK_START = {"epochs": 24, "imgsz": 192, "batch_size": 8, "optimizer": "AdamW", "hyp": "hyp.quick.yaml"}
 YOLOV5_DEFAULTS = {"epochs": 100, "imgsz": 640, "batch_size": 16, "optimizer": "SGD", "hyp": ""}
 
 
@@ -116,8 +116,9 @@ def settle_defaults(opt) -> str | None:
     if not quick:
         return None
     why = "asked with --quick" if opt.quick else "no GPU and the built-in dataset"
-    kept = [f"--{k.replace('_', '-')}" for k in values if k not in filled]
-    return (f"quick start ({why}): {opt.epochs} epochs at {opt.imgsz} px, batch {opt.batch_size}, {opt.optimizer}"
+    kept = [{"imgsz": "--img"}.get(k, f"--{k.replace('_', '-')}") for k in values if k not in filled]
+    return (f"quick start ({why}): {opt.epochs} epoch{'s' * (opt.epochs != 1)} at {opt.imgsz} px, batch "
+            f"{opt.batch_size}, {opt.optimizer}"
             f"{f' with --hyp {opt.hyp}' if opt.hyp else ''}" + (f" ({', '.join(kept)} as given)" if kept else "") +
             f". For more, set --epochs/--img/--batch-size, or --no-quick for YOLOv5's defaults "
             f"({YOLOV5_DEFAULTS['epochs']} epochs at {YOLOV5_DEFAULTS['imgsz']} px)")

@@ -146,8 +146,8 @@ class AttentionTrainer(DetectionTrainer):
             plan += f" (no time estimate: {type(e).__name__})"
         LOGGER.info(plan)
         if self.device.type == "cpu" and total > 1800:
-            LOGGER.warning("That is long on a CPU. For a first result in minutes: --epochs 20 --img 256 --batch-size 8 "
-                           "(README quick start); Ctrl-C stops, --resume continues.")
+            LOGGER.warning("That is long on a CPU. For a first result in minutes: train.py --quick (the CPU quick start, "
+                           "docs/training.md); Ctrl-C stops, --resume continues.")
         return plan
 
     def build_dataset(self, img_path, mode="train", batch=None):
