@@ -18,11 +18,12 @@ from models.engine import run_folder
 
 
 def parse_opt(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=common.HelpFormatter)
     p.add_argument("--weights", required=True,
-                   help="model .pt: our runs' best.pt/last.pt, or a released YOLOv5/YOLOv7/ultralytics checkpoint (local file)")
+                   help="model .pt: our runs' best.pt/last.pt, or a released YOLOv5/YOLOv7/ultralytics checkpoint (local "
+                        "file), or a model export.py wrote (best.onnx, best.torchscript, best_openvino_model/, ...)")
     p.add_argument("--source", default=str(common.ROOT / "data" / "images"), help="file/dir/glob/video/webcam index")
-    common.add_imgsz(p)
+    common.add_imgsz(p, default=None)
     p.add_argument("--conf-thres", type=float, default=0.25, help="confidence threshold")
     p.add_argument("--iou-thres", type=float, default=0.45, help="NMS IoU threshold")
     p.add_argument("--max-det", type=int, default=1000, help="maximum detections per image")
@@ -31,12 +32,18 @@ def parse_opt(argv=None):
     p.add_argument("--save-txt", action="store_true", help="save results to *.txt")
     p.add_argument("--save-conf", action="store_true", help="save confidences in --save-txt labels")
     p.add_argument("--nosave", action="store_true", help="do not save images/videos")
+    p.add_argument("--save-crop", action="store_true", help="save cropped prediction boxes")
     p.add_argument("--classes", nargs="+", type=int, help="filter by class: --classes 0, or --classes 0 2 3")
+    p.add_argument("--agnostic-nms", action="store_true", help="class-agnostic NMS")
     p.add_argument("--project", default=None, help="save results to project/name (default runs/detect)")
     p.add_argument("--name", default="exp", help="save results to project/name")
     p.add_argument("--exist-ok", action="store_true", help="existing project/name ok, do not increment")
     p.add_argument("--half", action="store_true", help="FP16 half-precision inference (GPU)")
-    p.add_argument("--line-thickness", type=int, default=None, help="bounding box thickness (pixels)")
+    p.add_argument("--line-thickness", type=int, default=None,
+                   help="bounding box thickness (pixels); default: from the image size")
+    p.add_argument("--hide-labels", action="store_true", help="hide labels")
+    p.add_argument("--hide-conf", action="store_true", help="hide confidences")
+    p.add_argument("--vid-stride", type=int, default=1, help="video frame-rate stride (every n-th frame)")
     p.add_argument("--heatmap", action="store_true", help="also save Grad-CAM and attention maps (tools/heatmap.py)")
     p.add_argument("--heatmap-every", type=int, default=30, help="--heatmap on videos: every n-th frame")
     common.add_trust_weights(p)
@@ -72,11 +79,20 @@ def main(opt):
     source = opt.source
     check_source(source)
     common.check_device(opt.device)
+    if opt.heatmap and common.exported_format(opt.weights):
+        raise SystemExit(f"error: --heatmap needs the .pt checkpoint (gradients and attention layers), not the export "
+                         f"{opt.weights}")
+    if opt.vid_stride < 1:
+        raise SystemExit(f"error: --vid-stride {opt.vid_stride}: must be 1 or more (every n-th frame)")
     model = common.yolo(opt.weights, trust=opt.trust_weights)
+    imgsz = common.inference_size(opt.imgsz, model)
     readable_image_errors()
+    from models.engine.predictor import Mp4Predictor
+
     results = model.predict(
+        predictor=Mp4Predictor,  # videos saved as <name>.mp4, as YOLOv5 does
         source=source,
-        imgsz=opt.imgsz,
+        imgsz=imgsz,
         conf=opt.conf_thres,
         iou=opt.iou_thres,
         max_det=opt.max_det,
@@ -85,7 +101,12 @@ def main(opt):
         save=not opt.nosave,
         save_txt=opt.save_txt,
         save_conf=opt.save_conf,
+        save_crop=opt.save_crop,
         classes=opt.classes,
+        agnostic_nms=opt.agnostic_nms,
+        show_labels=not opt.hide_labels,
+        show_conf=not opt.hide_conf,
+        vid_stride=opt.vid_stride,
         save_dir=(save_dir := run_folder.save_dir(opt.project, "detect", opt.name, opt.exist_ok)),
         exist_ok=opt.exist_ok,
         quantize=16 if opt.half else None,  # ultralytics' name for half precision (``half`` is deprecated)
@@ -96,7 +117,7 @@ def main(opt):
     if opt.heatmap:
         from tools.heatmap import save_heatmaps
 
-        save_heatmaps(opt.weights, source, save_dir, opt.imgsz, opt.conf_thres, opt.iou_thres, opt.device,
+        save_heatmaps(opt.weights, source, save_dir, imgsz, opt.conf_thres, opt.iou_thres, opt.device,
                       opt.heatmap_every, trust=opt.trust_weights)
     return n
 

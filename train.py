@@ -17,34 +17,65 @@ from models.engine import run_folder
 ULTRALYTICS_HYP = {
     "lr0", "lrf", "momentum", "weight_decay", "warmup_epochs", "warmup_momentum", "warmup_bias_lr", "box", "cls",
     "dfl", "hsv_h", "hsv_s", "hsv_v", "degrees", "translate", "scale", "shear", "perspective", "flipud", "fliplr",
-    "mosaic", "mixup", "copy_paste", "close_mosaic", "label_smoothing", "nbs",
-}
+    "mosaic", "mixup", "copy_paste", "close_mosaic", "nbs",
+}  # label_smoothing is no ultralytics 8.4 setting: it is YOLOv5's loss's (the anchor-based heads)
 YOLOV5_LOSS_KEYS = {"box", "cls", "obj", "cls_pw", "obj_pw", "iou_t", "anchor_t", "fl_gamma", "anchors", "label_smoothing",
                     "loss_ota"}
 
 
+# The CPU quick start: what a bare ``python train.py --cfg yolov5s-cbam.yaml`` does on a machine without a GPU with the
+# built-in dataset (minutes instead of a day); any of these flags given on the command line is kept. With a GPU or
+# another --data: YOLOv5's defaults.
+QUICK_START = {"epochs": 24, "imgsz": 192, "batch_size": 8, "optimizer": "AdamW", "hyp": "hyp.quick.yaml"}
+YOLOV5_DEFAULTS = {"epochs": 100, "imgsz": 640, "batch_size": 16, "optimizer": "SGD", "hyp": ""}
+
+
 def parse_opt(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=common.HelpFormatter)
     p.add_argument("--cfg", default="", help="model YAML: a path or a name in configs/ (e.g. yolov5s-cbam.yaml)")
     p.add_argument("--weights", default="",
                    help="initial weights, a local .pt: our runs', or released YOLOv5/YOLOv7/ultralytics checkpoints; with "
                         "--cfg or --attention, transferred into that model")
     p.add_argument("--data", default="shapes.yaml", help="dataset YAML: path, name in data/, or coco128.yaml/VOC.yaml/coco.yaml")
-    p.add_argument("--hyp", default="", help="hyperparameter YAML (YOLOv5 or ultralytics keys)")
-    p.add_argument("--epochs", type=int, default=100)
-    p.add_argument("--batch-size", type=int, default=16, help="total batch size for all GPUs, -1 for autobatch")
-    common.add_imgsz(p)
+    p.add_argument("--hyp", default=None,
+                   help="hyperparameter YAML (YOLOv5 or ultralytics keys); default: none (ultralytics' values), "
+                        f"{QUICK_START['hyp']} in the CPU quick start")
+    p.add_argument("--epochs", type=int, default=None,
+                   help=f"default {YOLOV5_DEFAULTS['epochs']}; {QUICK_START['epochs']} in the CPU quick start")
+    p.add_argument("--batch-size", type=int, default=None,
+                   help=f"total batch size for all GPUs, -1 for autobatch; default {YOLOV5_DEFAULTS['batch_size']}, "
+                        f"{QUICK_START['batch_size']} in the CPU quick start")
+    p.add_argument("--imgsz", "--img", "--img-size", type=int, default=None,
+                   help=f"train and val image size (pixels); default {YOLOV5_DEFAULTS['imgsz']}, "
+                        f"{QUICK_START['imgsz']} in the CPU quick start")
     common.add_device(p)
     p.add_argument("--workers", type=int, default=8, help="max dataloader workers (per RANK in DDP)")
     p.add_argument("--project", default=None, help="save to project/name (default runs/train)")
     p.add_argument("--name", default="exp", help="save to project/name")
     p.add_argument("--exist-ok", action="store_true", help="existing project/name ok, do not increment")
     p.add_argument("--resume", nargs="?", const=True, default=False, help="resume most recent training, or the given last.pt")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--optimizer", default="SGD", choices=["SGD", "Adam", "AdamW", "auto"])
+    p.add_argument("--seed", type=int, default=0, help="global training seed")
+    p.add_argument("--optimizer", default=None, choices=["SGD", "Adam", "AdamW", "auto"],
+                   help=f"default {YOLOV5_DEFAULTS['optimizer']}; {QUICK_START['optimizer']} in the CPU quick start")
     p.add_argument("--cos-lr", action="store_true", help="cosine LR scheduler")
     p.add_argument("--patience", type=int, default=100, help="EarlyStopping patience (epochs without improvement)")
+    p.add_argument("--freeze", nargs="+", type=int, default=[0],
+                   help="freeze layers: the first N (--freeze 10: yolov5's backbone) or these indices (--freeze 0 1 2); "
+                        "with --weights, layers that get no pretrained weights (inserted attention) are never frozen")
+    p.add_argument("--cache", nargs="?", const="ram", default=None, choices=["ram", "disk"],
+                   help="cache images in ram (default when given) or on disk")
+    p.add_argument("--rect", action="store_true", help="rectangular training batches (no mosaic)")
+    p.add_argument("--single-cls", action="store_true", help="train multi-class data as single-class")
+    p.add_argument("--noval", action="store_true", help="only validate the final epoch")
+    p.add_argument("--nosave", action="store_true", help="only save the final checkpoint")
+    p.add_argument("--evolve", nargs="?", const=300, type=int, default=None,
+                   help="YOLOv5's hyperparameter evolution: not available here (the message says what to use)")
+    p.add_argument("--label-smoothing", type=float, default=0.0,
+                   help="label smoothing epsilon (anchor-based heads: YOLOv5's loss)")
     p.add_argument("--amp", default=True, action=argparse.BooleanOptionalAction, help="automatic mixed precision on GPU")
+    p.add_argument("--quick", default=None, action=argparse.BooleanOptionalAction,
+                   help="the CPU quick start (settings above); default: on without a GPU with the built-in dataset, "
+                        "--no-quick for YOLOv5's defaults there")
     p.add_argument("--attention", nargs="+", action="extend", default=[], metavar="MODULE@POSITION",
                    help="insert modules into the model, e.g. CBAM@backbone_end SE@neck_outputs (docs/insertion.md); "
                         "the built YAML is saved as model.yaml in the run folder")
@@ -56,6 +87,41 @@ def parse_opt(argv=None):
     common.add_trust_weights(p)
     common.add_verbose(p)
     return p.parse_args(argv)
+
+
+def uses_gpu(device: str) -> bool:
+    """Whether training would run on a GPU: a CUDA/MPS device asked for, or none asked for and CUDA present."""
+    d = str(device or "").strip().lower()
+    if d == "cpu":
+        return False
+    if d:
+        return True
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def settle_defaults(opt) -> str | None:
+    """Fill --epochs/--img/--batch-size/--optimizer/--hyp that were not given: the CPU quick start without a GPU on
+    the built-in dataset (unless --no-quick), YOLOv5's defaults otherwise. Returns the line that states the quick
+    start, None when YOLOv5's defaults apply."""
+    from data.datasets import is_builtin
+
+    quick = opt.quick if opt.quick is not None else (not opt.resume and not uses_gpu(opt.device)
+                                                     and is_builtin(opt.data))
+    values = QUICK_START if quick else YOLOV5_DEFAULTS
+    filled = [k for k in values if getattr(opt, k) is None]
+    for k in filled:
+        setattr(opt, k, values[k])
+    if not quick:
+        return None
+    why = "asked with --quick" if opt.quick else "no GPU and the built-in dataset"
+    kept = [{"imgsz": "--img"}.get(k, f"--{k.replace('_', '-')}") for k in values if k not in filled]
+    return (f"quick start ({why}): {opt.epochs} epoch{'s' * (opt.epochs != 1)} at {opt.imgsz} px, batch "
+            f"{opt.batch_size}, {opt.optimizer}"
+            f"{f' with --hyp {opt.hyp}' if opt.hyp else ''}" + (f" ({', '.join(kept)} as given)" if kept else "") +
+            f". For more, set --epochs/--img/--batch-size, or --no-quick for YOLOv5's defaults "
+            f"({YOLOV5_DEFAULTS['epochs']} epochs at {YOLOV5_DEFAULTS['imgsz']} px)")
 
 
 def check_flags(opt) -> None:
@@ -71,7 +137,31 @@ def check_flags(opt) -> None:
         raise SystemExit(f"error: --workers {opt.workers}: must be 0 or more (0 loads data in the training process)")
     if opt.imgsz < 32:
         raise SystemExit(f"error: --imgsz {opt.imgsz}: must be at least 32 pixels (the largest model stride)")
+    if opt.evolve is not None:
+        raise SystemExit("error: --evolve: YOLOv5's hyperparameter evolution is not part of this train.py: ultralytics' "
+                         "Tuner trains through its own `yolo` command, which cannot build this project's models. Compare "
+                         "hyperparameter files instead: tools/ablate.py --variants ... --hyp my_hyp.yaml (docs/training.md)")
+    if any(i < 0 for i in opt.freeze):
+        raise SystemExit(f"error: --freeze {' '.join(map(str, opt.freeze))}: give the number of leading layers to "
+                         "freeze (10 for yolov5's backbone) or layer indices, all 0 or more")
+    if not 0.0 <= opt.label_smoothing < 1.0:
+        raise SystemExit(f"error: --label-smoothing {opt.label_smoothing}: must be in [0, 1) (YOLOv5 uses 0.0-0.1)")
     common.check_device(opt.device)
+
+
+def freeze_arg(freeze: list[int]):
+    """YOLOv5's --freeze as ultralytics' ``freeze``: [0] nothing, [N] the first N layers, a list those indices."""
+    if freeze == [0]:
+        return None
+    return freeze[0] if len(freeze) == 1 else sorted(set(freeze))
+
+
+def has_anchor_head(model) -> bool:
+    """Whether a built model's head trains with this project's own loss (YOLOv5/YOLOv7 anchor-based heads), which
+    reads --label-smoothing; ultralytics' anchor-free Detect has no label smoothing."""
+    from models.registry.protocol import DetectionHead
+
+    return isinstance(model.model[-1], DetectionHead)
 
 
 def load_hyp(path: str) -> tuple[dict, dict]:
@@ -150,6 +240,9 @@ def check_data(data: str) -> str:
 def build_overrides(opt) -> dict:
     """ultralytics trainer overrides for ``opt``; every input is checked first, then the run folder is claimed
     (atomically, locked for this process), so a bad input never leaves a folder behind."""
+    quick = settle_defaults(opt)
+    if quick:
+        print(quick, flush=True)
     check_flags(opt)
     project = run_folder.run_dir(opt.project, "train")
     if opt.resume:
@@ -164,7 +257,7 @@ def build_overrides(opt) -> dict:
     if not opt.cfg and not opt.weights:
         raise SystemExit("error: give --cfg (a model YAML) and/or --weights (a .pt file)")
     if opt.weights:  # read once now: a missing, foreign-unsupported or refused file fails before any run folder exists
-        common.load_weights(opt.weights, "--weights", opt.trust_weights)
+        model = common.load_weights(opt.weights, "--weights", opt.trust_weights)
     overrides = {
         "epochs": opt.epochs,
         "batch": opt.batch_size,
@@ -178,6 +271,12 @@ def build_overrides(opt) -> dict:
         "cos_lr": opt.cos_lr,
         "patience": opt.patience,
         "amp": opt.amp,
+        "freeze": freeze_arg(opt.freeze),
+        "cache": opt.cache or False,
+        "rect": opt.rect,
+        "single_cls": opt.single_cls,
+        "val": not opt.noval,
+        "save": not opt.nosave,
     }
     if opt.cfg:
         from models.parse.read import resolve_config
@@ -186,7 +285,7 @@ def build_overrides(opt) -> dict:
 
         try:
             path, scale = resolve_config(opt.cfg)
-            build_model(opt.cfg)  # fail on a bad YAML before any run folder is created or touched
+            model = build_model(opt.cfg)  # fail on a bad YAML before any run folder is created or touched
         except (ConfigError, FileNotFoundError) as e:
             raise SystemExit(f"error: --cfg {opt.cfg}: {e}") from None
         # keep the scale letter in the name ultralytics records (yolov5s-cbam.yaml -> configs/yolov5-cbam.yaml, scale s)
@@ -201,6 +300,12 @@ def build_overrides(opt) -> dict:
     if opt.hyp:
         hyp, loss_hyp = load_hyp(opt.hyp)
         overrides.update(hyp)
+    if opt.label_smoothing:
+        if not has_anchor_head(model):
+            raise SystemExit(f"error: --label-smoothing {opt.label_smoothing}: this model's head is ultralytics' "
+                             "anchor-free Detect, whose loss has no label smoothing; it applies to anchor-based heads "
+                             "(YOLOv5's Detect with anchors, YOLOv7's IDetect: e.g. yolov5s-cbam-anchor.yaml)")
+        loss_hyp["label_smoothing"] = opt.label_smoothing
     overrides["data"] = check_data(opt.data)  # last: the built-in dataset is generated on first use
     overrides["save_dir"] = run_folder.save_dir(opt.project, "train", opt.name, opt.exist_ok)  # inputs checked: claim it
     if opt.attention or loss_hyp or opt.noautoanchor:

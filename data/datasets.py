@@ -47,6 +47,18 @@ def prepare_data(data: str | Path) -> str:
     return str(resolved)
 
 
+def is_builtin(data: str | Path) -> bool:
+    """Whether ``data`` names a dataset this project generates (a YAML with a ``generator:`` section, e.g. shapes.yaml)."""
+    path = find_data_yaml(data)
+    if path is None:
+        return False
+    try:
+        d = yaml.safe_load(path.read_text())
+    except (yaml.YAMLError, OSError, UnicodeDecodeError):
+        return False
+    return isinstance(d, dict) and "generator" in d
+
+
 class DataError(ValueError):
     """A dataset argument that cannot be used, with a one-line message naming the file and what to do."""
 
@@ -108,7 +120,7 @@ def check_dataset(data: str | Path, split: str = "") -> str:
                         "such as coco128.yaml)")
     try:
         with _no_blank_lines():
-            check_det_dataset(resolved, autodownload=False, split=split)
+            info = check_det_dataset(resolved, autodownload=False, split=split)
     except FileNotFoundError as e:
         if "missing path" not in str(e):  # a split the YAML does not name (val.py --task test)
             raise DataError(f"{data}: the YAML has no '{split}:' entry" if split else f"{data}: {_first_line(e)}") from None
@@ -131,7 +143,46 @@ def check_dataset(data: str | Path, split: str = "") -> str:
         raise DataError(f"{data}: images not found{where}{extra}; fix 'path'/'train'/'val' in the YAML") from None
     except Exception as e:
         raise DataError(f"{data}: {_first_line(e)}") from None
+    check_images(data, info, [split] if split else ["train", "val"])
     return resolved
+
+
+def check_images(data, d: dict, splits: list[str]) -> None:
+    """Every split folder holds at least one readable image, else a :class:`DataError` naming the folder: an empty
+    folder, or one whose files are not images (ultralytics reports the first as a missing file and the second with
+    every skipped file's warning in one line). Stops at the first readable image, so a real dataset costs one file."""
+    from PIL import Image
+    from ultralytics.data.utils import IMG_FORMATS
+
+    readable_image_errors()
+    for split in splits:
+        folders = d.get(split) or []
+        for folder in [folders] if isinstance(folders, (str, Path)) else folders:
+            folder = Path(folder)
+            if not folder.is_dir():
+                continue  # a list file (.txt) or a missing folder: ultralytics' check reports those
+            images, others, first_error = 0, 0, None
+            for f in folder.rglob("*"):
+                if not f.is_file():
+                    continue
+                if f.suffix.lower().lstrip(".") not in IMG_FORMATS:
+                    others += 1
+                    continue
+                images += 1
+                try:
+                    with Image.open(f):
+                        break  # a readable image: the folder is fine
+                except Exception as e:
+                    first_error = first_error or f"{f.name}: {_first_line(e)}"
+            else:
+                where = f"{data}: {split}: {folder}"
+                if images:
+                    raise DataError(f"{where}: none of its {images} image file(s) is a readable image (e.g. {first_error}); "
+                                    "replace them with the real images")
+                other = f" ({others} other file(s), none an image: {', '.join(sorted(IMG_FORMATS)[:6])}, ...)" \
+                    if others else ""
+                raise DataError(f"{where}: the folder holds no images{other}; put the {split} images there, or point "
+                                f"'{split}:' in the YAML at the folder that holds them")
 
 
 def scan_problems(img_path: str | Path | list, prefix: str = "") -> str | None:

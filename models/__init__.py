@@ -14,6 +14,10 @@ Rooms (each a subpackage; the levels test, tests/test_layering.py, keeps imports
 
 Checkpoints pickle classes by module path; those written before the rooms name the old flat modules. ``MOVED`` maps
 them to where the classes live now, for this project's loader and for a plain ``torch.load``.
+
+Importing the package makes ultralytics read checkpoints through this project's restricted loader
+(:func:`models.patches.restrict_checkpoint_loading`): ``ultralytics.YOLO("best.pt")`` then never runs code
+a file names.
 """
 
 import importlib
@@ -46,3 +50,18 @@ class _MovedModules(importlib.abc.MetaPathFinder, importlib.abc.Loader):
 
 if not any(isinstance(f, _MovedModules) for f in sys.meta_path):
     sys.meta_path.append(_MovedModules())
+
+
+def _read_for_ultralytics(weight):
+    from models.weights.checkpoint import read_for_ultralytics
+
+    return read_for_ultralytics(weight)
+
+
+def _restrict_ultralytics_loading():
+    from models.patches import restrict_checkpoint_loading
+
+    restrict_checkpoint_loading(_read_for_ultralytics)
+
+
+_restrict_ultralytics_loading()

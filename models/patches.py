@@ -1,10 +1,14 @@
-"""Every place where this project changes a global of the ultralytics engine, each for the span of one call.
+"""Every place where this project changes a global of the ultralytics engine, each for the span of one call but one.
 
 Subclassing and callbacks do most of the adaptation (``models/engine/trainer.py``); what they cannot reach is
 swapped here, inside a context manager that restores the original however the call ends. :data:`TARGETS` lists each
 patched target with what we rely on; ``tests/test_ultralytics_interface.py`` pins every one, so an ultralytics
 upgrade that renames or changes one fails a named test instead of a training run. This module imports only the
 engine and the standard library, and sits at the bottom of the house: the parser, the model and the trainer all use it.
+
+The one process-wide patch: :func:`restrict_checkpoint_loading`, installed when the ``models`` package is imported,
+makes ultralytics' own checkpoint reading (``YOLO("best.pt")``, its trainer, validator and predictor) unpickle through
+this project's allow-list, so that no file it reads runs code once the project is imported.
 """
 
 from __future__ import annotations
@@ -24,6 +28,8 @@ TARGETS = (
     ("ultralytics.engine.trainer", "check_amp", "check_amp(model) -> bool: the AMP check of _setup_train"),
     ("ultralytics.engine.trainer", "strip_optimizer", "strip_optimizer(f, s, updates) -> dict: final_eval's strip"),
     ("ultralytics.utils.nms", "non_max_suppression", "non_max_suppression(..., max_time_img=...): validator NMS"),
+    ("ultralytics.nn.tasks", "torch_safe_load",
+     "torch_safe_load(weight, safe_only) -> (ckpt, file): every load_checkpoint (YOLO(), AutoBackend) reads through it"),
 )
 
 
@@ -47,6 +53,28 @@ def swapped(module: str, path: str, value):
         yield saved
     finally:
         setattr(owner, name, saved)
+
+
+def restrict_checkpoint_loading(read) -> bool:
+    """For the rest of the process, ultralytics reads every checkpoint with ``read(weight) -> (ckpt, file)`` (ours:
+    the restricted unpickler) instead of ``torch_safe_load``, which unpickles anything. Idempotent; returns whether
+    it was installed now. The original stays reachable as ``ultralytics.nn.tasks.torch_safe_load.unrestricted``."""
+    module, path = "ultralytics.nn.tasks", "torch_safe_load"
+    if not any(m == module and p == path for m, p, _ in TARGETS):
+        raise KeyError(f"{module}.{path} is not a declared patch target (models/engine/patches.py TARGETS)")
+    owner, name = _owner(module, path)
+    current = getattr(owner, name)
+    if getattr(current, "unrestricted", None) is not None:
+        return False
+
+    def torch_safe_load(weight, safe_only=None):
+        """ultralytics' ``torch_safe_load`` contract, read through this project's allow-list (models/engine/patches.py):
+        a file naming anything checkpoints never contain is refused before it runs."""
+        return read(weight)
+
+    torch_safe_load.unrestricted = current
+    setattr(owner, name, torch_safe_load)
+    return True
 
 
 @contextmanager

@@ -67,6 +67,15 @@ class AttentionDetectionModel(DetectionModel):
         with flops_of(self, model_flops):
             return super().info(detailed=detailed, verbose=verbose, imgsz=imgsz)
 
+    def predict(self, x, *args, **kwargs):
+        """ultralytics' forward pass; anything but a batch of images (B, C, H, W) is a clear error, not one from a layer."""
+        if isinstance(x, torch.Tensor) and x.dim() != 4:
+            c = self.yaml.get("channels", 3)
+            hint = ": one image (C, H, W) becomes a batch of one with x[None] (or x.unsqueeze(0))" if x.dim() == 3 else ""
+            raise ValueError(f"the model takes a batch of images, a tensor (batch, {c}, height, width); got one of shape "
+                             f"{tuple(x.shape)}{hint}")
+        return super().predict(x, *args, **kwargs)
+
     def init_criterion(self):
         """The head's own loss when it has one (anchor-based heads: YOLOv5's loss), else ultralytics' default."""
         head = self.model[-1]

@@ -21,6 +21,7 @@ LEVELS = {
     "models.parse": 0, "models.engine": 0,  # package docstrings
     # 1: what a row can name (layers, attention modules, heads, losses); reading and writing YAML files; the probe
     "models.attention": 1, "models.layers": 1, "models.heads": 1, "models.parse.read": 1, "models.parse.text": 1,
+    "models.parse.arguments": 1, "models.parse.stale": 1,
     "models.parse.probe": 1,
     # 2: other projects' names and readings, around the registry
     "models.dialects": 2,
@@ -30,7 +31,7 @@ LEVELS = {
     "models.yolo": 4,
     # 5: what works on built models and files: checkpoints, transfer, insertion, run folders and YAMLs, checks
     "models.weights": 5, "models.surgery": 5, "models.engine.run_yaml": 5, "models.engine.run_folder": 5,
-    "models.engine.checks": 5, "models.engine.validator": 5, "models.heads.autoanchor": 5,
+    "models.engine.checks": 5, "models.engine.validator": 5, "models.engine.predictor": 5, "models.heads.autoanchor": 5,
     # 6: the trainer
     "models.engine.trainer": 6,
 }

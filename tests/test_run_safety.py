@@ -72,7 +72,7 @@ else:  # the second checkpoint write (epoch 2's last.pt, after its results.csv r
     write_bytes, calls = pathlib.Path.write_bytes, []
 
     def slow_write(self, data):
-        if self.name.startswith("last.pt"):
+        if self.name.lstrip(".").startswith("last.pt"):
             calls.append(self)
             if len(calls) == 2:
                 write_bytes(self, data[: len(data) // 2])
@@ -129,7 +129,7 @@ def test_kill_mid_checkpoint_write_keeps_the_previous_epoch(killed_mid_save):
     exp = killed_mid_save
     assert checkpoint(exp / "weights" / "last.pt")["epoch"] == 0  # epoch 1's, whole
     assert checkpoint(exp / "weights" / "best.pt")["epoch"] == 0
-    assert [p.name for p in temporaries(exp)] == ["last.pt.tmp"]  # left by the kill, removed on the next start
+    assert [p.name for p in temporaries(exp)] == [".last.pt.tmp"]  # left by the kill, removed on the next start
     assert epochs_in(exp) == [1, 2]
 
 
@@ -222,7 +222,7 @@ def test_disk_full_during_an_epoch_keeps_results_and_checkpoints_intact(tiny_dat
     assert message.startswith("error: the disk is full") and "\n" not in message, message
     assert "--resume" in message and "last.pt" in message
     exp = tmp_path / "exp"
-    assert disk.failed == ["results.csv.tmp"]  # the first write of epoch 2 failed
+    assert disk.failed == [".results.csv.tmp"]  # the first write of epoch 2 failed
     assert epochs_in(exp) == [1]  # intact: epoch 1's row, no half row
     assert checkpoint(exp / "weights" / "last.pt")["epoch"] == 0
     assert checkpoint(exp / "weights" / "best.pt")["epoch"] == 0
@@ -244,7 +244,7 @@ def test_disk_full_during_a_checkpoint_write_keeps_the_previous_one(tiny_data, t
         train_in_process(tiny_data, tmp_path, 2, monkeypatch)
     disk.on = False
     exp = tmp_path / "exp"
-    assert disk.failed == ["last.pt.tmp"]
+    assert disk.failed == [".last.pt.tmp"]
     assert checkpoint(exp / "weights" / "last.pt")["epoch"] == 0
     assert temporaries(exp) == []
     assert epochs_in(exp) == [1, 2]  # epoch 2's row stays; a resume from epoch 1 replaces it (keyed by epoch)
@@ -264,7 +264,7 @@ def test_disk_full_during_the_final_strip_warns_and_keeps_both_checkpoints(tiny_
     train_in_process(tiny_data, tmp_path, 1, monkeypatch)  # the run still completes
     disk.on = False
     exp = tmp_path / "exp"
-    assert disk.failed == ["last.pt.tmp", "best.pt.tmp"]
+    assert disk.failed == [".last.pt.tmp", ".best.pt.tmp"]
     for name in ("last.pt", "best.pt"):
         ckpt = checkpoint(exp / "weights" / name)
         assert ckpt["epoch"] == 0 and ckpt["optimizer"] is not None  # the epoch's file, not stripped
@@ -276,8 +276,8 @@ def test_stale_temporaries_are_removed_and_only_ours(tmp_path):
     from models.engine.run_folder import remove_stale_temporaries
 
     (tmp_path / "weights").mkdir()
-    ours = [tmp_path / "weights/last.pt.tmp", tmp_path / "weights/best.pt.tmp", tmp_path / "results.csv.tmp",
-            tmp_path / "args.yaml.tmp"]
+    ours = [tmp_path / "weights/.last.pt.tmp", tmp_path / "weights/.best.pt.tmp", tmp_path / ".results.csv.tmp",
+            tmp_path / ".args.yaml.tmp", tmp_path / "weights/last.pt.tmp", tmp_path / "results.csv.tmp"]  # + older names
     theirs = [tmp_path / "notes.tmp", tmp_path / "weights/last.pt"]
     for p in ours + theirs:
         p.write_text("x")
@@ -295,7 +295,7 @@ def test_results_rewrite_keeps_one_row_per_epoch_up_to_the_checkpoint(tmp_path):
     rewrite_results(f, "epoch,time,loss", "3,5,0.5", keep_upto=2)
     rewrite_results(f, "epoch,time,loss", "3,6,0.4", keep_upto=2)  # epoch 3 repeated after a failed save
     assert f.read_text() == "epoch,time,loss\n1,1,0.9\n2,3,0.7\n3,6,0.4\n"
-    assert not (tmp_path / "results.csv.tmp").exists()
+    assert not (tmp_path / ".results.csv.tmp").exists()
 
 
 # --- one run folder per run ---------------------------------------------------------------------------------------

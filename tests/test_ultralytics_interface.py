@@ -44,6 +44,8 @@ def test_installed_version_is_the_pinned_one():
         ("ultralytics.utils.ops", "make_divisible"),
         ("ultralytics.utils.dist", "generate_ddp_file"),
         ("ultralytics.utils", "YAML"),
+        ("ultralytics.engine.exporter", "export_formats"),  # tools/common.py: which files are exports
+        ("ultralytics.models.yolo.detect", "DetectionPredictor"),  # models/engine/predictor.py
     ],
 )
 def test_symbols_we_import_exist(path, attr):
@@ -85,6 +87,7 @@ EXPECTED_PARAMETERS = {  # what our replacements are called with: the original's
     "check_file": ["file"],
     "check_amp": ["model"],
     "strip_optimizer": ["f", "s", "updates"],
+    "torch_safe_load": ["weight", "safe_only"],
 }
 
 
@@ -140,3 +143,24 @@ def test_detection_validator_is_made_as_our_trainer_makes_it():
     assert "DetectionValidator(" in src and "self.test_loader" in src and "_callbacks=self.callbacks" in src, src
     assert "postprocess" in vars(DetectionValidator), "DetectionValidator.postprocess (where NMS runs) moved"
     assert "nms.non_max_suppression(" in inspect.getsource(DetectionValidator.postprocess)
+
+
+def test_every_checkpoint_ultralytics_reads_goes_through_torch_safe_load():
+    """models/engine/patches.py restricts ``ultralytics.nn.tasks.torch_safe_load``: load_checkpoint (YOLO(), AutoBackend,
+    the trainer) must look it up there, and ultralytics' model must reach it through load_checkpoint."""
+    import ultralytics.engine.model as engine_model
+    import ultralytics.nn.tasks as tasks
+
+    assert "torch_safe_load(" in inspect.getsource(tasks.load_checkpoint), "load_checkpoint no longer calls torch_safe_load"
+    assert engine_model.load_checkpoint is tasks.load_checkpoint, "ultralytics' Model reads checkpoints another way"
+
+
+def test_export_metadata_and_video_writer_contracts():
+    """tools/common.py reads an export's metadata without loading it; Mp4Predictor pre-fills the video writer that
+    DetectionPredictor.save_predicted_images looks up by save path."""
+    from ultralytics.engine.predictor import BasePredictor
+    from ultralytics.nn.backends.base import BaseBackend
+
+    assert list(inspect.signature(BaseBackend.read_metadata).parameters) == ["file"]
+    src = inspect.getsource(BasePredictor.save_predicted_images)
+    assert "if save_path not in self.vid_writer" in src and "self.vid_writer[save_path].write(" in src, src

@@ -141,12 +141,27 @@ def train_args(opt, cfg: str, run_dir: Path, seed: int) -> list[str]:
 
 
 def train(args: list[str]) -> None:
-    """Run ``python train.py ARGS`` as a user would (its own process: nothing of one run leaks into the next)."""
+    """Run ``python train.py ARGS`` as a user would (its own process: nothing of one run leaks into the next).
+
+    The run gets its own session, so a Ctrl-C in the terminal reaches the runner only, which passes it on and waits:
+    train.py then stops as it does on a Ctrl-C (one line, its last.pt intact) and the runner says how to continue."""
+    import signal
     import subprocess
 
-    done = subprocess.run([sys.executable, str(common.ROOT / "train.py"), *args], cwd=common.ROOT)
-    if done.returncode:
-        raise SystemExit(f"error: python train.py {' '.join(args)} failed (exit code {done.returncode})")
+    proc = subprocess.Popen([sys.executable, str(common.ROOT / "train.py"), *args], cwd=common.ROOT,
+                            start_new_session=True)
+    try:
+        code = proc.wait()
+    except KeyboardInterrupt:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=120)
+        except (KeyboardInterrupt, subprocess.TimeoutExpired):  # a second Ctrl-C, or a run that does not stop
+            proc.kill()
+            proc.wait()
+        raise
+    if code:
+        raise SystemExit(f"error: python train.py {' '.join(args)} failed (exit code {code})")
 
 
 def run_one(opt, label: str, cfg: str, seed: int, run_dir: Path) -> dict:
@@ -283,5 +298,15 @@ def main(argv=None) -> int:
     return 0
 
 
+def cli(argv=None) -> int:
+    """:func:`main` with a Ctrl-C as one line: finished runs are kept, the same command continues."""
+    try:
+        return main(argv)
+    except KeyboardInterrupt:
+        command = " ".join(["python", "tools/ablate.py", *(sys.argv[1:] if argv is None else argv)])
+        raise SystemExit(f"ablation interrupted (Ctrl-C): finished runs are kept and the interrupted one continues "
+                         f"from its last.pt; to go on, run the same command again: {command}") from None
+
+
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(cli())

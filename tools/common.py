@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import re
 import sys
 from pathlib import Path
@@ -15,8 +16,22 @@ import offline  # noqa: E402
 offline.configure()
 
 
+class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """--help keeps the description's layout and shows every flag's default (unless its help states it)."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if "default" in text or action.default is None or action.default is argparse.SUPPRESS:
+            return text
+        return super()._get_help_string(action)
+
+
 def add_imgsz(parser, default=640):
-    parser.add_argument("--imgsz", "--img", "--img-size", type=int, default=default, help="image size (pixels)")
+    """--imgsz/--img/--img-size; ``default=None`` means the size the weights were trained (or exported) at."""
+    help = (f"image size (pixels); default {default}" if default else
+            "image size (pixels); default: the size the weights were trained or exported at (640 when they do not "
+            "record one)")
+    parser.add_argument("--imgsz", "--img", "--img-size", type=int, default=default, help=help)
 
 
 def add_device(parser):
@@ -43,6 +58,9 @@ def check_weights(path: str, flag: str = "--weights") -> str:
         hint = f" {WHERE_TO_GET}." if p.parent == Path(".") else ""  # a bare name such as yolov5s.pt
         raise SystemExit(f"error: {flag} {path}: file not found. Weights are never downloaded: pass a local .pt file "
                          f"(e.g. runs/train/exp/weights/best.pt).{hint}")
+    from models.engine.run_folder import tidy_run_of
+
+    tidy_run_of(p)  # a run killed during its final strip left a temporary beside the file
     return str(p)
 
 
@@ -68,20 +86,112 @@ def load_weights(path: str, flag: str = "--weights", trust: bool = False, device
         raise SystemExit(f"error: {flag} {e}") from None
 
 
+def exported_format(path: str | Path) -> str | None:
+    """The ultralytics export format a path names by its suffix (onnx, torchscript, openvino, engine, ...), or None
+    for a ``.pt`` checkpoint or any other name."""
+    from ultralytics.engine.exporter import export_formats
+
+    table = export_formats()
+    name = str(path).rstrip("/\\")
+    for fmt, suffix in zip(table["Argument"], table["Suffix"]):
+        if fmt != "-" and name.endswith(suffix):
+            return fmt
+    return None
+
+
+def export_metadata(path: str | Path) -> dict:
+    """The metadata ultralytics' exporter wrote into an exported model (imgsz, names, stride, dynamic ...), read
+    without loading the model; values are parsed as Python literals, never evaluated."""
+    import ast
+
+    from ultralytics.nn.backends.base import BaseBackend
+
+    out = {}
+    for k, v in (BaseBackend.read_metadata(path) or {}).items():
+        try:
+            out[k] = ast.literal_eval(v) if isinstance(v, str) else v
+        except (ValueError, SyntaxError):
+            out[k] = v
+    return out
+
+
+def training_size(ckpt: dict):
+    """The image size a checkpoint was trained at: this project's and ultralytics' ``train_args.imgsz``, YOLOv5's and
+    YOLOv7's ``opt.imgsz`` / ``opt.img_size`` (their first value); None when it records none."""
+    args = ckpt.get("train_args")
+    if isinstance(args, dict) and args.get("imgsz"):
+        return args["imgsz"]
+    opt = ckpt.get("opt")
+    opt = vars(opt) if hasattr(opt, "__dict__") and not isinstance(opt, dict) else opt
+    if isinstance(opt, dict):
+        for key in ("imgsz", "img_size"):
+            v = opt.get(key)
+            v = v[0] if isinstance(v, (list, tuple)) and v else v
+            if isinstance(v, int) and v > 0:
+                return v
+    return None
+
+
 def yolo(weights: str, trust: bool = False):
-    """ultralytics' ``YOLO`` (val, predict, export) around the model :func:`load_weights` reads from ``weights``."""
+    """ultralytics' ``YOLO`` (val, predict, export) for ``weights``: a checkpoint read by :func:`load_weights`, or a
+    model exported by export.py (``best.onnx``, ``best.torchscript``, ``best_openvino_model/``, ...), which
+    ultralytics' own backends run. The returned object carries ``size`` (the size the weights were trained or
+    exported at, None when they record none), ``size_from`` (which) and ``static`` (an export of one fixed size)."""
     from ultralytics import YOLO
 
-    model = load_weights(weights, trust=trust)  # first: a YAML or a URL given as weights fails here, clearly
+    fmt = exported_format(weights)
+    if fmt is not None:
+        if not Path(weights).exists():
+            raise SystemExit(f"error: --weights {weights}: no such file or folder (export it first: python export.py "
+                             f"--weights best.pt --include {fmt})")
+        meta = export_metadata(weights)
+        model = YOLO(weights, task="detect")
+        size = meta.get("imgsz")
+        model.size = size[0] if isinstance(size, (list, tuple)) and len(set(size)) == 1 else size
+        model.size_from = f"the size {Path(weights).name} was exported at"
+        model.static = not (meta.get("args") or {}).get("dynamic", meta.get("dynamic", False))
+        return model
+
+    ckpt = read_weights(weights, "--weights", trust)  # first: a YAML or a URL given as weights fails here, clearly
+    from models.weights.checkpoint import CheckpointError, model_from_checkpoint
+
+    try:
+        loaded = model_from_checkpoint(ckpt, weights)
+    except CheckpointError as e:
+        raise SystemExit(f"error: --weights {e}") from None
 
     class CheckpointYOLO(YOLO):
         def _load(self, path, task=None):  # instead of ultralytics' loader, which renames and downloads weights
-            self.model = model
+            self.model = loaded
             self.ckpt, self.task, self.ckpt_path, self.model_name = {}, "detect", path, path
             self.overrides = self.model.args = self._reset_ckpt_args(self.model.args)
             self.overrides.update(model=path, task="detect")
 
-    return CheckpointYOLO(weights, task="detect")
+    model = CheckpointYOLO(weights, task="detect")
+    model.size, model.size_from, model.static = training_size(ckpt), f"the size {Path(weights).name} was trained at", False
+    return model
+
+
+def inference_size(asked: int | None, model, default: int = 640):
+    """The image size val.py/detect.py run at, printed with where it comes from: ``--img`` when given, else the size
+    the weights were trained (or exported) at, as ultralytics does, else ``default``."""
+    size = model.size
+    if getattr(model, "static", False) and size:
+        if asked and asked != size:
+            print(f"image size {size} px: the export has a fixed input size; --img {asked} does not apply (export "
+                  f"again with --dynamic, or with --img {asked})")
+        else:
+            print(f"image size {size} px ({model.size_from})")
+        return size
+    if asked:
+        print(f"image size {asked} px (--img)" + (f"; the weights were trained at {size}" if size and size != asked
+                                                  else ""))
+        return asked
+    if size:
+        print(f"image size {size} px ({model.size_from}; --img to change)")
+        return size
+    print(f"image size {default} px (the weights record no training size; --img to change)")
+    return default
 
 
 def add_verbose(parser):
@@ -116,9 +226,12 @@ def check_device(device: str, flag: str = "--device") -> str:
                      "out for the best available")
 
 
+ANSI_RE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")  # terminal colour codes (ultralytics colours its prefixes)
+
+
 def one_line(e: BaseException) -> str:
-    """An exception as one line: its message with newlines and ultralytics' emoji folded away."""
-    text = " ".join(str(e).replace("❌", "").replace("⚠️", "").split())
+    """An exception as one line: its message with newlines, terminal colour codes and ultralytics' emoji folded away."""
+    text = " ".join(ANSI_RE.sub("", str(e)).replace("❌", "").replace("⚠️", "").split())
     return f"{type(e).__name__}: {text}" if text else type(e).__name__
 
 

@@ -40,10 +40,15 @@ EPS = 1e-8
 
 
 def load_model(weights: str, device: str = "cpu", trust: bool = False):
-    """Our checkpoint as an fp32 eval model whose parameters take gradients (Grad-CAM needs them)."""
+    """Our checkpoint as an fp32 eval model whose parameters take gradients (Grad-CAM needs them); a clear exit for a
+    missing, unreadable or refused file."""
+    from models.weights.checkpoint import CheckpointError
     from models.weights.checkpoint import load_model as load_checkpoint_model
 
-    model = load_checkpoint_model(common.check_weights(weights), device=device, trust=trust)
+    try:
+        model = load_checkpoint_model(common.check_weights(weights), device=device, trust=trust)
+    except CheckpointError as e:
+        raise SystemExit(f"error: --weights {e}") from None
     for p in model.parameters():
         p.requires_grad_(True)
     return model
@@ -247,14 +252,19 @@ def attention_figure(path: Path, frame, spatial, s_how: str, channel, c_how: str
     plt.close(fig)
 
 
+def torch_device(device: str = "") -> str:
+    device = device or ("cuda:0" if torch.cuda.is_available() else "cpu")
+    return f"cuda:{device}" if device.isdigit() else device
+
+
 def save_heatmaps(weights: str, source: str, save_dir: str | Path, imgsz: int = 640, conf: float = 0.25,
-                  iou: float = 0.45, device: str = "", every: int = 30, trust: bool = False) -> list[Path]:
-    """Write the Grad-CAM image and the attention figures of every image/frame of ``source``; return the paths."""
+                  iou: float = 0.45, device: str = "", every: int = 30, trust: bool = False, model=None) -> list[Path]:
+    """Write the Grad-CAM image and the attention figures of every image/frame of ``source``; return the paths.
+    ``model``: the one :func:`load_model` read from ``weights`` already (else it is read here)."""
     import cv2
 
-    device = device or ("cuda:0" if torch.cuda.is_available() else "cpu")
-    device = f"cuda:{device}" if device.isdigit() else device
-    model = load_model(weights, device, trust)
+    device = torch_device(device)
+    model = model if model is not None else load_model(weights, device, trust)
     names = dict(getattr(model, "names", {}) or {})
     if isinstance(names, list):
         names = dict(enumerate(names))
@@ -305,14 +315,16 @@ def parse_opt(argv=None):
     p.add_argument("--name", default="exp")
     p.add_argument("--exist-ok", action="store_true")
     common.add_trust_weights(p)
+    common.add_verbose(p)
     return p.parse_args(argv)
 
 
 def main(opt) -> list[Path]:
+    model = load_model(opt.weights, torch_device(opt.device), opt.trust_weights)  # first: a refused file makes no folder
     save_dir = run_folder.save_dir(opt.project, "heatmap", opt.name, opt.exist_ok)
     return save_heatmaps(opt.weights, opt.source, save_dir, opt.imgsz, opt.conf_thres, opt.iou_thres, opt.device,
-                         opt.every, trust=opt.trust_weights)
+                         opt.every, trust=opt.trust_weights, model=model)
 
 
 if __name__ == "__main__":
-    main(parse_opt())
+    common.run_cli(main, parse_opt())

@@ -27,12 +27,14 @@ def run_dir(project: str | None, task: str) -> str:
 # --- flags and errors -------------------------------------------------------------------------------------------
 
 
-TMP_SUFFIX = ".tmp"  # our temporaries: <file>.tmp beside the file they replace (one run owns its folder)
+TMP_SUFFIX = ".tmp"  # our temporaries: .<file>.tmp, hidden, beside the file they replace (one run owns its folder)
 RUN_FILES = ("results.csv", "args.yaml")  # besides weights/*.pt: what a run writes that a user keeps
 
 
 def temporary(path: Path) -> Path:
-    return path.with_name(path.name + TMP_SUFFIX)
+    """Where the new content of ``path`` is written before it replaces it: a hidden ``.<name>.tmp`` beside it (a kill
+    mid-write leaves no second ``best.pt``-like name in the run folder; the next start there removes it)."""
+    return path.with_name(f".{path.name}{TMP_SUFFIX}")
 
 
 def replace_atomically(path: Path, write) -> None:
@@ -50,11 +52,35 @@ def replace_atomically(path: Path, write) -> None:
         raise
 
 
-def remove_stale_temporaries(save_dir: Path) -> list[Path]:
-    """Delete the temporaries a killed run left in ``save_dir`` (ours only: weights/*.pt.tmp, results.csv.tmp,
-    args.yaml.tmp); returns what was removed."""
+def stale_temporaries(save_dir: Path) -> list[Path]:
+    """The temporaries of ours in ``save_dir`` (weights/.*.pt.tmp, .results.csv.tmp, .args.yaml.tmp, and the
+    unhidden names earlier versions wrote)."""
     save_dir = Path(save_dir)
-    stale = [*save_dir.glob(f"weights/*.pt{TMP_SUFFIX}"), *(save_dir / f"{f}{TMP_SUFFIX}" for f in RUN_FILES)]
+    found = [*save_dir.glob(f"weights/*.pt{TMP_SUFFIX}")]
+    for f in RUN_FILES:
+        found += [save_dir / f".{f}{TMP_SUFFIX}", save_dir / f"{f}{TMP_SUFFIX}"]
+    return [f for f in found if f.is_file()]
+
+
+def tidy_run_of(weights: str | Path) -> list[Path]:
+    """Remove the temporaries a killed run left beside ``<run>/weights/<file>.pt`` (a kill during the final strip
+    leaves one in a finished run) when no live process holds that run; what val.py, detect.py, export.py and train.py
+    do with a file they are given. Returns what was removed."""
+    weights = Path(weights).resolve()
+    run = weights.parent.parent
+    if weights.parent.name != "weights" or str(lock_path(run)) in _held or not stale_temporaries(run) \
+            or not lock_run_folder(run):
+        return []
+    try:
+        return remove_stale_temporaries(run)
+    finally:
+        release_run_folder(run)
+
+
+def remove_stale_temporaries(save_dir: Path) -> list[Path]:
+    """Delete the temporaries a killed run left in ``save_dir`` (ours only, :func:`stale_temporaries`); returns what
+    was removed."""
+    stale = stale_temporaries(save_dir)
     removed = []
     for f in stale:
         if f.is_file():
@@ -84,9 +110,11 @@ def atomic_strip_optimizer(f, s="", updates=None) -> dict:
     target = Path(s or f)
     tmp = temporary(target)
     try:
-        out = strip_optimizer(f, s=str(tmp), updates=updates)
+        with _without_log("Optimizer stripped from"):  # its line names the temporary; ours names the file
+            out = strip_optimizer(f, s=str(tmp), updates=updates)
         if tmp.exists():  # strip_optimizer only warns (and writes nothing) for a file that is no checkpoint
             os.replace(tmp, target)
+            LOGGER.info(f"Optimizer stripped from {target}, {target.stat().st_size / 1e6:.1f}MB")
         return out
     except BaseException as e:
         tmp.unlink(missing_ok=True)
@@ -96,6 +124,27 @@ def atomic_strip_optimizer(f, s="", updates=None) -> dict:
         LOGGER.warning(f"Could not strip the optimizer from {target} ({reason}); {target} is kept as the last epoch "
                        "saved it: loadable, with its optimizer state (a larger file)")
         return {}
+
+
+class _Drop:
+    def __init__(self, prefix: str):
+        self.prefix = prefix
+
+    def filter(self, record) -> bool:
+        return not str(record.getMessage()).startswith(self.prefix)
+
+
+class _without_log:
+    """ultralytics' log lines starting with ``prefix`` dropped inside the block."""
+
+    def __init__(self, prefix: str):
+        self.filter = _Drop(prefix)
+
+    def __enter__(self):
+        LOGGER.addFilter(self.filter)
+
+    def __exit__(self, *exc):
+        LOGGER.removeFilter(self.filter)
 
 
 def _csv_epoch(line: str) -> int | None:

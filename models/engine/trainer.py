@@ -47,6 +47,21 @@ def _local_file(file, *args, **kwargs) -> str:
     return str(file)
 
 
+def pretrained_only(freeze, report):
+    """ultralytics' ``freeze`` (the first N layers, or a list of indices) without the layers a weight transfer gave no
+    pretrained weights (inserted attention): ``--freeze 10`` then freezes the pretrained backbone and trains what was
+    inserted into it, the usual way to fine-tune with new layers. Unchanged without a transfer."""
+    if not freeze or report is None or not report.new_layers:
+        return freeze
+    layers = list(range(freeze)) if isinstance(freeze, int) else list(freeze)
+    new = {i: t for i, t in report.new_layers}
+    kept = [i for i in layers if i not in new]
+    trained = [f"{i} {new[i]}" for i in layers if i in new]
+    if trained and RANK in {-1, 0}:
+        LOGGER.info(f"freeze: {len(kept)} pretrained layer(s); not frozen, no pretrained weights: {', '.join(trained)}")
+    return kept
+
+
 class AttentionTrainer(DetectionTrainer):
     """DetectionTrainer that builds :class:`AttentionDetectionModel` and replaces every file a user keeps (last.pt,
     best.pt, results.csv, args.yaml) atomically, the end-of-training strip included; results.csv holds one row
@@ -85,7 +100,9 @@ class AttentionTrainer(DetectionTrainer):
 
     def setup_model(self):
         with self._project_checkpoints():
-            return super().setup_model()
+            out = super().setup_model()
+        self.args.freeze = pretrained_only(self.args.freeze, getattr(self, "transfer_report", None))
+        return out
 
     def get_model(self, cfg=None, weights=None, verbose=True):
         model = AttentionDetectionModel(cfg, nc=self.data["nc"], ch=self.data["channels"], verbose=verbose and RANK == -1)
@@ -129,8 +146,8 @@ class AttentionTrainer(DetectionTrainer):
             plan += f" (no time estimate: {type(e).__name__})"
         LOGGER.info(plan)
         if self.device.type == "cpu" and total > 1800:
-            LOGGER.warning("That is long on a CPU. For a first result in minutes: --epochs 20 --img 256 --batch-size 8 "
-                           "(README quick start); Ctrl-C stops, --resume continues.")
+            LOGGER.warning("That is long on a CPU. For a first result in minutes: train.py --quick (the CPU quick start, "
+                           "docs/training.md); Ctrl-C stops, --resume continues.")
         return plan
 
     def build_dataset(self, img_path, mode="train", batch=None):

@@ -12,6 +12,8 @@ from torch import nn
 from ultralytics.utils import LOGGER
 
 from models.patches import default_activation, head_legacy
+from models.parse.arguments import build_failure
+from models.parse.stale import check_stale_from
 from models.parse.plan import Row, plan_rows
 from models.parse.read import (MAX_PARAMS, SCREEN_PARAMS, check_model_keys, check_multiples, model_activation,
                                model_scale, rows_of)
@@ -22,6 +24,7 @@ def parse_model(d: dict, ch: int = 3, verbose: bool = True) -> tuple[nn.Sequenti
     """Build the layers of a YOLO YAML dict. Returns (layers, indices of layers whose outputs are kept)."""
     source = d.get("yaml_file", "<dict>")
     check_model_keys(d, source)
+    check_stale_from(d)  # a row inserted by hand without shifting the later 'from' indices
     depth, width, max_channels, scale = model_scale(d)
     check_multiples(depth, width, source)
     act = model_activation(d, source)
@@ -66,7 +69,7 @@ def build_modules(plan: list[Row]):
         except ConfigError as e:  # a block's own row check (C3Att, ELANAtt: the attention it names)
             raise ConfigError(f"{r.where}: {e}") from None
         except Exception as e:
-            raise ConfigError(f"{r.where}: building {r.name}{tuple(args)} failed: {type(e).__name__}: {e}") from e
+            raise ConfigError(f"{r.where}: {build_failure(r.name, spec.cls, args, kwargs, e)}") from e
         if r.legacy is not None:
             m.legacy = r.legacy  # the instance keeps the flag it was built with
         if spec.post_build is not None:  # e.g. SPPF: YOLOv5 rows keep the activation on cv1

@@ -74,6 +74,7 @@ def resolve_config(cfg: str | Path) -> tuple[Path, str]:
 
 
 MAX_YAML_BYTES = 1 << 20  # a model YAML is a few KB; a 1 MB one is not a model
+MAX_NESTING = 32  # lists and mappings inside each other; a model YAML needs about 6 (an argument list in a row)
 
 
 class _ModelYamlLoader(yaml.SafeLoader):
@@ -112,8 +113,12 @@ def read_yaml(path: Path):
         line = data[: e.start].count(b"\n") + 1
         raise ConfigError(f"{path}: line {line}: byte 0x{data[e.start]:02x} is not UTF-8 text; save the file as UTF-8 "
                           "(a name with a stray byte would not be the layer you meant)") from None
+    too_deep = ConfigError(f"{path}: lists or mappings nested more than {MAX_NESTING} levels deep, which no model YAML "
+                           "needs (a row's arguments nest about 3); check the brackets of the rows")
     try:
-        return yaml.load(text, Loader=_ModelYamlLoader)  # noqa: S506  (a SafeLoader subclass)
+        d = yaml.load(text, Loader=_ModelYamlLoader)  # noqa: S506  (a SafeLoader subclass)
+    except RecursionError:
+        raise too_deep from None
     except yaml.MarkedYAMLError as e:  # one line: where, then what (PyYAML's own text adds a quoted snippet)
         mark = e.problem_mark or e.context_mark
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
@@ -121,6 +126,21 @@ def read_yaml(path: Path):
         raise ConfigError(f"{path}: not a valid model YAML: {where}{what}") from None
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: not a valid model YAML: {' '.join(str(e).split())}") from None
+    if _nesting(d) > MAX_NESTING:
+        raise too_deep
+    return d
+
+
+def _nesting(obj) -> int:
+    """How deeply lists and mappings nest in ``obj`` (counted without recursion)."""
+    deepest, todo = 0, [(obj, 1)]
+    while todo:
+        o, depth = todo.pop()
+        if isinstance(o, (list, tuple, dict)):
+            deepest = max(deepest, depth)
+            if depth <= MAX_NESTING:
+                todo += [(v, depth + 1) for v in (o.values() if isinstance(o, dict) else o)]
+    return deepest
 
 
 def load_config(cfg: str | Path | dict) -> dict:
@@ -179,11 +199,17 @@ def with_scale(d: dict) -> dict:
 def rows_of(d: dict) -> list:
     """The layer rows of a model dict, backbone then head; :class:`ConfigError` when either is not a list."""
     source = d.get("yaml_file", "<dict>")
+    example = {"backbone": "- [-1, 1, Conv, [64, 6, 2, 2]]", "head": "- [[17, 20, 23], 1, Detect, [nc]]"}
     for key in ("backbone", "head"):
+        fix = (f"list its layers under '{key}:', one row '- [from, number, module, args]' a line, e.g. "
+               f"'{example[key]}' (configs/yolov5.yaml is a whole model)")
         if key not in d:
-            raise ConfigError(f"{source}: missing required key '{key}'")
+            raise ConfigError(f"{source}: missing required key '{key}': {fix}")
+        if d[key] is None or (d[key] == [] and key == "backbone"):  # (an empty head: a backbone alone, as parsed in tests)
+            raise ConfigError(f"{source}: '{key}' is empty: {fix}")
         if not isinstance(d[key], list):
-            raise ConfigError(f"{source}: '{key}' must be a list of [from, number, module, args] rows")
+            raise ConfigError(f"{source}: '{key}' must be a list of [from, number, module, args] rows, got "
+                              f"{type(d[key]).__name__}: {fix}")
     return list(d["backbone"]) + list(d["head"])
 
 

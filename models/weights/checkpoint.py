@@ -106,6 +106,23 @@ def model_from_checkpoint(ckpt: dict, path: str | Path = "checkpoint"):
     return model.eval()
 
 
+def read_for_ultralytics(weight) -> tuple[dict, str]:
+    """ultralytics' ``torch_safe_load`` contract, ``(checkpoint dict, file)``, read through the allow-list
+    (:func:`read_checkpoint`): installed in its place when the ``models`` package is imported
+    (:func:`models.engine.patches.restrict_checkpoint_loading`), so ``ultralytics.YOLO("x.pt")`` refuses a file
+    that would run code. The path is resolved as ultralytics does; a classic YOLOv5/YOLOv7 model is rebuilt as this
+    project's (ultralytics cannot run those files)."""
+    from ultralytics.utils.checks import check_suffix
+    from ultralytics.utils.downloads import attempt_download_asset
+
+    check_suffix(file=weight, suffix=".pt")
+    file = attempt_download_asset(weight)
+    ckpt = read_checkpoint(file)
+    if isinstance(stored_model(ckpt), PeerModule):
+        ckpt = {**ckpt, "model": model_from_checkpoint(ckpt, file), "ema": None}
+    return ckpt, str(file)
+
+
 _LAST_LOADED: list = []  # [(file identity, trust), model]: the last file load_model read, kept on the CPU
 
 
