@@ -117,12 +117,13 @@ def test_heatmap_refuses_a_payload_in_one_line(evil, tmp_path):
 
 
 @pytest.mark.parametrize("row, expected", [
-    ("[-1, 1, CBAM, [1024, [[16]]]]", "layer 10 (CBAM): reduction is a list, but CBAM takes a number there (default 16)"),
-    ("[-1, 1, CBAM, [None]]", "layer 10 (CBAM): reduction is no value (None), but CBAM takes a number there"),
-    ("[-1, 1, CBAM, [1024, abc]]", "layer 10 (CBAM): reduction is the text 'abc', but CBAM takes a number there"),
-    ("[-1, 1, CBAM, [1024, 0]]", "layer 10 (CBAM): reduction is 0, which CBAM divides by (default 16; it must be 1 or"),
+    ("[-1, 1, GAM, [1024, [[16]]]]", "layer 10 (GAM): reduction is a list, but GAM takes a number there (default 4)"),
+    ("[-1, 1, GAM, [None]]", "layer 10 (GAM): reduction is no value (None), but GAM takes a number there"),
+    ("[-1, 1, GAM, [1024, abc]]", "layer 10 (GAM): reduction is the text 'abc', but GAM takes a number there"),
+    ("[-1, 1, GAM, [1024, 0]]", "layer 10 (GAM): reduction is 0, which GAM divides by (default 4; it must be 1 or"),
+    ("[-1, 1, SimAM, [1024, None]]", "layer 10 (SimAM): the module was built but fails on its input 1x256x8x8"),
     ("[-1, 1, CBAM, " + "[" * 5000 + "]" * 5000 + "]", "nested more than 32 levels deep, which no model YAML needs"),
-], ids=["nested-list", "none", "text", "zero", "5000-deep"])
+], ids=["nested-list", "none", "text", "zero", "runs-but-fails", "5000-deep"])
 def test_bad_arguments_name_the_argument_and_what_goes_there(row, expected, tmp_path):
     from models.yolo import build_model
 

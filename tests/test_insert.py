@@ -19,6 +19,11 @@ from tools.insert import main
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = sorted((ROOT / "configs").glob("*.yaml"))
+# The newer families' configs (yolov8-se.yaml, yolo11-cbam.yaml, ...) differ from each other by the module after the
+# backbone only, and the insertions drawn are random modules anyway: four per family by default, all in the slow sweep.
+FAMILY_PREFIXES = ("yolov8-", "yolov10n-", "yolo11-", "yolo12-", "yolo26-")
+DEFAULT_CONFIGS = [p for p in CONFIGS if not p.name.startswith(FAMILY_PREFIXES)
+                   or p.stem.split("-", 1)[1] in ("cbam", "se", "ca", "crisscross")]
 
 # A YOLOv7-style YAML: flow-style lists, relative froms (-2, lists of -1..-4), absolute routes, an anchor-based head.
 YOLOV7_STYLE = """\
@@ -383,6 +388,8 @@ def small(d: dict) -> dict:
     scales = d.pop("scales", None)
     d["depth_multiple"] = 0.33
     d["width_multiple"] = d.get("width_multiple", 1.0) / 16 if not scales else 1 / 16
+    if any(row[2] == "A2C2f" for row in d["backbone"] + d["head"]):
+        d["width_multiple"] = 1 / 4  # YOLO12's area attention needs multiples of 32 channels (its scale n)
     return d
 
 
@@ -466,7 +473,7 @@ def check_insertion_keeps_outputs(cfg_path: Path, seed: int, k: int) -> None:
         torch.testing.assert_close(b, a, rtol=0, atol=1e-5, msg=lambda m: f"{cfg_path.name} {[x.text for x in ins]}: {m}")
 
 
-@pytest.mark.parametrize("cfg_path", CONFIGS, ids=lambda p: p.stem)
+@pytest.mark.parametrize("cfg_path", DEFAULT_CONFIGS, ids=lambda p: p.stem)
 def test_random_insertions_build_and_start_from_the_base_models_outputs(cfg_path):
     check_insertion_keeps_outputs(cfg_path, seed=0, k=2)
 

@@ -169,9 +169,10 @@ def test_activation_whitelist():
             parse_activation(bad)
 
 
-def test_missing_config_lists_available():
-    with pytest.raises(FileNotFoundError, match="yolov5-cbam.yaml"):
-        load_config("yolov5s-nonexistent.yaml")
+def test_missing_config_names_the_closest_ones():
+    with pytest.raises(FileNotFoundError, match=r"not found .*Closest: yolov5-\w+\.yaml") as e:
+        load_config("yolov5s-cbma.yaml")
+    assert "yolov5-cbam.yaml" in str(e.value).split("Closest:")[1]
 
 
 def test_summary_printed_with_layer_table(capsys):

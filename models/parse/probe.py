@@ -13,6 +13,14 @@ from typing import Iterable
 import torch
 from torch import nn
 
+from models.registry.store import ConfigError
+
+
+def _shape(x) -> str:
+    if isinstance(x, torch.Tensor):
+        return "x".join(map(str, x.shape))
+    return "[" + ", ".join(_shape(t) for t in x) + "]" if isinstance(x, (list, tuple)) else type(x).__name__
+
 
 def input_channels(model: nn.Module) -> int:
     """Channels of the images ``model`` takes: its YAML's ``channels`` if it has one, else the first conv's input."""
@@ -91,5 +99,11 @@ def _run_to_head(model: nn.Module, x: torch.Tensor) -> None:
     for m in layers[:-1]:
         if m.f != -1:
             y = outputs[m.f] if isinstance(m.f, int) else [y if j == -1 else outputs[j] for j in m.f]
-        y = m(y)
+        try:
+            y = m(y)
+        except Exception as e:  # a row whose module builds but cannot run: name the row, not a line deep inside it
+            source = model.yaml.get("yaml_file", "<dict>") if isinstance(getattr(model, "yaml", None), dict) else "<model>"
+            raise ConfigError(f"{source}: layer {m.i} ({getattr(m, 'type', type(m).__name__)}): the module was built "
+                              f"but fails on its input {_shape(y)}: {type(e).__name__}: {e}; check the row's "
+                              "arguments") from e
         outputs.append(y if m.i in save else None)
