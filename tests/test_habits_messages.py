@@ -121,9 +121,12 @@ def test_heatmap_refuses_a_payload_in_one_line(evil, tmp_path):
     ("[-1, 1, GAM, [None]]", "layer 10 (GAM): reduction is no value (None), but GAM takes a number there"),
     ("[-1, 1, GAM, [1024, abc]]", "layer 10 (GAM): reduction is the text 'abc', but GAM takes a number there"),
     ("[-1, 1, GAM, [1024, 0]]", "layer 10 (GAM): reduction is 0, which GAM divides by (default 4; it must be 1 or"),
+    ("[-1, 1, CBAM, [1024, [[16]]]]", "layer 10 (CBAM): reduction is a list, but CBAM takes a number there"),
+    ("[-1, 1, CBAM, [1024, abc]]", "layer 10 (CBAM): reduction is the text 'abc', but CBAM takes a number there"),
+    ("[-1, 1, CBAM, [1024, 0]]", "layer 10 (CBAM): reduction is 0, which CBAM divides by"),
     ("[-1, 1, SimAM, [1024, None]]", "layer 10 (SimAM): the module was built but fails on its input 1x256x8x8"),
     ("[-1, 1, CBAM, " + "[" * 5000 + "]" * 5000 + "]", "nested more than 32 levels deep, which no model YAML needs"),
-], ids=["nested-list", "none", "text", "zero", "runs-but-fails", "5000-deep"])
+], ids=["nested-list", "none", "text", "zero", "cbam-list", "cbam-text", "cbam-zero", "runs-but-fails", "5000-deep"])
 def test_bad_arguments_name_the_argument_and_what_goes_there(row, expected, tmp_path):
     from models.yolo import build_model
 
@@ -255,3 +258,19 @@ def test_ctrl_c_in_the_ablation_runner_is_one_line(tiny_data, tmp_path):
     assert proc.returncode == 1 and "Traceback" not in err and "KeyboardInterrupt" not in err, err[-3000:]
     assert err.strip().splitlines()[-1].startswith("ablation interrupted (Ctrl-C): finished runs are kept"), err[-2000:]
     assert "python train.py --resume" in err  # the run's own line: where it stopped
+
+
+def test_a_null_hyperparameter_is_the_modules_default(tmp_path):
+    """`CBAM [None]`: YAML's null where a hyperparameter goes reads as not given (CBAM's reduction 16)."""
+    from models.yolo import build_model
+
+    text = BASE.replace(SPPF, SPPF + "  - [-1, 1, CBAM, [None]] # 10\n")
+    for k in range(10, 25):
+        text = text.replace(f"# {k}\n", f"# {k + 1}\n", 1)
+    text = text.replace("[[-1, 14], 1, Concat", "[[-1, 15], 1, Concat").replace("[[-1, 10], 1, Concat", "[[-1, 11], 1, Concat") \
+        .replace("[[17, 20, 23], 1, Detect", "[[18, 21, 24], 1, Detect")
+    model = build_model(str(yaml_with(tmp_path, "yolov5n-null.yaml", text)), verbose=False)
+    plain = build_model(str(yaml_with(tmp_path, "yolov5n-plain.yaml", text.replace("CBAM, [None]", "CBAM, []"))),
+                        verbose=False)
+    assert [tuple(v.shape) for v in model.model[10].state_dict().values()] == \
+        [tuple(v.shape) for v in plain.model[10].state_dict().values()]

@@ -15,6 +15,7 @@ import torch
 
 from models.dialects.names import NoEquivalent, Reading
 from models.dialects.readings import our_row
+from models.parse.arguments import build_failure
 from models.registry.values import flow
 from models.registry import ConfigError, LayerSpec, RowContext, attention_arguments
 
@@ -163,8 +164,12 @@ def check_values(spec: LayerSpec, args: list, ctx: RowContext, kwargs: dict, wri
                                   f"mean the output width? {spec.name} takes its channels from the 'from' layer: write "
                                   f"{fix} ({key} {defaults.get(key)!r}) or set {key} by name") from None
         raise ConfigError(f"{ctx.where}: {row}: {e}") from None
-    except Exception:  # noqa: BLE001  (the build itself reports anything else, with the layer)
-        return
+    except Exception:  # noqa: BLE001  (some modules cannot be built on the meta device: built for real to tell)
+        try:
+            spec.cls(c, **kwargs)
+        except Exception as e:  # noqa: BLE001  a value of the row the constructor refuses: say which, before the
+            # other projects' readings are compared (a row of values no reading builds is not a dialect question)
+            raise ConfigError(f"{ctx.where}: {build_failure(spec.name, spec.cls, [c], kwargs, e)}") from None
 
 
 def _default_form(spec: LayerSpec) -> str:

@@ -48,6 +48,15 @@ def _fits(value, default) -> bool:
     return True
 
 
+def _typed_default(p: inspect.Parameter):
+    """The default to judge a value by: the parameter's own, or for ``reduction: float | None = None`` (None: the
+    module's own default, e.g. its form's) a number, from the annotation."""
+    if p.default is not None:
+        return p.default
+    parts = {t.strip() for t in str(p.annotation).split("|")}
+    return 1 if parts & {"int", "float"} and not parts & {"str", "bool", "list", "tuple", "dict"} else None
+
+
 def signature_text(cls) -> str:
     """``CBAM(c1, reduction=16, kernel_size=7)``: what the constructor takes."""
     try:
@@ -72,14 +81,15 @@ def build_failure(name: str, cls, args: list, kwargs: dict, error: BaseException
     for k, (pname, value) in enumerate(bound.arguments.items()):
         if k == 0:
             continue  # the input channels, which the parser supplies
-        default = params[pname].default
-        if default is inspect.Parameter.empty or default is None:
+        default = _typed_default(params[pname])
+        if default is inspect.Parameter.empty or default is None or (value is None and params[pname].default is None):
             continue
+        shown = f"default {default!r}" if params[pname].default is not None else "left out: the module's own default"
         expected = _expected(default)
         if expected and not _fits(value, default):
-            problems.append(f"{pname} is {_kind(value)}, but {name} takes {expected} there (default {default!r})")
+            problems.append(f"{pname} is {_kind(value)}, but {name} takes {expected} there ({shown})")
         elif isinstance(error, ZeroDivisionError) and _fits(value, default) and value == 0 and default != 0:
-            problems.append(f"{pname} is 0, which {name} divides by (default {default!r}; it must be 1 or more)")
+            problems.append(f"{pname} is 0, which {name} divides by ({shown}; it must be 1 or more)")
     if not problems:
         return f"building {name}{tuple(args)} failed: {failed}; the layer is {signature_text(cls)}"
     return (f"{'; '.join(problems)}. The layer is {signature_text(cls)}: its input channels come from the 'from' "
