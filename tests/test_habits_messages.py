@@ -179,7 +179,7 @@ def test_a_dataset_folder_without_readable_images_is_named(tiny_data, tmp_path):
         with pytest.raises(DataError) as e:
             check_dataset(str(tmp_path / f"{what}.yaml"), split="val")
         message = str(e.value)
-        assert "\x1b[" not in message and len(message) < 400, message
+        assert "\x1b[" not in message and len(message.replace(str(tmp_path), "<tmp>")) < 300, message
         assert ("the folder holds no images; put the val images there" if what == "empty" else
                 "none of its 40 image file(s) is a readable image (e.g. notes") in message, message
 
