@@ -33,7 +33,9 @@ def parse_opt(argv=None):
     p.add_argument("--include", nargs="+", default=["torchscript"],
                    help="formats: torchscript onnx openvino engine coreml saved_model pb tflite edgetpu tfjs paddle, "
                         "or any other ultralytics export format (mnn, ncnn, ...)")
-    p.add_argument("--imgsz", "--img", "--img-size", nargs="+", type=int, default=[640], help="image size: 640, or h w")
+    p.add_argument("--imgsz", "--img", "--img-size", nargs="+", type=int, default=None,
+                   help="image size: 640, or h w; default: the size the weights were trained at (640 when they record "
+                        "none), as ultralytics exports")
     p.add_argument("--batch-size", type=int, default=1, help="batch size of the exported graph (the maximum with --dynamic)")
     common.add_device(p)
     p.add_argument("--half", action="store_true", help="FP16 export (ONNX/TorchScript on GPU; ONNX is also converted on CPU)")
@@ -48,7 +50,7 @@ def parse_opt(argv=None):
     p.add_argument("--exist-ok", action="store_true", help="replace exported files that already exist")
     common.add_verbose(p)
     opt = p.parse_args(argv)
-    if len(opt.imgsz) > 2:
+    if opt.imgsz is not None and len(opt.imgsz) > 2:
         p.error(f"--imgsz takes one size or two (h w), got {len(opt.imgsz)} values")
     return opt
 
@@ -89,6 +91,16 @@ def prepare_for_export(model, weights: Path):
     return model
 
 
+def export_size(weights: Path) -> int:
+    """The size to export at when --img is not given: the one the weights were trained at, printed (640 without)."""
+    from models.weights.checkpoint import read_checkpoint
+
+    size = common.training_size(read_checkpoint(weights))
+    print(f"image size {size or 640} px (" + (f"the size {weights.name} was trained at; --img to change)" if size else
+                                              "the weights record no training size; --img to change)"))
+    return size or 640
+
+
 def export_one(weights: Path, fmt: str, opt) -> str:
     """Export one checkpoint to one format; returns the path ultralytics wrote."""
     from ultralytics.engine.exporter import Exporter
@@ -99,7 +111,8 @@ def export_one(weights: Path, fmt: str, opt) -> str:
     if target is not None and target.exists() and not opt.exist_ok:
         raise FileExistsError(f"{target} already exists; pass --exist-ok to replace it (or move it away)")
     model = prepare_for_export(load_model(weights), weights)
-    overrides = {"format": fmt, "imgsz": opt.imgsz[0] if len(opt.imgsz) == 1 else list(opt.imgsz),
+    imgsz = opt.imgsz or [export_size(weights)]
+    overrides = {"format": fmt, "imgsz": imgsz[0] if len(imgsz) == 1 else list(imgsz),
                  "batch": opt.batch_size, "device": common.device_arg(opt.device)}
     # ultralytics rejects a non-default value of an argument the format does not take: pass only what was asked
     asked = {"dynamic": opt.dynamic, "opset": opt.opset, "optimize": opt.optimize, "nms": opt.nms or None,

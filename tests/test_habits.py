@@ -46,9 +46,10 @@ def checkpoint(tmp_path_factory) -> Path:
 
 def test_export_then_detect_and_val_on_the_onnx_file(checkpoint, tiny_data, tmp_path):
     pytest.importorskip("onnxruntime")
-    out = run("export.py", "--weights", str(checkpoint), "--include", "onnx", "--img", "96", "--exist-ok")
+    out = run("export.py", "--weights", str(checkpoint), "--include", "onnx", "--exist-ok")  # the README's command
     onnx_file = checkpoint.with_suffix(".onnx")
     assert f"python detect.py --weights {onnx_file}" in out.stdout and onnx_file.is_file()
+    assert "image size 96 px (the size best.pt was trained at; --img to change)" in out.stdout, out.stdout[-2000:]
     out = run("detect.py", "--weights", str(onnx_file), "--save-txt", "--project", str(tmp_path / "detect"))
     assert "image size 96 px (the size best.onnx was exported at)" in out.stdout, out.stdout[-2000:]
     assert {"shapes_7.jpg", "shapes_11.jpg"} <= {p.name for p in (tmp_path / "detect" / "exp").iterdir()}
