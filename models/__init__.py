@@ -13,43 +13,17 @@ Rooms (each a subpackage; the levels test, tests/test_layering.py, keeps imports
 - ``patches``: every ultralytics global this project swaps while it runs, declared and pinned by a test.
 
 Checkpoints pickle classes by module path; those written before the rooms name the old flat modules. ``MOVED`` maps
-them to where the classes live now, for this project's loader and for a plain ``torch.load``.
+them to where the classes live now (:mod:`models.weights.moved`), for this project's loader and for a plain
+``torch.load``.
 
 Importing the package makes ultralytics read checkpoints through this project's restricted loader
 (:func:`models.patches.restrict_checkpoint_loading`): ``ultralytics.YOLO("best.pt")`` then never runs code
 a file names.
 """
 
-import importlib
-import importlib.abc
-import importlib.util
-import sys
+from models.weights.moved import install_moved_modules
 
-MOVED = {  # module path in checkpoints written before the rooms -> module now
-    "models.attention_blocks": "models.layers.attention_blocks",
-    "models.yolov5_legacy": "models.layers.yolov5",
-    "models.yolov7_blocks": "models.layers.yolov7",
-    "models.protocol": "models.registry.protocol",
-}
-
-
-class _MovedModules(importlib.abc.MetaPathFinder, importlib.abc.Loader):
-    """Imports an old module path in :data:`MOVED` as a module of its own holding the names of the module that holds
-    its classes now (the same objects; the module now keeps its own ``__spec__``)."""
-
-    def find_spec(self, fullname, path=None, target=None):
-        return importlib.util.spec_from_loader(fullname, self) if fullname in MOVED else None
-
-    def create_module(self, spec):
-        return None  # the default module object
-
-    def exec_module(self, module):
-        now = importlib.import_module(MOVED[module.__spec__.name])
-        module.__dict__.update({k: v for k, v in vars(now).items() if not k.startswith("__")})
-
-
-if not any(isinstance(f, _MovedModules) for f in sys.meta_path):
-    sys.meta_path.append(_MovedModules())
+install_moved_modules()
 
 
 def _read_for_ultralytics(weight):

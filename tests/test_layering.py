@@ -21,7 +21,7 @@ LEVELS = {
     "models.parse": 0, "models.engine": 0,  # package docstrings
     # 1: what a row can name (layers, attention modules, heads, losses); reading and writing YAML files; the probe
     "models.attention": 1, "models.layers": 1, "models.heads": 1, "models.parse.read": 1, "models.parse.text": 1,
-    "models.parse.arguments": 1, "models.parse.stale": 1,
+    "models.registry.arguments": 0, "models.parse.stale": 1,
     "models.parse.probe": 1,
     # 2: other projects' names and readings, around the registry
     "models.dialects": 2,
@@ -39,7 +39,7 @@ LEVELS = {
 RUNTIME_IMPORTS = {
     "models/registry/store.py": "the registry imports its LOCATIONS on the first look-up (the one upward edge)",
     "models/attention/__init__.py": "the attention package imports its family files",
-    "models/__init__.py": "old module paths of checkpoints import as the modules that hold their classes now",
+    "models/weights/moved.py": "old module paths of checkpoints import as the modules that hold their classes now",
     "models/weights/unpickle.py": "classes a checkpoint names, after the allow-list admitted them",
     "models/patches.py": "the ultralytics modules whose declared targets are swapped",
 }

@@ -15,7 +15,7 @@ import torch
 
 from models.dialects.names import NoEquivalent, Reading
 from models.dialects.readings import our_row
-from models.parse.arguments import build_failure
+from models.registry.arguments import build_failure
 from models.registry.values import flow
 from models.registry import ConfigError, LayerSpec, RowContext, attention_arguments
 

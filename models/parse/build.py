@@ -12,7 +12,7 @@ from torch import nn
 from ultralytics.utils import LOGGER
 
 from models.patches import default_activation, head_legacy
-from models.parse.arguments import build_failure
+from models.registry.arguments import build_failure
 from models.parse.stale import check_stale_from
 from models.parse.plan import Row, plan_rows
 from models.parse.read import (MAX_PARAMS, SCREEN_PARAMS, check_model_keys, check_multiples, model_activation,

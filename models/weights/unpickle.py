@@ -32,7 +32,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from models import MOVED
+from models.weights.moved import MOVED
 
 PACKAGE_DIR = Path(__file__).resolve().parents[1]  # this project's ``models`` package
 # this project's classes in checkpoints written before the rooms: old module path -> where they live now
