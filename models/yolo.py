@@ -90,8 +90,9 @@ class AttentionDetectionModel(DetectionModel):
 
 
 def model_flops(model: nn.Module, imgsz=640) -> float:
-    """GFLOPs of ``model`` at ``imgsz`` (an int or (h, w)), probed with thop as ultralytics does, on an image with the
-    model's real input channels; 0.0 when thop is missing or the probe fails (as ultralytics')."""
+    """GFLOPs of ``model`` at ``imgsz`` (an int or (h, w)), probed with thop as ultralytics does, on a zero image with
+    the model's real input channels (ultralytics probes ``torch.empty``: whatever the memory held, so a module that
+    fails on NaN fails at random); 0.0 when thop is missing or the probe fails (as ultralytics')."""
     try:
         import thop
     except ImportError:
@@ -100,7 +101,7 @@ def model_flops(model: nn.Module, imgsz=640) -> float:
         p = next(model.parameters())
         h, w = (imgsz, imgsz) if isinstance(imgsz, int) else imgsz
         stride = max(int(model.stride.max()), 32) if hasattr(model, "stride") else 32
-        im = torch.empty((1, input_channels(model), h, w), device=p.device, dtype=p.dtype)
+        im = torch.zeros((1, input_channels(model), h, w), device=p.device, dtype=p.dtype)
         return thop.profile(model, inputs=[im], stride=stride, verbose=False)[0] / 1e9 * 2
     except Exception:
         return 0.0

@@ -227,3 +227,20 @@ def test_msda_identity_and_clamps():
     assert small.build_notes == ["heads 8 -> 2 (C=2)", "dilation (1, 2, 3) -> (1, 2) (2 heads)"]
     with pytest.raises(ValueError, match="odd kernel_size"):
         MSDA(16, kernel_size=4)
+
+
+def test_deformable_lka_propagates_nan_instead_of_indexing_out_of_range():
+    """NaN offsets (a diverged model; ultralytics' GFLOPs probe feeds torch.empty, whatever the memory held) read
+    padding: the output is NaN, as any layer's, not an IndexError from a NaN cast to int64."""
+    m = DeformableLKA(16).eval()
+    with torch.no_grad():
+        assert m(torch.full((1, 16, 9, 7), float("nan"))).isnan().all()
+        assert m(torch.randn(1, 16, 9, 7)).isfinite().all()
+
+
+def test_model_gflops_are_probed_on_zeros():
+    """The GFLOPs of the model summary and docs/modules.md do not depend on what memory held (DeformableLKA inside)."""
+    from models.yolo import build_model, model_flops
+
+    model = build_model("yolov5n-deformablelka.yaml")
+    assert model_flops(model, 320) == model_flops(model, 320) > 0

@@ -65,9 +65,14 @@ hyperparameters (see each fixture's `ours_ctor`).
 
 
 def gflops(model, imgsz=640) -> float:
-    from ultralytics.utils.torch_utils import get_flops
+    """GFLOPs as ultralytics counts them, on a zero image (the same figure every run); a failed probe is an error here,
+    not a 0.0 in the table."""
+    from models.yolo import model_flops
 
-    return get_flops(model, imgsz)
+    g = model_flops(model, imgsz)
+    if not g:
+        raise RuntimeError(f"GFLOPs probe failed for {getattr(model, 'yaml', {}).get('yaml_file', model)}")
+    return g
 
 
 def hyperparameters(spec) -> str:

@@ -56,7 +56,10 @@ def _sample_points(x: torch.Tensor, offset: torch.Tensor, k: int, pad: int, dil:
     px = o[:, :, 1] + xs.view(1, 1, 1, w) + taps.repeat(k).view(1, k * k, 1, 1)
     py = torch.minimum(py.clamp(min=-1), h_max).flatten(2)
     px = torch.minimum(px.clamp(min=-1), w_max).flatten(2)
-    y0, x0 = py.floor(), px.floor()
+    # a NaN position (NaN offsets: a diverged model, or an uninitialised probe image) reads padding instead of an
+    # index out of range; its fractions stay NaN, so the output is NaN as in any other layer (py == py: not NaN)
+    y0 = torch.where(py == py, py, -1.0).floor()
+    x0 = torch.where(px == px, px, -1.0).floor()
     wp = w_max + 3  # width of the padded map
     i00 = ((y0 + 1) * wp + (x0 + 1)).long()
     idx = torch.stack((i00, i00 + 1, i00 + wp.long(), i00 + wp.long() + 1), 2)
