@@ -204,7 +204,7 @@ def main(argv=None) -> int:
     meta = measure.load_meta(meta_path) if keep else {}
     if not args.render_only:
         import ultralytics
-        from ultralytics.utils.torch_utils import get_flops
+        from models.yolo import model_flops as get_flops  # a zero probe image (ultralytics probes torch.empty)
 
         from benchmarks.profile_modules import select_specs
 

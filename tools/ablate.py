@@ -236,7 +236,7 @@ def dataset_nc(data: str) -> int:
 def cost(variants: list[tuple[str, str]], opt) -> dict[str, dict]:
     """Params, GFLOPs and fused batch-1 latency at the training size of every variant, timed in the same rounds."""
     import torch
-    from ultralytics.utils.torch_utils import get_flops
+    from models.yolo import model_flops as get_flops  # a zero probe image (ultralytics probes torch.empty)
 
     from tools import measure
     from models.yolo import build_model
