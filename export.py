@@ -3,11 +3,11 @@
     python export.py --weights runs/train/exp/weights/best.pt --include onnx
     python export.py --weights best.pt --include onnx torchscript --imgsz 640 --dynamic --device 0 --half
 
-Flags follow YOLOv5's export.py. Each checkpoint is read with ``models.weights.checkpoint.load_model`` and handed, as a
-model object, to ``ultralytics.engine.exporter.Exporter`` (fusion, tracing, metadata, the format converters are
-ultralytics'). Anchor-free (``Detect``), anchor-based YOLOv5 (``Detect`` with anchors) and YOLOv7 (``IDetect``)
-heads all export one output tensor ``(batch, 4 + nc, anchors)``: xywh in input pixels and class scores, what
-ultralytics' predictor (and ``detect.py --weights best.onnx``) reads.
+Flags follow YOLOv5's export.py. Each checkpoint is read with ``models.weights.checkpoint.read_checkpoint`` (once) and
+handed, as a model object, to ``ultralytics.engine.exporter.Exporter`` (fusion, tracing, metadata, the format
+converters are ultralytics'). Anchor-free (``Detect``), anchor-based YOLOv5 (``Detect`` with anchors) and YOLOv7
+(``IDetect``) heads all export one output tensor ``(batch, 4 + nc, anchors)``: xywh in input pixels and class scores,
+what ultralytics' predictor (and ``detect.py --weights best.onnx``) reads.
 
 The exported files are written next to the weights (``best.onnx``, ``best.torchscript``, ``best_openvino_model/``);
 an existing one is never replaced unless ``--exist-ok`` is given. Packages a format needs (openvino, tensorrt,
@@ -91,11 +91,9 @@ def prepare_for_export(model, weights: Path):
     return model
 
 
-def export_size(weights: Path) -> int:
+def export_size(weights: Path, ckpt: dict) -> int:
     """The size to export at when --img is not given: the one the weights were trained at, printed (640 without)."""
-    from models.weights.checkpoint import read_checkpoint
-
-    size = common.training_size(read_checkpoint(weights))
+    size = common.training_size(ckpt)
     print(f"image size {size or 640} px (" + (f"the size {weights.name} was trained at; --img to change)" if size else
                                               "the weights record no training size; --img to change)"))
     return size or 640
@@ -105,13 +103,14 @@ def export_one(weights: Path, fmt: str, opt) -> str:
     """Export one checkpoint to one format; returns the path ultralytics wrote."""
     from ultralytics.engine.exporter import Exporter
 
-    from models.weights.checkpoint import load_model
+    from models.weights.checkpoint import model_from_checkpoint, read_checkpoint
 
     target = export_target(weights, fmt)
     if target is not None and target.exists() and not opt.exist_ok:
         raise FileExistsError(f"{target} already exists; pass --exist-ok to replace it (or move it away)")
-    model = prepare_for_export(load_model(weights), weights)
-    imgsz = opt.imgsz or [export_size(weights)]
+    ckpt = read_checkpoint(weights)  # once: the model and its training size
+    model = prepare_for_export(model_from_checkpoint(ckpt, weights).cpu(), weights)
+    imgsz = opt.imgsz or [export_size(weights, ckpt)]
     overrides = {"format": fmt, "imgsz": imgsz[0] if len(imgsz) == 1 else list(imgsz),
                  "batch": opt.batch_size, "device": common.device_arg(opt.device)}
     # ultralytics rejects a non-default value of an argument the format does not take: pass only what was asked

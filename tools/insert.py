@@ -5,14 +5,6 @@
     python tools/insert.py configs/yolov5.yaml --positions      # what each position name means here
     python tools/insert.py configs/yolov5.yaml --identity-support  # which modules can start as the identity
 
-A spec is ``MODULE[ARGS]@POSITION``; ``[ARGS]`` (a YAML list) or ``{KEYWORDS}`` is optional. Positions:
-
-    <k> or after:<k>   after layer k (the new module reads layer k and becomes layer k+1)
-    backbone_end       after the last backbone row (YOLOv5: SPPF)
-    p3, p4, p5, ...    after the backbone layer of stride 8, 16, 32, ... that the neck reads
-    neck_outputs       on every input of the detection head, just before it (alias: head_inputs)
-    after:<Type>       after every row of that type, e.g. after:C3
-
 Every ``from`` reference keeps pointing at the same producing layer; row comments that begin with the old
 layer number are renumbered. The result is built before anything is written; on any error nothing is.
 The work is done by ``models/surgery/insertion.py`` (the graph and positions) and ``models/parse/text.py`` (the text).
@@ -37,7 +29,10 @@ def main(argv=None) -> int:
     from models.registry import ConfigError
     from models.parse.text import write_text
 
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    from models.surgery.spec import POSITIONS_HELP
+
+    ap = argparse.ArgumentParser(description=__doc__.rstrip() + "\n\n" + POSITIONS_HELP,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("cfg", nargs="?", help="model YAML: a path or a name in configs/ (yolov5s.yaml picks scale s)")
     ap.add_argument("specs", nargs="*", help="MODULE[ARGS]@POSITION, e.g. CBAM@backbone_end SE@neck_outputs")
     ap.add_argument("-o", "--output", help="where to write the new YAML (default: print it)")

@@ -1,12 +1,6 @@
 """Insert attention (or any shape-preserving) modules into a model dict without renumbering by hand.
 
-A spec is ``MODULE[ARGS]@POSITION``; ``[ARGS]`` (a YAML list) or ``{KEYWORDS}`` is optional. Positions:
-
-    <k> or after:<k>   after layer k (the new module reads layer k and becomes layer k+1)
-    backbone_end       after the last backbone row (YOLOv5: SPPF)
-    p3, p4, p5, ...    after the backbone layer of stride 8, 16, 32, ... that the neck reads
-    neck_outputs       on every input of the detection head, just before it (alias: head_inputs)
-    after:<Type>       after every row of that type, e.g. after:C3
+A spec is ``MODULE[ARGS]@POSITION`` (the syntax and the positions: ``models.surgery.spec.POSITIONS_HELP``).
 
 Every ``from`` reference (absolute, relative such as -3/-5, lists, the head inputs) keeps pointing at
 the same producing layer. A module inserted after layer k takes k's place for every layer that read k

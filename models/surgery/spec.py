@@ -11,6 +11,15 @@ from models.registry.values import flow
 from models.registry import ConfigError
 
 SPEC_RE = re.compile(r"^\s*([A-Za-z_][\w.]*)\s*(\[.*\]|\{.*\})?\s*@\s*(\S.*?)\s*$", re.S)
+POSITIONS_HELP = """\
+A spec is ``MODULE[ARGS]@POSITION``; ``[ARGS]`` (a YAML list) or ``{KEYWORDS}`` is optional. Positions:
+
+    <k> or after:<k>   after layer k (the new module reads layer k and becomes layer k+1)
+    backbone_end       after the last backbone row (YOLOv5: SPPF)
+    p3, p4, p5, ...    after the backbone layer of stride 8, 16, 32, ... that the neck reads
+    neck_outputs       on every input of the detection head, just before it (alias: head_inputs)
+    after:<Type>       after every row of that type, e.g. after:C3
+"""  # the one description of the spec syntax: this package's docs and tools/insert.py --help show it
 POSITION_NAMES = ("backbone_end", "neck_outputs", "head_inputs", "p3", "p4", "p5", "after:<Type>", "<index>")
 
 
